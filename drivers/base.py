@@ -1,0 +1,352 @@
+"""Driver SDK: a driver author writes ``evaluate(parameters) -> outcomes``; this does the rest.
+
+The rest is the reliability of the ZeroMQ guide's "paranoid pirate": HELLO
+and heartbeats, a fresh socket with back-off when the controller goes quiet,
+and an on-disk outbox so a result survives the driver's and the controller's
+restarts until the controller acknowledges it (at-least-once; the controller
+makes repeats harmless).
+
+One thread owns the socket; evaluations run in daemon threads (``capacity`` at
+a time) and hand their outcome back through a queue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import queue
+import random
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from loopctl import protocol
+from loopctl.errors import ProtocolError
+
+log = logging.getLogger("loopctl.driver")
+
+EXIT_OK, EXIT_CANNOT_EVALUATE, EXIT_REFUSED = 0, 2, 3
+
+
+class TrialFailed(Exception):
+    """Raise from ``evaluate`` to report a failure; ``retryable`` asks for another attempt."""
+
+    def __init__(self, reason: str, retryable: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+
+
+class CannotEvaluate(Exception):
+    """Raise from ``setup`` when the campaign asks for something this driver cannot do."""
+
+
+@dataclass
+class _Done:
+    trial: str
+    attempt: int
+    message: protocol.Message
+
+
+class Outbox:
+    """Unacknowledged results, one fsynced JSON file each; a file goes only on ACK."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "rejected").mkdir(exist_ok=True)
+
+    def _file(self, trial: str) -> Path:
+        return self.path / f"{trial}.json"
+
+    def put(self, trial: str, msg: protocol.Message) -> None:
+        tmp = self.path / f".{trial}.tmp"
+        data = json.dumps({"type": msg.type, "id": msg.id, "body": msg.body}).encode()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self._file(trial))
+        dfd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    def items(self) -> list[tuple[str, protocol.Message]]:
+        out = []
+        for f in sorted(self.path.glob("*.json")):
+            try:
+                d = json.loads(f.read_text())
+                out.append((f.stem, protocol.Message(d["type"], d["body"], d["id"])))
+            except (OSError, ValueError, KeyError) as exc:
+                log.error("outbox file %s is unreadable (%s); moved aside", f, exc)
+                f.replace(self.path / "rejected" / f.name)
+        return out
+
+    def ack(self, trial: str) -> None:
+        self._file(trial).unlink(missing_ok=True)
+
+    def reject(self, trial: str, why: str) -> None:
+        f = self._file(trial)
+        if f.exists():
+            f.replace(self.path / "rejected" / f.name)
+            (self.path / "rejected" / f"{trial}.why").write_text(why + "\n")
+
+    def __contains__(self, trial: str) -> bool:
+        return self._file(trial).exists()
+
+
+class Driver:
+    """Subclass and implement :meth:`evaluate`; optionally :meth:`setup`."""
+
+    kind = "custom"
+    version = "1"
+
+    def __init__(self, connect: str, *, name: str | None = None, capacity: int = 1,
+                 outbox: str | Path | None = None) -> None:
+        self.connect = connect
+        self.name = name or f"{self.kind}-{socket.gethostname()}-{os.getpid()}"
+        self.capacity = capacity
+        base = Path(outbox) if outbox else _state_dir() / "outbox" / self.name
+        self.outbox = Outbox(base)
+        self.settings: dict[str, Any] = {}
+        self._ctx = zmq.Context.instance()
+        self._sock: zmq.Socket | None = None
+        self._done: queue.Queue[_Done] = queue.Queue()
+        self._running: dict[str, threading.Thread] = {}
+        self._cancelled: set[str] = set()
+        self._sent_at: dict[str, float] = {}
+        self.heartbeat_interval = 1.0
+        self.heartbeat_timeout = 10.0
+        self._welcomed = False
+        self._configured = False
+
+    # ------------------------------------------------------------------ to override
+
+    def setup(self, settings: Mapping[str, Any]) -> None:
+        """Called with the campaign's settings from WELCOME, before the first task."""
+
+    def evaluate(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def cancelled(self, trial: str) -> bool:
+        """Long evaluations may poll this to stop early after a CANCEL."""
+        return trial in self._cancelled
+
+    # ------------------------------------------------------------------ main loop
+
+    def run(self) -> int:
+        """Serve until SHUTDOWN (exit 0) or a refusal (non-zero)."""
+        backoff = 0.25
+        self._open()
+        last_heard = last_beat = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if self._welcomed and now - last_beat >= self.heartbeat_interval:
+                self._send(protocol.make("HEARTBEAT"))
+                last_beat = now
+            silence = now - last_heard
+            limit = self.heartbeat_timeout if self._welcomed else max(backoff, 2.0)
+            if silence > limit:
+                log.warning("controller silent for %.1f s; reconnecting in %.2f s", silence,
+                            backoff)
+                time.sleep(jitter(backoff))
+                backoff = min(backoff * 2, 8.0)
+                self._reopen()
+                last_heard = time.monotonic()
+            self._drain_done()
+            self._resend_stale()
+            assert self._sock is not None
+            if not self._sock.poll(100):
+                continue
+            frame = self._sock.recv()
+            last_heard = time.monotonic()
+            try:
+                msg = protocol.decode(frame, protocol.FROM_CONTROLLER)
+            except ProtocolError as exc:
+                log.error("bad message from the controller: %s", exc)
+                continue
+            code = self._on(msg)
+            if msg.type == "WELCOME":
+                backoff = 0.25
+            if code is not None:
+                self._close()
+                return code
+
+    def _on(self, msg: protocol.Message) -> int | None:
+        t = msg.type
+        if t == "WELCOME":
+            return self._welcome(msg)
+        if t == "TASK":
+            self._task(msg)
+        elif t == "ACK":
+            self.outbox.ack(msg.body["trial"])
+            self._sent_at.pop(msg.body["trial"], None)
+        elif t == "CANCEL":
+            self._cancelled.add(msg.body["trial"])
+        elif t == "ERROR":
+            return self._error(msg)
+        elif t == "SHUTDOWN":
+            log.info("controller says shutdown: %s", msg.get("reason", ""))
+            self._send(protocol.make("BYE", reason="shutdown requested"))
+            return EXIT_OK
+        return None
+
+    def _welcome(self, msg: protocol.Message) -> int | None:
+        self.heartbeat_interval = float(msg.body["heartbeat_interval"])
+        self.heartbeat_timeout = float(msg.body["heartbeat_timeout"])
+        self.settings = dict(msg.body["settings"])
+        if not self._configured:
+            try:
+                self.setup(self.settings)
+            except CannotEvaluate as exc:
+                log.error("cannot evaluate this campaign: %s", exc)
+                print(f"error: {self.name} cannot evaluate campaign {msg.body['campaign']!r}: "
+                      f"{exc}", flush=True)
+                self._send(protocol.make("BYE", reason=f"cannot evaluate: {exc}"[:4000]))
+                return EXIT_CANNOT_EVALUATE
+            self._configured = True
+        self._welcomed = True
+        log.info("welcomed by campaign %s", msg.body["campaign"])
+        for trial, stored in self.outbox.items():  # deliver what an earlier run left behind
+            self._send(stored)
+            self._sent_at[trial] = time.monotonic()
+        return None
+
+    def _error(self, msg: protocol.Message) -> int | None:
+        code, text, trial = msg.body["code"], msg.body["message"], msg.get("trial")
+        if code == "hello_first":
+            log.warning("controller does not know us (%s); saying HELLO again", text)
+            self._hello()
+        elif code == "name_in_use":
+            log.error("%s", text)
+            print(f"error: {text}", flush=True)
+            return EXIT_REFUSED
+        elif trial is not None and trial in self.outbox:
+            log.error("controller refused our report for %s: %s (%s); kept in %s", trial, text,
+                      code, self.outbox.path / "rejected")
+            self.outbox.reject(trial, f"{code}: {text}")
+            self._sent_at.pop(trial, None)
+        else:
+            log.error("controller error %s: %s", code, text)
+        return None
+
+    def _task(self, msg: protocol.Message) -> None:
+        trial = msg.body["trial"]
+        if trial in self._running:
+            return  # a repeated TASK for work under way
+        self._cancelled.discard(trial)
+        th = threading.Thread(target=self._work, daemon=True, name=f"trial-{trial}",
+                              args=(trial, int(msg.body["attempt"]), dict(msg.body["parameters"])))
+        self._running[trial] = th
+        th.start()
+
+    def _work(self, trial: str, attempt: int, parameters: dict[str, Any]) -> None:
+        try:
+            outcomes = self.evaluate(parameters)
+            bad = [k for k, v in _values(outcomes) if not _finite(v)]
+            if bad:
+                raise TrialFailed(f"evaluate returned a non-finite value for {', '.join(bad)}")
+            msg = protocol.make("RESULT", trial=trial, outcomes=outcomes,
+                                metadata={"attempt": attempt, "driver_version": self.version})
+        except TrialFailed as exc:
+            msg = protocol.make("FAILED", trial=trial, reason=exc.reason[:4000],
+                                retryable=exc.retryable)
+        except Exception as exc:  # an evaluation bug is a failure of this trial, not the driver
+            log.exception("evaluate raised for trial %s", trial)
+            msg = protocol.make("FAILED", trial=trial, reason=f"{type(exc).__name__}: {exc}"[:4000],
+                                retryable=False)
+        self._done.put(_Done(trial, attempt, msg))
+
+    def _drain_done(self) -> None:
+        while True:
+            try:
+                done = self._done.get_nowait()
+            except queue.Empty:
+                return
+            self.outbox.put(done.trial, done.message)  # persist before sending
+            self._running.pop(done.trial, None)
+            self._send(done.message)
+            self._sent_at[done.trial] = time.monotonic()
+
+    def _resend_stale(self) -> None:
+        """At-least-once: re-send reports the controller has not acknowledged in a while."""
+        if not self._welcomed:
+            return
+        now = time.monotonic()
+        stale = [t for t, at in self._sent_at.items() if now - at > self.heartbeat_timeout]
+        if not stale:
+            return
+        for trial, msg in self.outbox.items():
+            if trial in stale:
+                self._send(msg)
+                self._sent_at[trial] = now
+
+    # ------------------------------------------------------------------ socket
+
+    def _open(self) -> None:
+        self._sock = self._ctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 500)
+        self._sock.connect(self.connect)
+        self._welcomed = False
+        self._hello()
+
+    def _hello(self) -> None:
+        holds = sorted(set(self._running) | {t for t, _ in self.outbox.items()})
+        self._send(protocol.make("HELLO", name=self.name, kind=self.kind, version=self.version,
+                                 capacity=self.capacity, holds=holds))
+
+    def _reopen(self) -> None:
+        self._close()
+        self._open()
+
+    def _close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _send(self, msg: protocol.Message) -> None:
+        assert self._sock is not None
+        try:
+            self._sock.send(protocol.encode(msg), flags=zmq.NOBLOCK)
+        except zmq.Again:
+            log.debug("send queue full; %s will be retried", msg.type)
+
+
+def _values(outcomes: Any) -> list[tuple[str, Any]]:
+    if not isinstance(outcomes, Mapping):
+        raise TrialFailed(f"evaluate must return a mapping of objective to value, got "
+                          f"{type(outcomes).__name__}")
+    out = []
+    for k, v in outcomes.items():
+        if isinstance(v, (tuple, list)):
+            out += [(k, x) for x in v]
+        elif isinstance(v, Mapping):
+            out += [(k, x) for x in v.values() if x is not None]
+        else:
+            out.append((k, v))
+    return out
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _state_dir() -> Path:
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "loopctl"
+
+
+def jitter(seconds: float) -> float:
+    """Spread reconnects so drivers restarted together do not knock in lockstep."""
+    return seconds * (0.8 + 0.4 * random.random())

@@ -1,0 +1,124 @@
+"""The Python API for notebooks: ask/tell over the same store and strategies as the controller."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loopctl import ledger, lifecycle
+from loopctl.errors import StoreError
+from loopctl.space import Space
+from loopctl.spec import Spec, load_spec, parse_spec
+from loopctl.store import Store
+from loopctl.strategies import make_strategy
+from loopctl.tables import trial_rows
+from loopctl.versions import software_versions
+
+if TYPE_CHECKING:
+    import pandas
+
+API_DRIVER = "python-api"
+
+
+@dataclass(frozen=True)
+class Trial:
+    id: str
+    parameters: dict[str, Any]
+
+
+class Campaign:
+    """An open campaign database. Holds the writer lock until :meth:`close`."""
+
+    def __init__(self, store: Store, spec: Spec) -> None:
+        self.store = store
+        self.spec = spec
+        self.space = Space(spec.space)
+        self.strategy = make_strategy(spec)
+
+    @classmethod
+    def create(cls, spec_or_path: Spec | Mapping[str, Any] | str | Path,
+               db: str | Path | None = None, *, synchronous: str = "FULL") -> Campaign:
+        """Start a campaign; ``db=None`` keeps it in memory (nothing written to disk)."""
+        if isinstance(spec_or_path, Spec):
+            spec = spec_or_path
+        elif isinstance(spec_or_path, Mapping):
+            spec = parse_spec(spec_or_path)
+        else:
+            spec = load_spec(spec_or_path)
+        store = Store.create(db if db is not None else ":memory:", spec.raw, spec.hash,
+                             software_versions(), synchronous=synchronous)
+        return cls(store, spec)
+
+    @classmethod
+    def open(cls, db: str | Path) -> Campaign:
+        store = Store.open(db)
+        return cls(store, stored_spec(store))
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Campaign:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ ask / tell
+
+    def ask(self, n: int = 1) -> list[Trial]:
+        """Hand out ``n`` trials to run: re-queued ones first, then new proposals."""
+        if n < 1:
+            raise ValueError("n must be at least 1")
+        queued = self.store.trials(lifecycle.PROPOSED)[:n]
+        proposal = None
+        if len(queued) < n:
+            data = ledger.snapshot(self.store, self.spec, self.space)
+            proposal = self.strategy.propose(data, n - len(queued))
+        with self.store.batch() as b:
+            ids = [t["id"] for t in queued]
+            if proposal is not None:
+                ids += ledger.record_proposal(b, proposal, origin="api")
+            for tid in ids:
+                ledger.record_dispatch(b, tid, API_DRIVER, None)
+        return [Trial(tid, self._trial(tid)["parameters"]) for tid in ids]
+
+    def tell(self, trial_id: str, outcomes: Mapping[str, Any],
+             metadata: Mapping[str, Any] | None = None) -> None:
+        """Record a result: ``{"objective": value}`` or ``{"objective": (mean, sem)}``."""
+        with self.store.batch() as b:
+            ledger.record_result(b, self.spec, trial_id, outcomes, API_DRIVER, metadata)
+
+    def fail(self, trial_id: str, reason: str, retryable: bool = False) -> None:
+        with self.store.batch() as b:
+            ledger.record_failure(b, trial_id, reason, retryable, API_DRIVER,
+                                  self.spec.execution.retries)
+
+    # ------------------------------------------------------------------ reading
+
+    def best(self) -> dict[str, Any] | None:
+        return ledger.best(self.store, self.spec)
+
+    def trials(self) -> list[dict[str, Any]]:
+        return self.store.trials()
+
+    def to_dataframe(self) -> pandas.DataFrame:
+        import pandas
+
+        return pandas.DataFrame(trial_rows(self.store, self.spec))
+
+    def _trial(self, tid: str) -> dict[str, Any]:
+        t = self.store.trial(tid)
+        assert t is not None
+        return t
+
+
+def stored_spec(store: Store) -> Spec:
+    """The spec a database was created with, checked against its recorded hash."""
+    raw = store.meta("spec")
+    spec = parse_spec(raw, source=f"{store.path} (stored spec)")
+    if spec.hash != store.meta("spec_hash"):
+        raise StoreError(f"{store.path}: the stored campaign spec does not match its hash; "
+                         "the database was edited (run `loopctl audit`)")
+    return spec

@@ -1,0 +1,259 @@
+"""Domain operations on a campaign database, shared by the controller and the Python API.
+
+Each function checks its input against the spec and the trial lifecycle, then
+records events in the caller's batch. Nothing here knows about sockets or
+models, which is why ask/tell and the controller write the same database.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from loopctl import lifecycle
+from loopctl.errors import TrialError, ValidationError
+from loopctl.space import Space
+from loopctl.spec import Spec
+from loopctl.store import Batch, Store
+from loopctl.strategies.base import CampaignData, Observation, Proposal
+
+
+def trial_id(number: int) -> str:
+    return f"T{number:04d}"
+
+
+# ---------------------------------------------------------------------- outcomes
+
+
+def validate_outcomes(spec: Spec, outcomes: Any, where: str = "outcomes") -> dict[str, dict[str, Any]]:
+    """Normalise outcomes to ``{objective: {"value": v, "sem": s | None}}``.
+
+    Accepts a number, a ``(mean, sem)`` pair or a ``{"value", "sem"}`` mapping
+    per objective; every objective must be present and finite.
+    """
+    if not isinstance(outcomes, Mapping):
+        raise ValidationError(f"{where}: must be a mapping of objective names to values")
+    names = [o.name for o in spec.objectives]
+    unknown = [k for k in outcomes if k not in names]
+    if unknown:
+        raise ValidationError(f"{where}: unknown objective {unknown[0]!r}; "
+                              f"the campaign has {', '.join(names)}")
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        if name not in outcomes:
+            raise ValidationError(f"{where}.{name}: missing")
+        out[name] = _outcome(outcomes[name], f"{where}.{name}")
+    return out
+
+
+def _outcome(v: Any, where: str) -> dict[str, Any]:
+    sem: Any = None
+    if isinstance(v, Mapping):
+        extra = set(v) - {"value", "sem"}
+        if extra or "value" not in v:
+            raise ValidationError(f"{where}: expected {{value, sem}}, got keys {sorted(v)}")
+        value, sem = v["value"], v.get("sem")
+    elif isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValidationError(f"{where}: expected (mean, sem), got {len(v)} items")
+        value, sem = v
+    else:
+        value = v
+    out = {"value": _finite(value, where), "sem": None}
+    if sem is not None:
+        s = _finite(sem, f"{where}.sem")
+        if s < 0:
+            raise ValidationError(f"{where}.sem: must not be negative, got {s:g}")
+        out["sem"] = s
+    return out
+
+
+def _finite(v: Any, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValidationError(f"{where}: must be a number, got {v!r}")
+    x = float(v)
+    if not math.isfinite(x):
+        raise ValidationError(f"{where}: must be a finite number, got {x}")
+    return x
+
+
+# ---------------------------------------------------------------------- recording
+
+
+def record_proposal(b: Batch, proposal: Proposal, origin: str = "strategy") -> list[str]:
+    store = b.store
+    pnum = store.next_number("proposals")
+    tnum = store.next_number("trials")
+    ids = [trial_id(tnum + i) for i in range(len(proposal.candidates))]
+    pid = f"P{pnum:04d}"
+    candidates = [{"trial_id": tid, "predicted": c.predicted, "acquisition": c.acquisition}
+                  for tid, c in zip(ids, proposal.candidates, strict=True)]
+    b.add("proposal_made", None, {
+        "id": pid, "number": pnum, "strategy": proposal.strategy, "version": proposal.version,
+        "seed": proposal.seed, "trial_ids": ids, "sobol_drawn": proposal.sobol_drawn,
+        "diagnostics": dict(proposal.diagnostics, candidates=candidates),
+    })
+    for i, (tid, c) in enumerate(zip(ids, proposal.candidates, strict=True)):
+        b.add("trial_proposed", tid, {"number": tnum + i, "origin": origin, "proposal_id": pid,
+                                      "parameters": c.parameters})
+    return ids
+
+
+def record_dispatch(b: Batch, tid: str, driver: str, deadline: float | None) -> int:
+    t = _trial(b.store, tid)
+    lifecycle.check("trial_dispatched", tid, t["status"])
+    attempt = t["attempts"] + 1
+    b.add("trial_dispatched", tid, {"driver": driver, "attempt": attempt, "deadline": deadline})
+    return attempt
+
+
+def record_result(b: Batch, spec: Spec, tid: str, outcomes: Any, driver: str,
+                  metadata: Mapping[str, Any] | None = None) -> bool:
+    """Record a result; False (and nothing written) when the trial already has one."""
+    t = _trial(b.store, tid)
+    if t["status"] == lifecycle.COMPLETED:
+        return False
+    if t["attempts"] == 0:
+        raise TrialError("not_dispatched", f"trial {tid} was never sent out; it cannot have a "
+                                           "result")
+    lifecycle.check("trial_completed", tid, t["status"])
+    clean = validate_outcomes(spec, outcomes)
+    b.add("trial_completed", tid, {"outcomes": clean, "driver": driver,
+                                   "attempt": t["attempts"], "metadata": dict(metadata or {})})
+    return True
+
+
+def record_failure(b: Batch, tid: str, reason: str, retryable: bool, driver: str | None,
+                   retries: int) -> str:
+    """A driver says the trial failed; retryable failures go back to the queue if allowed."""
+    t = _trial(b.store, tid)
+    if t["status"] in lifecycle.TERMINAL:
+        return t["status"]  # repeated FAILED: idempotent
+    lifecycle.check("trial_failed", tid, t["status"])
+    requeue = retryable and t["attempts"] <= retries
+    status = lifecycle.PROPOSED if requeue else lifecycle.FAILED
+    b.add("trial_failed", tid, {"reason": reason, "retryable": retryable, "driver": driver,
+                                "attempt": t["attempts"], "status": status})
+    return status
+
+
+def record_interrupt(b: Batch, tid: str, reason: str, retries: int) -> str:
+    """The driver vanished or the trial timed out: re-queue within the retry limit."""
+    t = _trial(b.store, tid)
+    lifecycle.check("trial_interrupted", tid, t["status"])
+    status = lifecycle.PROPOSED if t["attempts"] <= retries else lifecycle.ABANDONED
+    b.add("trial_interrupted", tid, {"reason": reason, "driver": t["driver"],
+                                     "attempt": t["attempts"], "status": status})
+    return status
+
+
+def record_abandon(b: Batch, tid: str, reason: str) -> None:
+    t = _trial(b.store, tid)
+    lifecycle.check("trial_abandoned", tid, t["status"])
+    b.add("trial_abandoned", tid, {"reason": reason, "status": lifecycle.ABANDONED})
+
+
+def record_imports(b: Batch, spec: Spec, space: Space, rows: Iterable[Mapping[str, Any]],
+                   source: str) -> list[str]:
+    """Past measurements enter as completed trials with origin ``imported``.
+
+    All rows are validated before anything is written, so a bad row 37 leaves
+    the campaign as it was rather than half-imported.
+    """
+    clean: list[tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, Any]]] = []
+    objective_names = {o.name for o in spec.objectives}
+    known = space.column_names() | objective_names | {f"{k}_sem" for k in objective_names}
+    for i, row in enumerate(rows):
+        where = f"{source} row {i + 2}"  # +1 header, +1 one-based, as a spreadsheet shows it
+        params_in = space.unflat({k: v for k, v in row.items() if k not in objective_names}, where)
+        params = space.validate(params_in, where)
+        outs_in = {k: _number_cell(row.get(k), f"{where}.{k}") for k in objective_names}
+        sems = {k: row.get(f"{k}_sem") for k in objective_names}
+        outcomes = validate_outcomes(spec, {k: (v, _number_cell(sems[k], f"{where}.{k}_sem"))
+                                            if sems[k] not in (None, "") else v
+                                            for k, v in outs_in.items()}, where)
+        extra = {k: v for k, v in row.items() if k not in known and v not in (None, "")}
+        clean.append((params, outcomes, extra))
+    tnum = b.store.next_number("trials")
+    ids = []
+    for i, (params, outcomes, extra) in enumerate(clean):
+        tid = trial_id(tnum + i)
+        # columns that are neither parameters nor objectives (operator, notes, batch...)
+        # are kept with the trial rather than dropped
+        b.add("trial_imported", tid, {"number": tnum + i, "origin": "imported",
+                                      "parameters": params, "outcomes": outcomes,
+                                      "source": source, "metadata": extra})
+        ids.append(tid)
+    return ids
+
+
+def _number_cell(v: Any, where: str) -> Any:
+    if v is None or (isinstance(v, str) and not v.strip()):
+        raise ValidationError(f"{where}: missing")
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            raise ValidationError(f"{where}: {v!r} is not a number") from None
+    return v
+
+
+def _trial(store: Store, tid: Any) -> dict[str, Any]:
+    t = store.trial(tid) if isinstance(tid, str) else None
+    if t is None:
+        raise TrialError("unknown_trial", f"no trial {tid!r} in this campaign")
+    return t
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def snapshot(store: Store, spec: Spec, space: Space) -> CampaignData:
+    """Everything a strategy may look at, read in one go on the caller's thread."""
+    obs = store.observations()
+    completed, failed, pending = [], [], []
+    for t in store.trials():
+        if t["status"] == lifecycle.COMPLETED and t["id"] in obs:
+            completed.append(Observation(t["id"], t["parameters"], obs[t["id"]]))
+        elif t["status"] == lifecycle.FAILED:
+            failed.append(t["parameters"])
+        elif t["status"] in lifecycle.OPEN:
+            pending.append(t["parameters"])
+    proposals = store.conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(sobol_drawn), 0) FROM proposals").fetchone()
+    return CampaignData(spec=spec, space=space, completed=tuple(completed), failed=tuple(failed),
+                        pending=tuple(pending), proposal_index=int(proposals[0]),
+                        sobol_drawn=int(proposals[1]))
+
+
+def best(store: Store, spec: Spec) -> dict[str, Any] | None:
+    """Best completed trial on the first objective (observed value, not a model guess)."""
+    obj = spec.objectives[0]
+    order = "DESC" if obj.goal == "maximize" else "ASC"
+    row = store.conn.execute(
+        f"SELECT o.trial_id, o.value FROM observations o JOIN trials t ON t.id = o.trial_id "
+        f"WHERE o.metric = ? AND t.status = 'completed' ORDER BY o.value {order}, t.number "
+        f"LIMIT 1", (obj.name,)).fetchone()
+    if row is None:
+        return None
+    t = store.trial(row[0])
+    assert t is not None
+    return {"trial_id": row[0], "objective": obj.name, "value": row[1],
+            "parameters": t["parameters"], "origin": t["origin"]}
+
+
+def pareto_size(store: Store, spec: Spec) -> int:
+    """Number of non-dominated completed trials (multi-objective summary)."""
+    obs = store.observations()
+    signs = [(o.name, o.sign) for o in spec.objectives]
+    points = [[sign * v[name][0] for name, sign in signs] for v in obs.values()
+              if all(name in v for name, _ in signs)]
+    return sum(1 for p in points if not any(
+        all(q_i >= p_i for q_i, p_i in zip(q, p, strict=True)) and q != p for q in points))
+
+
+def run_counts(store: Store) -> dict[str, int]:
+    """Counts of this campaign's own trials by status (imports excluded: they cost nothing)."""
+    return {s: n for s, n in store.conn.execute(
+        "SELECT status, COUNT(*) FROM trials WHERE origin != 'imported' GROUP BY status")}

@@ -1,0 +1,64 @@
+"""Live progress for a person watching a campaign: a bar on a terminal, lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from loopctl.controller import Status
+from loopctl.space import formula
+
+
+def describe_best(best: dict[str, Any] | None) -> str:
+    if best is None:
+        return "no result yet"
+    return f"{best['objective']} = {best['value']:.6g} at {format_parameters(best['parameters'])}"
+
+
+def format_parameters(params: dict[str, Any]) -> str:
+    parts = []
+    for k, v in params.items():
+        if isinstance(v, dict):
+            parts.append(formula(v))
+        elif isinstance(v, float):
+            parts.append(f"{k}={v:.4g}")
+        else:
+            parts.append(f"{k}={v}")
+    return ", ".join(parts)
+
+
+class TerminalReporter:
+    """rich progress bar when stdout is a terminal; one line per completed trial when not."""
+
+    def __init__(self, title: str, force_plain: bool = False) -> None:
+        self.title = title
+        self.tty = sys.stdout.isatty() and not force_plain
+        self._last_completed = -1
+        self._progress: Any = None
+        self._task: Any = None
+        if self.tty:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+            from rich.progress import TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                      MofNCompleteColumn(), TimeElapsedColumn(),
+                                      TextColumn("{task.fields[best]}"), transient=False)
+            self._task = self._progress.add_task(title, total=None, best="")
+            self._progress.start()
+
+    def update(self, s: Status) -> None:
+        best = describe_best(s.best) if s.best else "waiting for results"
+        info = f"best {best} | running {s.running} | drivers {s.drivers}"
+        if self._progress is not None:
+            self._progress.update(self._task, total=s.target, completed=s.completed, best=info)
+        elif s.completed != self._last_completed:
+            print(f"[{s.completed}/{s.target}] {info}", flush=True)
+        self._last_completed = s.completed
+
+    def note(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress.console.log(text)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()

@@ -1,0 +1,158 @@
+"""Wire messages between the controller and drivers: the one module that knows the format.
+
+A message is one ZeroMQ frame of UTF-8 JSON: ``{"v": 1, "id": ..., "type": ...,
+<fields>}``. The envelope is strict: unknown types, unknown fields and
+wrongly typed fields are rejected with a :class:`ProtocolError` whose code goes
+into the ``ERROR`` reply. Values (outcomes, parameters) are checked against the
+campaign elsewhere; this module checks shape only.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from loopctl.errors import ProtocolError
+
+VERSION = 1
+MAX_FRAME = 1 << 20  # 1 MiB: a result is small; anything bigger is a mistake or an attack
+
+Check = Callable[[Any], bool]
+
+
+def _str(v: Any) -> bool:
+    return isinstance(v, str) and 0 < len(v) <= 256
+
+
+def _text(v: Any) -> bool:
+    return isinstance(v, str) and len(v) <= 4096
+
+
+def _int_pos(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 10_000
+
+
+def _num_or_none(v: Any) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def _pos_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+
+
+def _bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _map(v: Any) -> bool:
+    return isinstance(v, dict)
+
+
+def _ids(v: Any) -> bool:
+    return isinstance(v, list) and len(v) <= 10_000 and all(_str(x) for x in v)
+
+
+# type -> {field: (check, required)}
+SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
+    # driver -> controller
+    "HELLO": {"name": (_str, True), "kind": (_str, True), "version": (_str, True),
+              "capacity": (_int_pos, True), "holds": (_ids, False)},
+    "READY": {},
+    "RESULT": {"trial": (_str, True), "outcomes": (_map, True), "metadata": (_map, False)},
+    "FAILED": {"trial": (_str, True), "reason": (_text, True), "retryable": (_bool, True)},
+    "HEARTBEAT": {},
+    "BYE": {"reason": (_text, False)},
+    # controller -> driver
+    "WELCOME": {"campaign": (_str, True), "heartbeat_interval": (_pos_num, True),
+                "heartbeat_timeout": (_pos_num, True), "settings": (_map, True)},
+    "TASK": {"trial": (_str, True), "parameters": (_map, True), "attempt": (_int_pos, True),
+             "deadline": (_num_or_none, False)},
+    "CANCEL": {"trial": (_str, True), "reason": (_text, False)},
+    "ACK": {"trial": (_str, True), "ref": (_str, False)},
+    "ERROR": {"code": (_str, True), "message": (_text, True), "ref": (_str, False),
+              "trial": (_str, False)},
+    "SHUTDOWN": {"reason": (_text, False)},
+}
+FROM_DRIVER = frozenset({"HELLO", "READY", "RESULT", "FAILED", "HEARTBEAT", "BYE"})
+FROM_CONTROLLER = frozenset({"WELCOME", "TASK", "CANCEL", "ACK", "ERROR", "SHUTDOWN", "HEARTBEAT"})
+
+
+@dataclass(frozen=True)
+class Message:
+    type: str
+    body: dict[str, Any] = field(default_factory=dict)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.body.get(key, default)
+
+
+def make(type_: str, **body: Any) -> Message:
+    """Build a message, checked like any received one (catches our own bugs early)."""
+    msg = Message(type_, {k: v for k, v in body.items() if v is not None})
+    _validate(msg.type, msg.body)
+    return msg
+
+
+def encode(msg: Message) -> bytes:
+    envelope = {"v": VERSION, "id": msg.id, "type": msg.type, **msg.body}
+    return json.dumps(envelope, separators=(",", ":")).encode()
+
+
+def decode(frame: bytes, allowed: frozenset[str] = FROM_DRIVER) -> Message:
+    """Parse and validate one frame; raise ProtocolError(code, message) on anything wrong."""
+    if len(frame) > MAX_FRAME:
+        raise ProtocolError("too_large", f"message of {len(frame)} bytes exceeds {MAX_FRAME}")
+    try:
+        data = json.loads(frame.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError("bad_json", f"not a UTF-8 JSON message: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("bad_envelope", "a message must be a JSON object")
+    if data.get("v") != VERSION:
+        raise ProtocolError("bad_version", f"protocol version {data.get('v')!r} is not supported; "
+                                           f"this controller speaks version {VERSION}")
+    mid, mtype = data.get("id"), data.get("type")
+    if not _str(mid):
+        raise ProtocolError("bad_envelope", "field 'id' must be a non-empty string")
+    if mtype not in allowed:
+        raise ProtocolError("unknown_type", f"unknown message type {mtype!r}; expected one of "
+                                            f"{', '.join(sorted(allowed))}")
+    body = {k: v for k, v in data.items() if k not in ("v", "id", "type")}
+    _validate(mtype, body)
+    return Message(mtype, body, mid)
+
+
+def _validate(mtype: str, body: Mapping[str, Any]) -> None:
+    schema = SCHEMAS.get(mtype)
+    if schema is None:
+        raise ProtocolError("unknown_type", f"unknown message type {mtype!r}")
+    for key in body:
+        if key not in schema:
+            raise ProtocolError("bad_field", f"{mtype}: unknown field {key!r}")
+    for key, (check, required) in schema.items():
+        if key not in body:
+            if required:
+                raise ProtocolError("bad_field", f"{mtype}: missing field {key!r}")
+            continue
+        if not check(body[key]):
+            raise ProtocolError("bad_field", f"{mtype}: field {key!r} has an invalid value "
+                                             f"{_short(body[key])}")
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def message_id(frame: bytes) -> str | None:
+    """Best-effort id of a frame that failed to decode, so an ERROR can refer to it."""
+    try:
+        data = json.loads(frame.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    mid = data.get("id") if isinstance(data, dict) else None
+    return mid if _str(mid) else None

@@ -1,0 +1,370 @@
+"""Parameters and their numeric encoding.
+
+Strategies work on a box of encoded coordinates (mostly [0, 1]) with optional
+linear equality constraints (a composition's fractions sum to one). This module
+is the only place that knows how a parameter maps to and from that box, so the
+strategies stay free of materials concepts and the controller free of numerics.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from loopctl.errors import ValidationError
+from loopctl.spec import (
+    ChoiceParam,
+    CompositionParam,
+    FixedParam,
+    IntegerParam,
+    Parameter,
+    RangeParam,
+)
+
+COMPOSITION_SUM_TOL = 1e-6  # accepted from users and drivers; proposals are exact to 1e-12
+BOUND_TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class EqualityConstraint:
+    """sum(coefficients[i] * x[indices[i]]) == rhs, in encoded coordinates."""
+
+    indices: tuple[int, ...]
+    coefficients: tuple[float, ...]
+    rhs: float
+
+
+class Space:
+    """Encoding, decoding, validation and quasi-random sampling of a campaign's parameters."""
+
+    def __init__(self, params: Sequence[Parameter]) -> None:
+        self.params = tuple(params)
+        self.names = tuple(p.name for p in self.params)
+        self._slices: dict[str, slice] = {}
+        lows: list[float] = []
+        highs: list[float] = []
+        equalities: list[EqualityConstraint] = []
+        start = 0
+        for p in self.params:
+            width = _width(p)
+            self._slices[p.name] = slice(start, start + width)
+            if isinstance(p, CompositionParam):
+                lows += [b[0] for b in p.bounds]
+                highs += [b[1] for b in p.bounds]
+                idx = tuple(range(start, start + width))
+                equalities.append(EqualityConstraint(idx, tuple(1.0 for _ in idx), 1.0))
+            else:
+                lows += [0.0] * width
+                highs += [1.0] * width
+            start += width
+        self.dim = start
+        self.bounds = np.array([lows, highs], dtype=float).reshape(2, self.dim)
+        self.equalities = tuple(equalities)
+
+    # ------------------------------------------------------------------ validation
+
+    def validate(self, values: Mapping[str, Any], where: str = "parameters") -> dict[str, Any]:
+        """Check a full parameter assignment and return it in canonical form.
+
+        Canonical form: floats for ranges, ints for integers, the exact choice
+        value, and ``{element: fraction}`` in the campaign's element order for
+        compositions. Fixed parameters may be omitted and are filled in.
+        """
+        if not isinstance(values, Mapping):
+            raise ValidationError(f"{where}: must be a mapping of parameter names to values")
+        unknown = [k for k in values if k not in self.names]
+        if unknown:
+            raise ValidationError(f"{where}: unknown parameter {unknown[0]!r}; "
+                                  f"the campaign has {', '.join(self.names)}")
+        out: dict[str, Any] = {}
+        for p in self.params:
+            if p.name not in values:
+                if isinstance(p, FixedParam):
+                    out[p.name] = p.value
+                    continue
+                raise ValidationError(f"{where}.{p.name}: missing")
+            out[p.name] = _validate_value(p, values[p.name], f"{where}.{p.name}")
+        return out
+
+    # ------------------------------------------------------------------ encoding
+
+    def encode(self, values: Mapping[str, Any]) -> np.ndarray:
+        x = np.zeros(self.dim)
+        for p in self.params:
+            x[self._slices[p.name]] = _encode(p, values[p.name])
+        return x
+
+    def encode_many(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        if not rows:
+            return np.zeros((0, self.dim))
+        return np.stack([self.encode(r) for r in rows])
+
+    def decode(self, x: np.ndarray) -> dict[str, Any]:
+        """Map an encoded point back to values; repairs small infeasibilities exactly."""
+        x = np.asarray(x, dtype=float).reshape(self.dim)
+        return {p.name: _decode(p, x[self._slices[p.name]]) for p in self.params}
+
+    def key(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        """A hashable identity of a candidate, for duplicate detection."""
+        parts: list[Any] = []
+        for p in self.params:
+            v = values[p.name]
+            if isinstance(p, CompositionParam):
+                parts.append(tuple(round(float(v[e]), 9) for e in p.elements))
+            elif isinstance(v, float):
+                parts.append(round(v, 12))
+            else:
+                parts.append(v)
+        return tuple(parts)
+
+    # ------------------------------------------------------------------ sampling
+
+    def sobol_dim(self) -> int:
+        return sum(_sobol_width(p) for p in self.params)
+
+    def from_unit(self, u: np.ndarray) -> dict[str, Any]:
+        """Map a point of the unit cube (e.g. a Sobol point) to a feasible candidate."""
+        out: dict[str, Any] = {}
+        i = 0
+        for p in self.params:
+            w = _sobol_width(p)
+            out[p.name] = _from_unit(p, u[i:i + w])
+            i += w
+        return out
+
+    def flat(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """One column per scalar: compositions become ``name.El`` columns (exports)."""
+        row: dict[str, Any] = {}
+        for p in self.params:
+            v = values.get(p.name)
+            if isinstance(p, CompositionParam) and isinstance(v, Mapping):
+                row[p.name] = formula(v)
+                for e in p.elements:
+                    row[f"{p.name}.{e}"] = v.get(e)
+            else:
+                row[p.name] = v
+        return row
+
+    def column_names(self) -> set[str]:
+        """Every column :meth:`unflat` reads (compositions: formula or one per element)."""
+        names = set(self.names)
+        for p in self.params:
+            if isinstance(p, CompositionParam):
+                names |= {f"{p.name}.{e}" for e in p.elements} | set(p.elements)
+        return names
+
+    def unflat(self, row: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """Inverse of :meth:`flat` for imports; a composition may be a formula or columns."""
+        values: dict[str, Any] = {}
+        for p in self.params:
+            if isinstance(p, CompositionParam):
+                cols = {e: row.get(f"{p.name}.{e}", row.get(e)) for e in p.elements}
+                if all(_present(c) for c in cols.values()):
+                    values[p.name] = {e: _to_float(c, f"{where}.{p.name}.{e}")
+                                      for e, c in cols.items()}
+                elif _present(row.get(p.name)):
+                    values[p.name] = row[p.name]
+                else:
+                    raise ValidationError(f"{where}: no value for composition {p.name!r}; give a "
+                                          f"formula column {p.name!r} or one column per element "
+                                          f"({', '.join(p.elements)})")
+            elif _present(row.get(p.name)):
+                values[p.name] = _coerce_text(p, row[p.name])
+        return values
+
+
+def formula(fractions: Mapping[str, float]) -> str:
+    """pymatgen's normalised formula of a composition, e.g. ``Cu0.25 Pd0.75``."""
+    from pymatgen.core import Composition
+
+    comp = Composition({e: f for e, f in fractions.items() if f > 1e-12})
+    return str(comp.fractional_composition.formula)
+
+
+def _present(v: Any) -> bool:
+    return v is not None and not (isinstance(v, str) and not v.strip())
+
+
+def _to_float(v: Any, where: str) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{where}: {v!r} is not a number") from None
+
+
+def _coerce_text(p: Parameter, v: Any) -> Any:
+    """CSV cells arrive as text; turn them into the parameter's type where it is unambiguous."""
+    if not isinstance(v, str):
+        return v
+    if isinstance(p, (RangeParam, IntegerParam)):
+        try:
+            f = float(v)
+        except ValueError:
+            return v
+        return int(f) if isinstance(p, IntegerParam) and f == int(f) else f
+    if isinstance(p, (ChoiceParam, FixedParam)):
+        options = p.values if isinstance(p, ChoiceParam) else (p.value,)
+        for o in options:
+            if str(o) == v:
+                return o
+    return v
+
+
+def _width(p: Parameter) -> int:
+    if isinstance(p, FixedParam):
+        return 0
+    if isinstance(p, ChoiceParam):
+        return len(p.values)
+    if isinstance(p, CompositionParam):
+        return len(p.elements)
+    return 1
+
+
+def _sobol_width(p: Parameter) -> int:
+    if isinstance(p, FixedParam):
+        return 0
+    if isinstance(p, CompositionParam):
+        return len(p.elements)
+    return 1
+
+
+def _validate_value(p: Parameter, v: Any, where: str) -> Any:
+    if isinstance(p, RangeParam):
+        x = _finite(v, where)
+        if x < p.low - BOUND_TOL * max(1.0, abs(p.low)) or x > p.high + BOUND_TOL * max(1.0, abs(p.high)):
+            raise ValidationError(f"{where}: {x:g} is outside the bounds [{p.low:g}, {p.high:g}]")
+        return min(max(x, p.low), p.high)
+    if isinstance(p, IntegerParam):
+        x = _finite(v, where)
+        if x != int(x):
+            raise ValidationError(f"{where}: {v!r} is not a whole number")
+        if x < p.low or x > p.high:
+            raise ValidationError(f"{where}: {int(x)} is outside the bounds [{p.low}, {p.high}]")
+        return int(x)
+    if isinstance(p, ChoiceParam):
+        for option in p.values:
+            if v == option and type(v) is not bool:
+                return option
+        raise ValidationError(f"{where}: {v!r} is not one of {list(p.values)}")
+    if isinstance(p, FixedParam):
+        if v != p.value:
+            raise ValidationError(f"{where}: is fixed at {p.value!r}, got {v!r}")
+        return p.value
+    return _validate_composition(p, v, where)
+
+
+def _finite(v: Any, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValidationError(f"{where}: must be a number, got {v!r}")
+    x = float(v)
+    if not math.isfinite(x):
+        raise ValidationError(f"{where}: must be finite, got {v}")
+    return x
+
+
+def _validate_composition(p: CompositionParam, v: Any, where: str) -> dict[str, float]:
+    if isinstance(v, str):
+        v = _parse_formula(v, where)
+    if not isinstance(v, Mapping):
+        raise ValidationError(f"{where}: must be a formula or a mapping of element to fraction")
+    unknown = [e for e in v if e not in p.elements]
+    if unknown:
+        raise ValidationError(f"{where}: element {unknown[0]!r} is not in this campaign's "
+                              f"composition ({', '.join(p.elements)})")
+    fr = {e: _finite(v.get(e, 0.0), f"{where}.{e}") for e in p.elements}
+    total = sum(fr.values())
+    if abs(total - 1.0) > COMPOSITION_SUM_TOL:
+        raise ValidationError(f"{where}: fractions sum to {total:.9g}, not 1")
+    for (lo, hi), e in zip(p.bounds, p.elements, strict=True):
+        if fr[e] < lo - BOUND_TOL or fr[e] > hi + BOUND_TOL:
+            raise ValidationError(f"{where}.{e}: fraction {fr[e]:g} is outside the bounds "
+                                  f"[{lo:g}, {hi:g}]")
+    return {e: fr[e] / total for e in p.elements}
+
+
+def _parse_formula(text: str, where: str) -> dict[str, float]:
+    from pymatgen.core import Composition
+
+    try:
+        comp = Composition(text).fractional_composition
+    except Exception as exc:  # pymatgen raises several types for bad formulas
+        raise ValidationError(f"{where}: {text!r} is not a chemical formula ({exc})") from None
+    return {str(el): float(amount) for el, amount in comp.items()}
+
+
+def _encode(p: Parameter, v: Any) -> np.ndarray:
+    if isinstance(p, RangeParam):
+        if p.log:
+            return np.array([(math.log(v) - math.log(p.low)) / (math.log(p.high) - math.log(p.low))])
+        return np.array([(v - p.low) / (p.high - p.low)])
+    if isinstance(p, IntegerParam):
+        return np.array([(v - p.low) / (p.high - p.low)])
+    if isinstance(p, ChoiceParam):
+        onehot = np.zeros(len(p.values))
+        onehot[p.values.index(v)] = 1.0
+        return onehot
+    if isinstance(p, FixedParam):
+        return np.zeros(0)
+    return np.array([v[e] for e in p.elements], dtype=float)
+
+
+def _decode(p: Parameter, x: np.ndarray) -> Any:
+    if isinstance(p, RangeParam):
+        u = float(np.clip(x[0], 0.0, 1.0))
+        if p.log:
+            return float(math.exp(math.log(p.low) + u * (math.log(p.high) - math.log(p.low))))
+        return float(p.low + u * (p.high - p.low))
+    if isinstance(p, IntegerParam):
+        u = float(np.clip(x[0], 0.0, 1.0))
+        return int(round(p.low + u * (p.high - p.low)))
+    if isinstance(p, ChoiceParam):
+        return p.values[int(np.argmax(x))]
+    if isinstance(p, FixedParam):
+        return p.value
+    fr = project_to_simplex(x, np.array([b[0] for b in p.bounds]), np.array([b[1] for b in p.bounds]))
+    return {e: float(f) for e, f in zip(p.elements, fr, strict=True)}
+
+
+def _from_unit(p: Parameter, u: np.ndarray) -> Any:
+    if isinstance(p, ChoiceParam):
+        return p.values[min(int(u[0] * len(p.values)), len(p.values) - 1)]
+    if isinstance(p, CompositionParam):
+        lo = np.array([b[0] for b in p.bounds])
+        hi = np.array([b[1] for b in p.bounds])
+        e = -np.log(np.clip(u, 1e-12, 1.0))  # exponential spacings -> uniform on the simplex
+        y = e / e.sum()
+        x = lo + (1.0 - lo.sum()) * y
+        return {el: float(f) for el, f in zip(p.elements, project_to_simplex(x, lo, hi), strict=True)}
+    return _decode(p, u)
+
+
+def project_to_simplex(y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Euclidean projection onto {x : sum x = 1, lo <= x <= hi}.
+
+    Bisection on the shift t in x = clip(y - t, lo, hi); the result meets the
+    bounds exactly and the sum to ~1e-15, so proposals never drift off the
+    simplex through optimiser tolerances.
+    """
+    y = np.asarray(y, dtype=float)
+    a, b = float(np.min(y - hi)) - 1.0, float(np.max(y - lo)) + 1.0
+    for _ in range(200):
+        t = 0.5 * (a + b)
+        s = np.clip(y - t, lo, hi).sum()
+        if s > 1.0:
+            a = t
+        else:
+            b = t
+        if b - a < 1e-15:
+            break
+    x = np.clip(y - 0.5 * (a + b), lo, hi)
+    # spread the last rounding error over coordinates with room to move
+    err = 1.0 - x.sum()
+    free = (x > lo + 1e-15) & (x < hi - 1e-15)
+    if free.any() and err != 0.0:
+        x[free] += err / free.sum()
+        x = np.clip(x, lo, hi)
+    return x

@@ -1,0 +1,621 @@
+"""Campaign file (YAML) -> validated, immutable objects.
+
+All problems in a file are collected before raising, each prefixed with the
+path of the field (``space[2].bounds``), because a scientist fixing a file
+should not have to rerun validation once per typo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from loopctl.errors import SpecError
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+ORACLE_KINDS = ("emt", "function", "table")
+STRATEGY_METHODS = ("auto", "sobol", "botorch")
+EMT_ELEMENTS = ("Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt")
+
+
+@dataclass(frozen=True)
+class RangeParam:
+    name: str
+    low: float
+    high: float
+    log: bool = False
+    unit: str | None = None
+    type: Literal["range"] = "range"
+
+
+@dataclass(frozen=True)
+class IntegerParam:
+    name: str
+    low: int
+    high: int
+    unit: str | None = None
+    type: Literal["integer"] = "integer"
+
+
+@dataclass(frozen=True)
+class ChoiceParam:
+    name: str
+    values: tuple[str | int | float, ...]
+    type: Literal["choice"] = "choice"
+
+
+@dataclass(frozen=True)
+class FixedParam:
+    name: str
+    value: str | int | float
+    type: Literal["fixed"] = "fixed"
+
+
+@dataclass(frozen=True)
+class CompositionParam:
+    """Fractions of named elements; always sum to one, each within its bounds."""
+
+    name: str
+    elements: tuple[str, ...]
+    bounds: tuple[tuple[float, float], ...]
+    type: Literal["composition"] = "composition"
+
+
+Parameter = Union[RangeParam, IntegerParam, ChoiceParam, FixedParam, CompositionParam]
+
+
+@dataclass(frozen=True)
+class Objective:
+    name: str
+    goal: Literal["minimize", "maximize"]
+    threshold: float | None = None
+    unit: str | None = None
+
+    @property
+    def sign(self) -> float:
+        """+1 when larger is better; strategies maximise ``sign * value``."""
+        return 1.0 if self.goal == "maximize" else -1.0
+
+
+@dataclass(frozen=True)
+class Budget:
+    trials: int
+    wall_time: float | None = None
+    stop_at: float | None = None
+    max_failed: int | None = None
+
+
+@dataclass(frozen=True)
+class Execution:
+    max_in_flight: int = 2
+    trial_timeout: float | None = None
+    retries: int = 2
+    heartbeat_interval: float = 1.0
+    heartbeat_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    method: str = "auto"
+    initial_trials: int | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OracleSpec:
+    """What the built-in oracle driver should compute; sent to drivers in WELCOME."""
+
+    kind: str = "function"
+    function: str | None = None
+    table: str | None = None
+    latency: float = 0.0
+    noise: float = 0.0
+    fail_rate: float = 0.0
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DriversSpec:
+    spawn: int = 0
+    kind: str = "oracle"
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    seed: int
+    space: tuple[Parameter, ...]
+    objectives: tuple[Objective, ...]
+    budget: Budget
+    execution: Execution = Execution()
+    strategy: StrategySpec = StrategySpec()
+    oracle: OracleSpec | None = None
+    drivers: DriversSpec = DriversSpec()
+    description: str = ""
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    source: str | None = field(default=None, compare=False)
+
+    @property
+    def hash(self) -> str:
+        return spec_hash(self.raw)
+
+    def parameter(self, name: str) -> Parameter:
+        for p in self.space:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def objective(self, name: str) -> Objective:
+        for o in self.objectives:
+            if o.name == name:
+                return o
+        raise KeyError(name)
+
+
+def spec_hash(raw: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(raw).encode()).hexdigest()
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a campaign file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([f"file not found: {p}"], source=str(p)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([f"cannot read file: {exc}"], source=str(p)) from None
+    return parse_spec_text(text, source=str(p))
+
+
+def parse_spec_text(text: str, source: str = "campaign") -> Spec:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError([f"{where}not valid YAML ({problem})"], source=source) from None
+    return parse_spec(data, source=source)
+
+
+def parse_spec(data: Any, source: str = "campaign") -> Spec:
+    """Validate a decoded campaign mapping. Raises SpecError listing every problem."""
+    r = _Reader()
+    if not isinstance(data, Mapping):
+        raise SpecError(["the file must be a mapping of fields (name, space, objectives, ...)"],
+                        source=source)
+    r.unknown_keys(data, "", {"name", "description", "seed", "space", "objectives", "budget",
+                              "execution", "strategy", "oracle", "drivers"})
+    name = r.string(data, "name", "", required=True, pattern=NAME_RE) or "unnamed"
+    description = r.string(data, "description", "") or ""
+    seed = r.integer(data, "seed", "", default=0, low=0)
+    space = _space(r, data.get("space"))
+    objectives = _objectives(r, data.get("objectives"))
+    names = [p.name for p in space] + [o.name for o in objectives]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        r.problem("objectives", f"name {dup!r} is used more than once across space and objectives")
+    budget = _budget(r, data.get("budget"))
+    execution = _execution(r, data.get("execution", {}))
+    strategy = _strategy(r, data.get("strategy", {}))
+    oracle = _oracle(r, data.get("oracle"), space, objectives)
+    drivers = _drivers(r, data.get("drivers", {}))
+    if strategy.method == "botorch" and len(objectives) > 1:
+        r.problem("strategy.method", f"botorch handles one objective; this campaign has "
+                                     f"{len(objectives)} (use auto or sobol)")
+    if space and all(isinstance(p, FixedParam) for p in space):
+        r.problem("space", "every parameter is fixed; there is nothing to optimise")
+    if drivers.spawn and oracle is None:
+        r.problem("drivers.spawn", "spawning oracle drivers needs an `oracle` section")
+    if r.problems:
+        raise SpecError(r.problems, source=source)
+    raw = json.loads(canonical_json(data))  # plain JSON types only, for storage and hashing
+    return Spec(name=name, seed=seed, space=tuple(space), objectives=tuple(objectives),
+                budget=budget, execution=execution, strategy=strategy, oracle=oracle,
+                drivers=drivers, description=description, raw=raw, source=source)
+
+
+class _Reader:
+    """Typed field access that records problems instead of raising at the first one."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def problem(self, where: str, message: str) -> None:
+        self.problems.append(f"{where}: {message}")
+
+    @staticmethod
+    def at(path: str, key: str) -> str:
+        return f"{path}.{key}" if path else key
+
+    def unknown_keys(self, d: Mapping[str, Any], path: str, allowed: set[str]) -> None:
+        for key in d:
+            if key not in allowed:
+                self.problem(self.at(path, str(key)),
+                             f"unknown field; expected one of {', '.join(sorted(allowed))}")
+
+    def mapping(self, value: Any, path: str) -> Mapping[str, Any] | None:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            self.problem(path, f"must be a mapping, got {_kind(value)}")
+            return None
+        return value
+
+    def string(self, d: Mapping[str, Any], key: str, path: str, *, required: bool = False,
+               pattern: re.Pattern[str] | None = None, choices: tuple[str, ...] = (),
+               default: str | None = None) -> str | None:
+        where = self.at(path, key)
+        if key not in d or d[key] is None:
+            if required:
+                self.problem(where, "is required")
+            return default
+        v = d[key]
+        if not isinstance(v, str) or not v.strip():
+            self.problem(where, f"must be a non-empty string, got {_kind(v)}")
+            return default
+        if pattern is not None and not pattern.match(v):
+            self.problem(where, f"{v!r} is not a valid name (letters, digits, _ . -; "
+                                "must start with a letter or _)")
+            return default
+        if choices and v not in choices:
+            self.problem(where, f"{v!r} is not one of {', '.join(choices)}")
+            return default
+        return v
+
+    def number(self, d: Mapping[str, Any], key: str, path: str, *, default: float | None = None,
+               required: bool = False, low: float | None = None, high: float | None = None,
+               positive: bool = False) -> float | None:
+        where = self.at(path, key)
+        if key not in d or d[key] is None:
+            if required:
+                self.problem(where, "is required")
+            return default
+        return self.check_number(d[key], where, low=low, high=high, positive=positive,
+                                 default=default)
+
+    def check_number(self, v: Any, where: str, *, default: float | None = None,
+                     low: float | None = None, high: float | None = None,
+                     positive: bool = False) -> float | None:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            self.problem(where, f"must be a number, got {_kind(v)}")
+            return default
+        x = float(v)
+        if not math.isfinite(x):
+            self.problem(where, f"must be finite, got {v}")
+            return default
+        if positive and x <= 0:
+            self.problem(where, f"must be greater than 0, got {v}")
+            return default
+        if low is not None and x < low:
+            self.problem(where, f"must be at least {low:g}, got {v}")
+            return default
+        if high is not None and x > high:
+            self.problem(where, f"must be at most {high:g}, got {v}")
+            return default
+        return x
+
+    def integer(self, d: Mapping[str, Any], key: str, path: str, *, default: int,
+                low: int | None = None) -> int:
+        where = self.at(path, key)
+        if key not in d or d[key] is None:
+            return default
+        v = d[key]
+        if isinstance(v, bool) or not isinstance(v, int):
+            self.problem(where, f"must be a whole number, got {_kind(v)}")
+            return default
+        if low is not None and v < low:
+            self.problem(where, f"must be at least {low}, got {v}")
+            return default
+        return v
+
+    def boolean(self, d: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
+        v = d.get(key, default)
+        if not isinstance(v, bool):
+            self.problem(self.at(path, key), f"must be true or false, got {_kind(v)}")
+            return default
+        return v
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "nothing"
+    if isinstance(v, bool):
+        return f"a boolean ({v})"
+    if isinstance(v, str):
+        return f"the text {v!r}"
+    if isinstance(v, (int, float)):
+        return f"the number {v}"
+    if isinstance(v, Mapping):
+        return "a mapping"
+    if isinstance(v, list):
+        return "a list"
+    return type(v).__name__
+
+
+def _pair(r: _Reader, v: Any, where: str) -> tuple[float, float] | None:
+    if not isinstance(v, list) or len(v) != 2:
+        r.problem(where, f"must be a list of two numbers [lower, upper], got {_kind(v)}")
+        return None
+    lo = r.check_number(v[0], f"{where}[0]")
+    hi = r.check_number(v[1], f"{where}[1]")
+    if lo is None or hi is None:
+        return None
+    if lo > hi:
+        r.problem(where, f"lower bound {v[0]} is above upper bound {v[1]}")
+        return None
+    return lo, hi
+
+
+PARAM_TYPES = ("range", "integer", "choice", "fixed", "composition")
+
+
+def _space(r: _Reader, value: Any) -> list[Parameter]:
+    if value is None:
+        r.problem("space", "is required: a list of parameters")
+        return []
+    if not isinstance(value, list) or not value:
+        r.problem("space", f"must be a non-empty list of parameters, got {_kind(value)}")
+        return []
+    params: list[Parameter] = []
+    for i, item in enumerate(value):
+        where = f"space[{i}]"
+        d = r.mapping(item, where)
+        if d is None:
+            continue
+        name = r.string(d, "name", where, required=True, pattern=NAME_RE)
+        ptype = r.string(d, "type", where, required=True, choices=PARAM_TYPES)
+        if name is None or ptype is None:
+            continue
+        p = _parameter(r, d, where, name, ptype)
+        if p is not None:
+            params.append(p)
+    return params
+
+
+def _parameter(r: _Reader, d: Mapping[str, Any], where: str, name: str,
+               ptype: str) -> Parameter | None:
+    common = {"name", "type", "description"}
+    if ptype == "range":
+        r.unknown_keys(d, where, common | {"bounds", "log", "unit"})
+        log = r.boolean(d, "log", where, False)
+        unit = r.string(d, "unit", where)
+        b = _pair(r, d.get("bounds"), f"{where}.bounds")
+        if b is None:
+            return None
+        if b[0] == b[1]:
+            r.problem(f"{where}.bounds", "lower and upper bound are equal; use type: fixed")
+            return None
+        if log and b[0] <= 0:
+            r.problem(f"{where}.bounds", f"log scale needs a lower bound above 0, got {b[0]:g}")
+            return None
+        return RangeParam(name, b[0], b[1], log=log, unit=unit)
+    if ptype == "integer":
+        r.unknown_keys(d, where, common | {"bounds", "unit"})
+        unit = r.string(d, "unit", where)
+        b = _pair(r, d.get("bounds"), f"{where}.bounds")
+        if b is None:
+            return None
+        if b[0] != int(b[0]) or b[1] != int(b[1]):
+            r.problem(f"{where}.bounds", "integer bounds must be whole numbers")
+            return None
+        if b[0] == b[1]:
+            r.problem(f"{where}.bounds", "lower and upper bound are equal; use type: fixed")
+            return None
+        return IntegerParam(name, int(b[0]), int(b[1]), unit=unit)
+    if ptype == "choice":
+        r.unknown_keys(d, where, common | {"values"})
+        values = d.get("values")
+        if not isinstance(values, list) or len(values) < 2:
+            r.problem(f"{where}.values", f"must be a list of at least two values, got {_kind(values)}")
+            return None
+        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (str, int, float))]
+        if bad:
+            r.problem(f"{where}.values", f"values must be text or numbers, got {_kind(bad[0])}")
+            return None
+        if len(set(values)) != len(values):
+            r.problem(f"{where}.values", "values must be distinct")
+            return None
+        return ChoiceParam(name, tuple(values))
+    if ptype == "fixed":
+        r.unknown_keys(d, where, common | {"value"})
+        v = d.get("value")
+        if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+            r.problem(f"{where}.value", f"must be text or a number, got {_kind(v)}")
+            return None
+        return FixedParam(name, v)
+    return _composition(r, d, where, name, common)
+
+
+def _composition(r: _Reader, d: Mapping[str, Any], where: str, name: str,
+                 common: set[str]) -> CompositionParam | None:
+    from pymatgen.core.periodic_table import Element  # light import, no torch
+
+    r.unknown_keys(d, where, common | {"elements", "bounds"})
+    elements = d.get("elements")
+    if not isinstance(elements, list) or len(elements) < 2:
+        r.problem(f"{where}.elements", f"must be a list of at least two element symbols, "
+                                       f"got {_kind(elements)}")
+        return None
+    ok = True
+    for j, el in enumerate(elements):
+        if not isinstance(el, str) or not Element.is_valid_symbol(el):
+            r.problem(f"{where}.elements[{j}]", f"{el!r} is not a chemical element symbol")
+            ok = False
+    if ok and len(set(elements)) != len(elements):
+        r.problem(f"{where}.elements", "elements must be distinct")
+        ok = False
+    bounds_in = r.mapping(d.get("bounds"), f"{where}.bounds")
+    if not ok or bounds_in is None:
+        return None
+    bounds: list[tuple[float, float]] = []
+    for el in elements:
+        b = (0.0, 1.0)
+        if el in bounds_in:
+            got = _pair(r, bounds_in[el], f"{where}.bounds.{el}")
+            if got is None:
+                ok = False
+                continue
+            if got[0] < 0 or got[1] > 1:
+                r.problem(f"{where}.bounds.{el}", f"fractions must lie in [0, 1], got {list(got)}")
+                ok = False
+                continue
+            b = got
+        bounds.append(b)
+    for key in bounds_in:
+        if key not in elements:
+            r.problem(f"{where}.bounds.{key}", f"{key!r} is not one of the elements {elements}")
+            ok = False
+    if not ok:
+        return None
+    lo_sum = sum(b[0] for b in bounds)
+    hi_sum = sum(b[1] for b in bounds)
+    if lo_sum > 1 + 1e-12 or hi_sum < 1 - 1e-12:
+        r.problem(f"{where}.bounds", f"no composition fits: lower bounds sum to {lo_sum:g} and "
+                                     f"upper bounds to {hi_sum:g}, but fractions must sum to 1")
+        return None
+    return CompositionParam(name, tuple(elements), tuple(bounds))
+
+
+def _objectives(r: _Reader, value: Any) -> list[Objective]:
+    if value is None:
+        r.problem("objectives", "is required: a list of objectives (name, goal)")
+        return []
+    if not isinstance(value, list) or not value:
+        r.problem("objectives", f"must be a non-empty list, got {_kind(value)}")
+        return []
+    out: list[Objective] = []
+    for i, item in enumerate(value):
+        where = f"objectives[{i}]"
+        d = r.mapping(item, where)
+        if d is None:
+            continue
+        r.unknown_keys(d, where, {"name", "goal", "threshold", "unit", "description"})
+        name = r.string(d, "name", where, required=True, pattern=NAME_RE)
+        goal = r.string(d, "goal", where, required=True, choices=("minimize", "maximize"))
+        threshold = r.number(d, "threshold", where)
+        unit = r.string(d, "unit", where)
+        if name and goal:
+            out.append(Objective(name, goal, threshold, unit))  # type: ignore[arg-type]
+    return out
+
+
+def _budget(r: _Reader, value: Any) -> Budget:
+    if value is None:
+        r.problem("budget", "is required (at least `trials`)")
+        return Budget(trials=1)
+    d = r.mapping(value, "budget")
+    if d is None:
+        return Budget(trials=1)
+    r.unknown_keys(d, "budget", {"trials", "wall_time", "stop_at", "max_failed"})
+    if "trials" not in d:
+        r.problem("budget.trials", "is required: how many trials to complete")
+    trials = r.integer(d, "trials", "budget", default=1, low=1)
+    wall = r.number(d, "wall_time", "budget", positive=True)
+    stop_at = r.number(d, "stop_at", "budget")
+    max_failed = d.get("max_failed")
+    mf = r.integer(d, "max_failed", "budget", default=0, low=0) if max_failed is not None else None
+    return Budget(trials=trials, wall_time=wall, stop_at=stop_at, max_failed=mf)
+
+
+def _execution(r: _Reader, value: Any) -> Execution:
+    d = r.mapping(value, "execution")
+    if d is None:
+        return Execution()
+    keys = {"max_in_flight", "trial_timeout", "retries", "heartbeat_interval", "heartbeat_timeout"}
+    r.unknown_keys(d, "execution", keys)
+    e = Execution(
+        max_in_flight=r.integer(d, "max_in_flight", "execution", default=2, low=1),
+        trial_timeout=r.number(d, "trial_timeout", "execution", positive=True),
+        retries=r.integer(d, "retries", "execution", default=2, low=0),
+        heartbeat_interval=r.number(d, "heartbeat_interval", "execution", default=1.0,
+                                    positive=True) or 1.0,
+        heartbeat_timeout=r.number(d, "heartbeat_timeout", "execution", default=10.0,
+                                   positive=True) or 10.0,
+    )
+    if e.heartbeat_timeout <= e.heartbeat_interval:
+        r.problem("execution.heartbeat_timeout",
+                  f"must be longer than heartbeat_interval ({e.heartbeat_interval:g} s)")
+    return e
+
+
+def _strategy(r: _Reader, value: Any) -> StrategySpec:
+    if isinstance(value, str):
+        value = {"method": value}
+    d = r.mapping(value, "strategy")
+    if d is None:
+        return StrategySpec()
+    r.unknown_keys(d, "strategy", {"method", "initial_trials", "options"})
+    method = r.string(d, "method", "strategy", choices=STRATEGY_METHODS, default="auto") or "auto"
+    initial = d.get("initial_trials")
+    init = r.integer(d, "initial_trials", "strategy", default=0, low=1) if initial is not None \
+        else None
+    options = r.mapping(d.get("options"), "strategy.options") or {}
+    return StrategySpec(method=method, initial_trials=init, options=dict(options))
+
+
+def _oracle(r: _Reader, value: Any, space: list[Parameter],
+            objectives: list[Objective]) -> OracleSpec | None:
+    if value is None:
+        return None
+    d = r.mapping(value, "oracle")
+    if d is None:
+        return None
+    r.unknown_keys(d, "oracle", {"kind", "function", "table", "latency", "noise", "fail_rate",
+                                 "options"})
+    kind = r.string(d, "kind", "oracle", required=True, choices=ORACLE_KINDS)
+    function = r.string(d, "function", "oracle")
+    table = r.string(d, "table", "oracle")
+    o = OracleSpec(
+        kind=kind or "function",
+        function=function,
+        table=table,
+        latency=r.number(d, "latency", "oracle", default=0.0, low=0.0) or 0.0,
+        noise=r.number(d, "noise", "oracle", default=0.0, low=0.0) or 0.0,
+        fail_rate=r.number(d, "fail_rate", "oracle", default=0.0, low=0.0, high=1.0) or 0.0,
+        options=dict(r.mapping(d.get("options"), "oracle.options") or {}),
+    )
+    if kind == "function" and function is None:
+        r.problem("oracle.function", "is required when kind is function (e.g. branin)")
+    if kind == "table" and table is None:
+        r.problem("oracle.table", "is required when kind is table (a CSV file)")
+    if kind == "emt":
+        comps = [p for p in space if isinstance(p, CompositionParam)]
+        if len(comps) != 1:
+            r.problem("oracle.kind", "emt needs exactly one composition parameter in space")
+        else:
+            bad = [e for e in comps[0].elements if e not in EMT_ELEMENTS]
+            if bad:
+                r.problem("oracle.kind", f"EMT has no potential for {', '.join(bad)}; "
+                                         f"use {', '.join(EMT_ELEMENTS)}")
+    return o
+
+
+def _drivers(r: _Reader, value: Any) -> DriversSpec:
+    d = r.mapping(value, "drivers")
+    if d is None:
+        return DriversSpec()
+    r.unknown_keys(d, "drivers", {"spawn", "kind"})
+    return DriversSpec(spawn=r.integer(d, "spawn", "drivers", default=0, low=0),
+                       kind=r.string(d, "kind", "drivers", choices=("oracle",),
+                                     default="oracle") or "oracle")
+
+
+def spec_to_dict(spec: Spec) -> dict[str, Any]:
+    """The validated spec as the JSON-able dict it was read from (for storage)."""
+    return dict(spec.raw)

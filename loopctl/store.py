@@ -1,0 +1,511 @@
+"""Campaign database: an append-only, hash-chained event log plus derived tables.
+
+The ``events`` table is the truth. ``trials``, ``observations``, ``proposals``,
+``drivers`` and ``meta`` are a fold over it, updated by :func:`project` inside
+the same transaction as the event that changes them, so they can never
+disagree after a crash, and can be rebuilt from the log to audit them.
+
+Durability: WAL mode with ``synchronous=FULL`` by default; callers group the
+events that arrive together into one :meth:`Store.batch` (one fsync), and only
+act on them (acknowledge, dispatch) after the batch has committed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from loopctl.errors import CampaignLocked, StoreError
+
+FORMAT_VERSION = 1
+GENESIS = "0" * 64
+SYNC_MODES = ("FULL", "NORMAL", "EXTRA")
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    time: float
+    kind: str
+    trial_id: str | None
+    payload: dict[str, Any]
+    hash: str
+
+
+def canonical(obj: Any) -> str:
+    """The byte-exact JSON that is hashed; NaN/inf are refused, never stored."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+
+
+def event_hash(prev_hash: str, seq: int, t: float, kind: str, trial_id: str | None,
+               payload_json: str) -> str:
+    """sha256(prev_hash + canonical event); seq, time and kind are covered too."""
+    body = canonical({"seq": seq, "time": t, "kind": kind, "trial_id": trial_id})
+    return hashlib.sha256((prev_hash + body + payload_json).encode()).hexdigest()
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    time REAL NOT NULL,
+    kind TEXT NOT NULL,
+    trial_id TEXT,
+    payload TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_trial ON events(trial_id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS trials (
+    id TEXT PRIMARY KEY,
+    number INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    proposal_id TEXT,
+    parameters TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    driver TEXT,
+    created_at REAL,
+    started_at REAL,
+    finished_at REAL,
+    deadline REAL,
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS trials_status ON trials(status);
+CREATE TABLE IF NOT EXISTS observations (
+    trial_id TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL NOT NULL,
+    sem REAL,
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (trial_id, metric)
+);
+CREATE TABLE IF NOT EXISTS proposals (
+    id TEXT PRIMARY KEY,
+    number INTEGER NOT NULL,
+    strategy TEXT NOT NULL,
+    version TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    trial_ids TEXT NOT NULL,
+    sobol_drawn INTEGER NOT NULL DEFAULT 0,
+    diagnostics TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS drivers (
+    name TEXT PRIMARY KEY,
+    kind TEXT,
+    version TEXT,
+    capacity INTEGER,
+    status TEXT NOT NULL,
+    connected_at REAL,
+    updated_at REAL,
+    reason TEXT
+);
+"""
+
+
+class Store:
+    """One open campaign database. Writers hold an exclusive lock for their lifetime."""
+
+    def __init__(self, path: str, conn: sqlite3.Connection, lock_fd: int | None) -> None:
+        self.path = path
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        self._lock_fd = lock_fd
+        self._in_batch = False
+        self._last: tuple[int, str] | None = None
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def create(cls, path: str | Path, spec_raw: Mapping[str, Any], spec_hash: str,
+               versions: Mapping[str, str], synchronous: str = "FULL") -> Store:
+        """Make a new campaign database; refuses to overwrite anything."""
+        p = str(path)
+        if p != ":memory:" and os.path.exists(p):
+            raise StoreError(f"{p}: already exists; use `loopctl resume` or choose another --db")
+        if p != ":memory:":
+            parent = os.path.dirname(os.path.abspath(p))
+            if not os.path.isdir(parent):
+                raise StoreError(f"{p}: directory {parent} does not exist")
+        store = cls._connect(p, readonly=False, synchronous=synchronous, lock=True)
+        with store.batch() as b:
+            b.add("campaign_created", None, {
+                "format": FORMAT_VERSION, "spec": dict(spec_raw), "spec_hash": spec_hash,
+                "versions": dict(versions), "host": socket.gethostname(),
+            })
+        return store
+
+    @classmethod
+    def open(cls, path: str | Path, *, readonly: bool = False, synchronous: str = "FULL") -> Store:
+        p = str(path)
+        if not os.path.exists(p):
+            raise StoreError(f"{p}: no such campaign database")
+        store = cls._connect(p, readonly=readonly, synchronous=synchronous, lock=not readonly)
+        try:
+            fmt = store.meta("format")
+        except sqlite3.DatabaseError as exc:
+            store.close()
+            raise StoreError(f"{p}: not a loopctl campaign database ({exc})") from None
+        if fmt is None:
+            store.close()
+            raise StoreError(f"{p}: not a loopctl campaign database (no campaign_created event)")
+        if int(fmt) > FORMAT_VERSION:
+            store.close()
+            raise StoreError(f"{p}: written by a newer loopctl (format {fmt}); upgrade loopctl")
+        return store
+
+    @classmethod
+    def _connect(cls, path: str, *, readonly: bool, synchronous: str, lock: bool) -> Store:
+        if synchronous.upper() not in SYNC_MODES:
+            raise StoreError(f"synchronous must be one of {', '.join(SYNC_MODES)}")
+        lock_fd = _take_lock(path) if lock and path != ":memory:" else None
+        try:
+            if readonly:
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                                       check_same_thread=False)
+            else:
+                conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 5000")
+            if not readonly:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+                conn.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise StoreError(f"{path}: cannot open campaign database: {_explain(exc)}") from None
+        return cls(path, conn, lock_fd)
+
+    def close(self) -> None:
+        self.conn.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ writing
+
+    @contextmanager
+    def batch(self) -> Iterator[Batch]:
+        """One transaction: events appended and projected; committed (fsync) on exit."""
+        if self._in_batch:
+            raise RuntimeError("nested batch")
+        self._in_batch = True
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._in_batch = False
+            raise StoreError(f"{self.path}: cannot write: {_explain(exc)}") from None
+        b = Batch(self)
+        try:
+            yield b
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
+            self._last = None
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{self.path}: write failed, nothing recorded: "
+                                 f"{_explain(exc)}") from None
+            raise
+        finally:
+            self._in_batch = False
+
+    def _append(self, kind: str, trial_id: str | None, payload: Mapping[str, Any]) -> Event:
+        if self._last is None:
+            row = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+            self._last = (row[0], row[1]) if row else (0, GENESIS)
+        seq, prev = self._last[0] + 1, self._last[1]
+        t = time.time()
+        payload_json = canonical(payload)
+        h = event_hash(prev, seq, t, kind, trial_id, payload_json)
+        self.conn.execute("INSERT INTO events (seq, time, kind, trial_id, payload, hash) "
+                          "VALUES (?, ?, ?, ?, ?, ?)", (seq, t, kind, trial_id, payload_json, h))
+        ev = Event(seq, t, kind, trial_id, json.loads(payload_json), h)
+        project(self.conn, ev)
+        self._last = (seq, h)
+        return ev
+
+    # ------------------------------------------------------------------ reading
+
+    def meta(self, key: str) -> Any:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def events(self, since: int = 0) -> Iterator[Event]:
+        cur = self.conn.execute("SELECT seq, time, kind, trial_id, payload, hash FROM events "
+                                "WHERE seq > ? ORDER BY seq", (since,))
+        for seq, t, kind, trial_id, payload, h in cur:
+            yield Event(seq, t, kind, trial_id, json.loads(payload), h)
+
+    def trial(self, trial_id: str) -> dict[str, Any] | None:
+        rows = list(self.db.query("SELECT * FROM trials WHERE id = ?", [trial_id]))
+        return _decode_trial(rows[0]) if rows else None
+
+    def trials(self, *statuses: str) -> list[dict[str, Any]]:
+        if statuses:
+            marks = ",".join("?" for _ in statuses)
+            q = f"SELECT * FROM trials WHERE status IN ({marks}) ORDER BY number"
+            rows = self.db.query(q, list(statuses))
+        else:
+            rows = self.db.query("SELECT * FROM trials ORDER BY number")
+        return [_decode_trial(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        return {s: n for s, n in self.conn.execute(
+            "SELECT status, COUNT(*) FROM trials GROUP BY status")}
+
+    def observations(self) -> dict[str, dict[str, tuple[float, float | None]]]:
+        out: dict[str, dict[str, tuple[float, float | None]]] = {}
+        for tid, metric, value, sem in self.conn.execute(
+                "SELECT trial_id, metric, value, sem FROM observations"):
+            out.setdefault(tid, {})[metric] = (value, sem)
+        return out
+
+    def proposals(self) -> list[dict[str, Any]]:
+        rows = self.db.query("SELECT * FROM proposals ORDER BY number")
+        return [dict(r, trial_ids=json.loads(r["trial_ids"]),
+                     diagnostics=json.loads(r["diagnostics"])) for r in rows]
+
+    def drivers(self) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM drivers ORDER BY name"))
+
+    def next_number(self, table: str) -> int:
+        row = self.conn.execute(f"SELECT COALESCE(MAX(number), 0) FROM {table}").fetchone()
+        return int(row[0]) + 1
+
+    def verify_chain(self) -> tuple[bool, int | None, str]:
+        """Recompute every hash; returns (ok, first bad seq, message)."""
+        prev, expected_seq = GENESIS, 1
+        for seq, t, kind, trial_id, payload, h in self.conn.execute(
+                "SELECT seq, time, kind, trial_id, payload, hash FROM events ORDER BY seq"):
+            if seq != expected_seq:
+                return False, expected_seq, f"event {expected_seq} is missing"
+            if event_hash(prev, seq, t, kind, trial_id, payload) != h:
+                return False, seq, f"event {seq} ({kind}) does not match its hash"
+            prev, expected_seq = h, seq + 1
+        return True, None, f"{expected_seq - 1} events verified"
+
+
+class Batch:
+    """Handle passed to code that records events inside one transaction."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.events: list[Event] = []
+
+    def add(self, kind: str, trial_id: str | None, payload: Mapping[str, Any]) -> Event:
+        ev = self.store._append(kind, trial_id, payload)
+        self.events.append(ev)
+        return ev
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """All-or-nothing for one message inside a group commit: a handler that fails
+        halfway leaves no trace, while the other messages of the batch still commit."""
+        conn, mark = self.store.conn, len(self.events)
+        conn.execute("SAVEPOINT message")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK TO message")
+            conn.execute("RELEASE message")
+            del self.events[mark:]
+            self.store._last = None
+            raise
+        conn.execute("RELEASE message")
+
+
+def _decode_trial(row: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(row, parameters=json.loads(row["parameters"]))
+
+
+def lock_path(path: str) -> str:
+    return path + "-lock"
+
+
+def _take_lock(path: str) -> int:
+    """Exclusive advisory lock beside the database; released by the kernel on any exit.
+
+    A sidecar file rather than the database itself: closing any descriptor of
+    the database would drop SQLite's own POSIX locks held by this process.
+    """
+    fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        who = os.pread(fd, 200, 0).decode(errors="replace").strip() or "holder unknown"
+        os.close(fd)
+        raise CampaignLocked(
+            f"{path}: in use by another controller or open Campaign ({who}); "
+            "stop it first, or use `loopctl status` to look without writing") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+    return fd
+
+
+def is_locked(path: str) -> bool:
+    """True while a writer holds the campaign (used by `status` to say if it is running)."""
+    try:
+        fd = os.open(lock_path(path), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def _explain(exc: sqlite3.Error) -> str:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return f"{text} (another program holds a write lock on the database; close it and retry)"
+    if "disk is full" in text or "full" in text:
+        return f"{text} (the disk is full; free space and retry; nothing was recorded)"
+    if "readonly" in text or "read-only" in text:
+        return f"{text} (the file or its directory is read-only)"
+    if "malformed" in text or "not a database" in text:
+        return f"{text} (the file is damaged or is not a SQLite database)"
+    return text
+
+
+# ---------------------------------------------------------------------- projection
+
+
+def project(conn: sqlite3.Connection, ev: Event) -> None:
+    """Apply one event to the derived tables. Pure fold: no checks, no clock, no I/O else."""
+    handler = _PROJECTIONS.get(ev.kind)
+    if handler is not None:
+        handler(conn, ev)
+
+
+def _set_meta(conn: sqlite3.Connection, key: str, value: Any) -> None:
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, canonical(value)))
+
+
+def _p_created(conn: sqlite3.Connection, ev: Event) -> None:
+    p = ev.payload
+    for key in ("format", "spec", "spec_hash", "versions"):
+        _set_meta(conn, key, p[key])
+    _set_meta(conn, "created_at", ev.time)
+
+
+def _p_controller(conn: sqlite3.Connection, ev: Event) -> None:
+    _set_meta(conn, "controller", dict(ev.payload, at=ev.time, running=ev.kind == "controller_started"))
+
+
+def _p_finished(conn: sqlite3.Connection, ev: Event) -> None:
+    _set_meta(conn, "finished", dict(ev.payload, at=ev.time))
+
+
+def _p_proposal(conn: sqlite3.Connection, ev: Event) -> None:
+    p = ev.payload
+    conn.execute("INSERT INTO proposals (id, number, strategy, version, seed, trial_ids, "
+                 "sobol_drawn, diagnostics, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 (p["id"], p["number"], p["strategy"], p["version"], p["seed"],
+                  canonical(p["trial_ids"]), p.get("sobol_drawn", 0), canonical(p["diagnostics"]),
+                  ev.time))
+
+
+def _p_trial_new(conn: sqlite3.Connection, ev: Event) -> None:
+    p = ev.payload
+    status = "completed" if ev.kind == "trial_imported" else "proposed"
+    conn.execute("INSERT INTO trials (id, number, status, origin, proposal_id, parameters, "
+                 "created_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 (ev.trial_id, p["number"], status, p["origin"], p.get("proposal_id"),
+                  canonical(p["parameters"]), ev.time,
+                  ev.time if status == "completed" else None))
+    if ev.kind == "trial_imported":
+        _insert_outcomes(conn, ev)
+
+
+def _insert_outcomes(conn: sqlite3.Connection, ev: Event) -> None:
+    for metric, o in ev.payload["outcomes"].items():
+        conn.execute("INSERT OR REPLACE INTO observations (trial_id, metric, value, sem, "
+                     "recorded_at) VALUES (?, ?, ?, ?, ?)",
+                     (ev.trial_id, metric, o["value"], o.get("sem"), ev.time))
+
+
+def _p_dispatched(conn: sqlite3.Connection, ev: Event) -> None:
+    p = ev.payload
+    conn.execute("UPDATE trials SET status = 'running', driver = ?, attempts = ?, started_at = ?, "
+                 "deadline = ?, finished_at = NULL, reason = NULL WHERE id = ?",
+                 (p["driver"], p["attempt"], ev.time, p.get("deadline"), ev.trial_id))
+
+
+def _p_completed(conn: sqlite3.Connection, ev: Event) -> None:
+    conn.execute("UPDATE trials SET status = 'completed', driver = ?, finished_at = ?, "
+                 "deadline = NULL, reason = NULL WHERE id = ?",
+                 (ev.payload.get("driver"), ev.time, ev.trial_id))
+    _insert_outcomes(conn, ev)
+
+
+def _p_settled(conn: sqlite3.Connection, ev: Event) -> None:
+    """trial_failed / trial_interrupted / trial_abandoned: terminal or back to the queue."""
+    status = ev.payload["status"]
+    conn.execute("UPDATE trials SET status = ?, finished_at = ?, deadline = NULL, reason = ? "
+                 "WHERE id = ?",
+                 (status, ev.time if status != "proposed" else None, ev.payload.get("reason"),
+                  ev.trial_id))
+
+
+def _p_driver(conn: sqlite3.Connection, ev: Event) -> None:
+    p = ev.payload
+    if ev.kind == "driver_connected":
+        conn.execute("INSERT OR REPLACE INTO drivers (name, kind, version, capacity, status, "
+                     "connected_at, updated_at, reason) VALUES (?, ?, ?, ?, 'connected', ?, ?, NULL)",
+                     (p["name"], p.get("kind"), p.get("version"), p.get("capacity"), ev.time,
+                      ev.time))
+    else:
+        status = "lost" if ev.kind == "driver_lost" else "gone"
+        conn.execute("UPDATE drivers SET status = ?, updated_at = ?, reason = ? WHERE name = ?",
+                     (status, ev.time, p.get("reason"), p["name"]))
+
+
+def _p_controller_stopped(conn: sqlite3.Connection, ev: Event) -> None:
+    _p_controller(conn, ev)
+    conn.execute("UPDATE drivers SET status = 'gone', updated_at = ?, reason = ? "
+                 "WHERE status = 'connected'", (ev.time, "controller stopped"))
+
+
+_PROJECTIONS = {
+    "campaign_created": _p_created,
+    "controller_started": _p_controller,
+    "controller_stopped": _p_controller_stopped,
+    "campaign_finished": _p_finished,
+    "proposal_made": _p_proposal,
+    "trial_proposed": _p_trial_new,
+    "trial_imported": _p_trial_new,
+    "trial_dispatched": _p_dispatched,
+    "trial_completed": _p_completed,
+    "trial_failed": _p_settled,
+    "trial_interrupted": _p_settled,
+    "trial_abandoned": _p_settled,
+    "driver_connected": _p_driver,
+    "driver_lost": _p_driver,
+    "driver_left": _p_driver,
+}

@@ -1,0 +1,66 @@
+"""Proposal engines behind one interface; model-based ones are imported lazily (torch)."""
+
+from __future__ import annotations
+
+from loopctl.spec import CompositionParam, Spec
+from loopctl.strategies.base import CampaignData, Proposal, Strategy
+
+__all__ = ["AutoStrategy", "make_strategy", "initial_design_size"]
+
+
+def initial_design_size(spec: Spec) -> int:
+    """Sobol trials before the first model: enough to fit a lengthscale per dimension."""
+    if spec.strategy.initial_trials is not None:
+        return spec.strategy.initial_trials
+    free = 0
+    for p in spec.space:
+        if isinstance(p, CompositionParam):
+            free += len(p.elements) - 1
+        elif p.type != "fixed":
+            free += 1
+    return max(4, min(2 * free, spec.budget.trials // 3))
+
+
+def _model_strategy(spec: Spec) -> Strategy:
+    from loopctl.strategies.gp import BotorchStrategy  # imports torch: only when needed
+
+    return BotorchStrategy()
+
+
+class AutoStrategy:
+    """Sobol for the initial design, then a GP with log-noisy EI; records why."""
+
+    name = "auto"
+
+    def __init__(self, spec: Spec) -> None:
+        from loopctl.strategies.sobol import SobolStrategy
+
+        self.n_initial = initial_design_size(spec)
+        self.sobol = SobolStrategy()
+        self._model: Strategy | None = None
+        self.multi = len(spec.objectives) > 1
+
+    def propose(self, data: CampaignData, n: int) -> Proposal:
+        seen = len(data.completed) + len(data.pending)
+        if len(data.completed) == 0 or seen < self.n_initial:
+            p = self.sobol.propose(data, n)
+            reason = f"initial design: {seen} of {self.n_initial} trials"
+        elif self.multi:
+            p = self.sobol.propose(data, n)
+            reason = "several objectives: no multi-objective model yet, using Sobol"
+        else:
+            if self._model is None:
+                self._model = _model_strategy(data.spec)
+            p = self._model.propose(data, n)
+            reason = f"single objective, {len(data.completed)} observations: GP + log-noisy EI"
+        p.diagnostics["auto"] = {"picked": p.strategy, "reason": reason}
+        return p
+
+
+def make_strategy(spec: Spec) -> Strategy:
+    """`botorch` and `auto` share the path (Sobol first, then the GP); `sobol` stays model-free."""
+    if spec.strategy.method == "sobol":
+        from loopctl.strategies.sobol import SobolStrategy
+
+        return SobolStrategy()
+    return AutoStrategy(spec)

@@ -1,0 +1,62 @@
+"""The one interface every proposal engine implements.
+
+A strategy sees plain data (no database, no sockets) and returns candidates
+with the diagnostics an auditor needs. Same data and seed -> same candidates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from loopctl.space import Space
+from loopctl.spec import Spec
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A completed trial as a strategy sees it: outcomes are (mean, sem or None)."""
+
+    trial_id: str
+    parameters: Mapping[str, Any]
+    outcomes: Mapping[str, tuple[float, float | None]]
+
+
+@dataclass(frozen=True)
+class CampaignData:
+    spec: Spec
+    space: Space
+    completed: tuple[Observation, ...]
+    failed: tuple[Mapping[str, Any], ...]  # parameters of trials that failed for good
+    pending: tuple[Mapping[str, Any], ...]  # proposed, running or in-doubt candidates
+    proposal_index: int  # how many proposals this campaign has recorded before this one
+    sobol_drawn: int  # Sobol points consumed by earlier proposals (keeps the sequence going)
+
+    @property
+    def seed(self) -> int:
+        """Seed of this proposal: derived, so a replay needs only the campaign seed."""
+        return self.spec.seed * 100_003 + self.proposal_index
+
+
+@dataclass
+class Candidate:
+    parameters: dict[str, Any]
+    predicted: dict[str, tuple[float, float]] | None = None  # objective -> (mean, sd)
+    acquisition: float | None = None
+
+
+@dataclass
+class Proposal:
+    strategy: str
+    version: str
+    seed: int
+    candidates: list[Candidate]
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    sobol_drawn: int = 0  # Sobol points this proposal consumed
+
+
+class Strategy(Protocol):
+    name: str
+
+    def propose(self, data: CampaignData, n: int) -> Proposal: ...

@@ -1,0 +1,78 @@
+"""Trials as flat tables: export (CSV/JSON/DataFrame) and import of past measurements."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from loopctl import ledger
+from loopctl.errors import ValidationError
+from loopctl.space import Space
+from loopctl.spec import Spec
+from loopctl.store import Store
+
+
+def _iso(t: float | None) -> str | None:
+    return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat()
+
+
+def trial_rows(store: Store, spec: Spec) -> list[dict[str, Any]]:
+    """One row per trial: id, state, parameters, outcomes (with sem), driver, timestamps."""
+    space = Space(spec.space)
+    obs = store.observations()
+    strategies = {p["id"]: p["strategy"] for p in store.proposals()}
+    rows = []
+    for t in store.trials():
+        row: dict[str, Any] = {"trial_id": t["id"], "status": t["status"], "origin": t["origin"],
+                               "strategy": strategies.get(t["proposal_id"])}
+        row.update(space.flat(t["parameters"]))
+        for o in spec.objectives:
+            value, sem = obs.get(t["id"], {}).get(o.name, (None, None))
+            row[o.name] = value
+            row[f"{o.name}_sem"] = sem
+        row.update({"driver": t["driver"], "attempts": t["attempts"],
+                    "created_at": _iso(t["created_at"]), "started_at": _iso(t["started_at"]),
+                    "finished_at": _iso(t["finished_at"]), "reason": t["reason"]})
+        rows.append(row)
+    return rows
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    return buf.getvalue()
+
+
+def to_json(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, indent=2) + "\n"
+
+
+def import_csv(store: Store, spec: Spec, path: str | Path) -> list[str]:
+    """Add a lab's earlier measurements as completed, ``imported`` trials (all or nothing)."""
+    p = Path(path)
+    try:
+        with p.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames:
+                raise ValidationError(f"{p}: empty file (expected a header row)")
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValidationError(f"{p}: cannot read CSV: {exc}") from None
+    missing = [o.name for o in spec.objectives if o.name not in (reader.fieldnames or [])]
+    if missing:
+        raise ValidationError(f"{p}: no column for objective {missing[0]!r}; columns are "
+                              f"{', '.join(reader.fieldnames or [])}")
+    if not rows:
+        raise ValidationError(f"{p}: no data rows")
+    for i, row in enumerate(rows):
+        if None in row:
+            raise ValidationError(f"{p.name} row {i + 2}: more cells than the header has columns")
+    with store.batch() as b:
+        return ledger.record_imports(b, spec, Space(spec.space), rows, p.name)

@@ -1,0 +1,148 @@
+"""A running controller answers every bad message with ERROR and records nothing for it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+
+from tests.conftest import Procs, free_endpoint
+from tests.specs import branin
+
+pytestmark = pytest.mark.slow
+
+
+class RawDriver:
+    """A hand-driven DEALER: sends exactly the frames a test wants."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.sock = zmq.Context.instance().socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(endpoint)
+        self.n = 0
+
+    def send(self, type_: str, **body: Any) -> str:
+        self.n += 1
+        mid = f"m{self.n}"
+        self.sock.send(json.dumps({"v": 1, "id": mid, "type": type_, **body}).encode())
+        return mid
+
+    def recv(self, timeout: float = 10.0) -> dict[str, Any]:
+        assert self.sock.poll(int(timeout * 1000)), "no reply from the controller"
+        msg: dict[str, Any] = json.loads(self.sock.recv())
+        return msg
+
+    def recv_type(self, type_: str) -> dict[str, Any]:
+        while True:
+            msg = self.recv()
+            if msg["type"] == type_:
+                return msg
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def fingerprint(db: Path) -> tuple[Any, ...]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return (conn.execute("SELECT COUNT(*), MAX(seq) FROM events").fetchone(),
+                conn.execute("SELECT id, status, attempts FROM trials ORDER BY id").fetchall(),
+                conn.execute("SELECT * FROM observations ORDER BY trial_id").fetchall())
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def session(tmp_path: Path, procs: Procs) -> Any:
+    spec = branin(tmp_path, strategy={"method": "sobol"},
+                  execution={"max_in_flight": 2, "heartbeat_timeout": 60})
+    ep, db = free_endpoint(), tmp_path / "m.db"
+    procs.controller(spec, db, ep)
+    d = RawDriver(ep)
+    d.send("HELLO", name="raw", kind="test", version="1", capacity=2)
+    assert d.recv_type("WELCOME")["campaign"] == "branin"
+    tasks = [d.recv_type("TASK"), d.recv_type("TASK")]
+    yield d, db, tasks, procs, ep
+    d.close()
+
+
+def test_result_is_acked_once_and_repeat_changes_nothing(session: Any) -> None:
+    d, db, tasks, procs, _ = session
+    t = tasks[0]["trial"]
+    mid = d.send("RESULT", trial=t, outcomes={"y": 12.5})
+    ack = d.recv_type("ACK")
+    assert ack["trial"] == t and ack["ref"] == mid
+    d.recv_type("TASK")  # the freed slot is refilled; after that the campaign is quiet
+    before = fingerprint(db)
+    d.send("RESULT", trial=t, outcomes={"y": 99.0})
+    assert d.recv_type("ACK")["trial"] == t  # acknowledged again: the driver may forget it
+    after = fingerprint(db)
+    assert after[0] == before[0] and after[2] == before[2]  # no event, value still 12.5
+    assert (t, "y", 12.5) == after[2][0][:3]
+    assert procs.procs[0].poll() is None
+
+
+BAD = {
+    "unknown trial": ({"type": "RESULT", "trial": "T9999", "outcomes": {"y": 1.0}},
+                      "unknown_trial"),
+    "NaN value": ({"type": "RESULT", "trial": "{t}", "outcomes": {"y": float("nan")}},
+                  "invalid_value"),
+    "missing objective": ({"type": "RESULT", "trial": "{t}", "outcomes": {}}, "invalid_value"),
+    "unknown objective": ({"type": "RESULT", "trial": "{t}", "outcomes": {"y": 1, "z": 2}},
+                          "invalid_value"),
+    "unknown field": ({"type": "RESULT", "trial": "{t}", "outcomes": {"y": 1},
+                       "parameters": {"x9": 1}}, "bad_field"),
+    "wrong type": ({"type": "FAILED", "trial": "{t}", "reason": 5, "retryable": False},
+                   "bad_field"),
+    "unknown type": ({"type": "GIMME"}, "unknown_type"),
+    "bad version": ({"type": "RESULT", "v": 99, "trial": "{t}", "outcomes": {"y": 1}},
+                    "bad_version"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_message_gets_error_and_changes_nothing(session: Any, case: str) -> None:
+    d, db, tasks, procs, _ = session
+    t = tasks[1]["trial"]
+    body, code = BAD[case]
+    msg = {"v": 1, "id": "bad1", **{k: (v.replace("{t}", t) if isinstance(v, str) else v)
+                                    for k, v in body.items()}}
+    before = fingerprint(db)
+    d.sock.send(json.dumps(msg).encode())  # json writes NaN as the bare token NaN
+    err = d.recv_type("ERROR")
+    assert err["code"] == code, err
+    assert err["message"]
+    assert fingerprint(db) == before
+    assert procs.procs[0].poll() is None
+    # and the same trial still accepts a good result afterwards
+    d.send("RESULT", trial=t, outcomes={"y": 3.0})
+    assert d.recv_type("ACK")["trial"] == t
+
+
+def test_non_json_and_extra_frames_get_error(session: Any) -> None:
+    d, db, _, procs, _ = session
+    before = fingerprint(db)
+    d.sock.send(b"\xff\xfe not json")
+    assert d.recv_type("ERROR")["code"] == "bad_json"
+    d.sock.send_multipart([b"{}", b"{}"])
+    assert d.recv_type("ERROR")["code"] == "bad_envelope"
+    d.sock.send(b"[1, 2]")
+    assert d.recv_type("ERROR")["code"] == "bad_envelope"
+    assert fingerprint(db) == before
+    assert procs.procs[0].poll() is None
+
+
+def test_message_before_hello_is_refused(session: Any) -> None:
+    _, db, tasks, procs, ep = session
+    before = fingerprint(db)
+    stranger = RawDriver(ep)
+    try:
+        stranger.send("RESULT", trial=tasks[0]["trial"], outcomes={"y": 0.0})
+        assert stranger.recv_type("ERROR")["code"] == "hello_first"
+    finally:
+        stranger.close()
+    assert fingerprint(db) == before

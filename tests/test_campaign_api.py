@@ -1,0 +1,117 @@
+"""The Python API: ask/tell over the same database format as the controller."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from loopctl import Campaign
+from loopctl.errors import TrialError, ValidationError
+from tests.conftest import loopctl
+from tests.specs import branin
+
+
+def branin_fn(x1: float, x2: float) -> float:
+    return ((x2 - 5.1 / (4 * math.pi**2) * x1**2 + 5 / math.pi * x1 - 6) ** 2
+            + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x1) + 10)
+
+
+def test_ask_tell_round_trip_in_memory(tmp_path: Path) -> None:
+    c = Campaign.create(branin(tmp_path, strategy={"method": "sobol"}))
+    trials = c.ask(2)
+    assert [t.id for t in trials] == ["T0001", "T0002"]
+    assert set(trials[0].parameters) == {"x1", "x2"}
+    c.tell(trials[0].id, {"y": 5.0})
+    c.tell(trials[1].id, {"y": (4.0, 0.1)})
+    best = c.best()
+    assert best is not None and best["trial_id"] == "T0002" and best["value"] == 4.0
+    df = c.to_dataframe()
+    assert list(df["y"]) == [5.0, 4.0] and list(df["y_sem"].fillna(-1)) == [-1, 0.1]
+    assert list(df["status"]) == ["completed", "completed"]
+
+
+def test_tell_validates(tmp_path: Path) -> None:
+    c = Campaign.create(branin(tmp_path, strategy={"method": "sobol"}))
+    (t,) = c.ask()
+    with pytest.raises(ValidationError, match="y: must be a finite number"):
+        c.tell(t.id, {"y": float("nan")})
+    with pytest.raises(ValidationError, match="unknown objective 'z'"):
+        c.tell(t.id, {"y": 1.0, "z": 2.0})
+    with pytest.raises(ValidationError, match="y: missing"):
+        c.tell(t.id, {})
+    with pytest.raises(TrialError, match="no trial 'T0042'"):
+        c.tell("T0042", {"y": 1.0})
+    c.tell(t.id, {"y": 1.0})
+    c.tell(t.id, {"y": 2.0})  # a repeat changes nothing
+    assert c.best()["value"] == 1.0  # type: ignore[index]
+
+
+def test_retryable_failure_is_asked_again(tmp_path: Path) -> None:
+    c = Campaign.create(branin(tmp_path, strategy={"method": "sobol"}))
+    (t,) = c.ask()
+    c.fail(t.id, "robot jammed", retryable=True)
+    (again,) = c.ask()
+    assert again.id == t.id and again.parameters == t.parameters
+    c.fail(again.id, "sample burnt")
+    assert c.store.trial(t.id)["status"] == "failed"  # type: ignore[index]
+
+
+@pytest.mark.slow
+def test_bo_with_ask_tell_beats_first_guesses(tmp_path: Path) -> None:
+    c = Campaign.create(branin(tmp_path, seed=3))
+    for _ in range(14):
+        (t,) = c.ask()
+        c.tell(t.id, {"y": branin_fn(t.parameters["x1"], t.parameters["x2"])})
+    strategies = [p["strategy"] for p in c.store.proposals()]
+    assert strategies[:4] == ["sobol"] * 4 and set(strategies[4:]) == {"botorch"}
+    df = c.to_dataframe()
+    assert df["y"].iloc[4:].min() < df["y"].iloc[:4].min()
+    assert c.best()["value"] < 2.0  # type: ignore[index]
+    diag = c.store.proposals()[-1]["diagnostics"]
+    assert diag["lengthscales"] and diag["candidates"][0]["predicted"]["y"][1] > 0
+
+
+def test_import_export_and_open(tmp_path: Path) -> None:
+    db = tmp_path / "i.db"
+    Campaign.create(branin(tmp_path, strategy={"method": "sobol"}), db).close()
+    past = tmp_path / "past.csv"
+    past.write_text("x1,x2,y,y_sem,operator\n1.0,2.0,30.5,0.2,ann\n-3.1,12.3,0.5,,bob\n")
+    r = loopctl("import", str(db), str(past))
+    assert "imported 2 trials" in r.stdout
+    with Campaign.open(db) as c:
+        first = next(c.store.events(since=0))
+        imported = [e for e in c.store.events() if e.kind == "trial_imported"]
+        assert first.kind == "campaign_created"
+        assert imported[0].payload["metadata"] == {"operator": "ann"}
+        best = c.best()
+        assert best is not None and best["value"] == 0.5 and best["origin"] == "imported"
+        (t,) = c.ask()
+        assert t.id == "T0003"
+    out = tmp_path / "e.csv"
+    loopctl("export", str(db), "--format", "csv", "--out", str(out))
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("trial_id,status,origin,strategy,x1,x2,y,y_sem,driver")
+    assert lines[1].startswith("T0001,completed,imported,,1.0,2.0,30.5,0.2")
+    js = loopctl("export", str(db), "--format", "json").stdout
+    assert '"origin": "imported"' in js
+
+
+@pytest.mark.parametrize("body,message", [
+    ("x1,x2,y\n1,2,nan\n", "row 2.y: must be a finite number"),
+    ("x1,x2,y\n11,2,3\n", "row 2.x1: 11 is outside the bounds"),
+    ("x1,x2,y\n1,2,3\n1,,3\n", "row 3.x2: missing"),
+    ("x1,x2\n1,2\n", "no column for objective 'y'"),
+    ("X1,x2,y\n1,2,3\n", "row 2.x1: missing"),
+    ("x1,x2,y\n1,2,3,4\n", "row 2"),
+])
+def test_import_rejects_bad_rows_whole(tmp_path: Path, body: str, message: str) -> None:
+    db = tmp_path / "i.db"
+    Campaign.create(branin(tmp_path, strategy={"method": "sobol"}), db).close()
+    bad = tmp_path / "bad.csv"
+    bad.write_text(body)
+    r = loopctl("import", str(db), str(bad), check=False)
+    assert r.returncode == 1 and message in r.stderr, r.stderr
+    with Campaign.open(db) as c:
+        assert c.trials() == []

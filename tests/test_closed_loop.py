@@ -1,0 +1,109 @@
+"""The closed loop with real processes: controller and oracle drivers over tcp, real SQLite."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from loopctl.store import Store
+from tests.conftest import Procs, free_endpoint, loopctl, wait_for
+from tests.specs import branin
+
+pytestmark = pytest.mark.slow
+
+
+def db_rows(db: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def completed(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        return int(db_rows(db, "SELECT COUNT(*) FROM trials WHERE status = 'completed'")[0][0])
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_three_drivers_complete_twenty_trials(tmp_path: Path, procs: Procs) -> None:
+    ep, db = free_endpoint(), tmp_path / "c.db"
+    ctl = procs.controller(branin(tmp_path), db, ep)
+    for i in range(3):
+        procs.driver(ep, f"d{i}")
+    assert ctl.wait(120) == 0, procs.log("controller.log")
+    assert db_rows(db, "SELECT status, COUNT(*) FROM trials GROUP BY status") == [("completed", 20)]
+    assert db_rows(db, "SELECT COUNT(DISTINCT trial_id) FROM observations WHERE metric='y'") \
+        == [(20,)]
+    drivers_used = {r[0] for r in db_rows(db, "SELECT DISTINCT driver FROM trials")}
+    assert drivers_used == {"d0", "d1", "d2"}
+    strategies = {r[0] for r in db_rows(db, "SELECT strategy FROM proposals")}
+    assert strategies == {"sobol", "botorch"}  # real BO after the initial design
+    with Store.open(db, readonly=True) as store:
+        ok, bad, msg = store.verify_chain()
+    assert ok, msg
+    for p in procs.procs[1:]:  # drivers exit 0 on SHUTDOWN
+        assert p.wait(10) == 0
+
+
+def test_killed_driver_trial_is_redispatched(tmp_path: Path, procs: Procs) -> None:
+    spec = branin(tmp_path, strategy={"method": "sobol"}, budget={"trials": 8},
+                  execution={"heartbeat_timeout": 2, "heartbeat_interval": 0.5})
+    ep, db = free_endpoint(), tmp_path / "k.db"
+    ctl = procs.controller(spec, db, ep)
+    victim = procs.driver(ep, "victim", "--latency", "1.5")
+    wait_for(lambda: db.exists() and db_rows(
+        db, "SELECT COUNT(*) FROM trials WHERE status='running' AND driver='victim'")[0][0] == 1,
+        30, "the victim driver to hold a trial")
+    for name in ("a", "b"):
+        procs.driver(ep, name, "--latency", "0.3")
+    (held,) = db_rows(db, "SELECT id FROM trials WHERE status='running' AND driver='victim'")[0]
+    victim.send_signal(signal.SIGKILL)
+    assert ctl.wait(90) == 0, procs.log("controller.log")
+    assert completed(db) == 8
+    assert db_rows(db, "SELECT COUNT(*) FROM trials") == [(8,)]
+    status, driver, attempts = db_rows(db, "SELECT status, driver, attempts FROM trials "
+                                           "WHERE id = ?", held)[0]
+    assert status == "completed" and driver in ("a", "b") and attempts == 2
+    reasons = db_rows(db, "SELECT payload FROM events WHERE kind='trial_interrupted' "
+                          "AND trial_id = ?", held)
+    assert len(reasons) == 1 and "silent" in str(reasons[0][0])
+
+
+def test_sigterm_stops_cleanly_and_persists(tmp_path: Path, procs: Procs) -> None:
+    spec = branin(tmp_path, strategy={"method": "sobol"}, budget={"trials": 500})
+    ep, db = free_endpoint(), tmp_path / "s.db"
+    ctl = procs.controller(spec, db, ep)
+    procs.driver(ep, "d", "--latency", "0.05")
+    wait_for(lambda: completed(db) >= 5, 30, "five results")
+    ctl.send_signal(signal.SIGTERM)
+    assert ctl.wait(20) == 0, procs.log("controller.log")
+    kinds = [r[0] for r in db_rows(db, "SELECT kind FROM events ORDER BY seq DESC LIMIT 1")]
+    assert kinds == ["controller_stopped"]
+    with Store.open(db, readonly=True) as store:
+        assert store.verify_chain()[0]
+    st = loopctl("status", str(db), "--json")
+    assert '"running": false' in st.stdout
+
+
+def test_second_writer_is_refused_while_controller_runs(tmp_path: Path, procs: Procs) -> None:
+    spec = branin(tmp_path, strategy={"method": "sobol"})
+    ep, db = free_endpoint(), tmp_path / "l.db"
+    procs.controller(spec, db, ep)
+    wait_for(lambda: completed(db) == 0 and db.exists() and Path(str(db) + "-lock").exists(),
+             20, "the controller to create its database")
+    time.sleep(0.5)
+    csv = tmp_path / "past.csv"
+    csv.write_text("x1,x2,y\n1,2,30\n")
+    r = loopctl("import", str(db), str(csv), check=False)
+    assert r.returncode == 1
+    assert "in use by another controller" in r.stderr and "pid" in r.stderr
+    st = loopctl("status", str(db), "--json")  # reading is always allowed
+    assert '"running": true' in st.stdout

@@ -1,0 +1,123 @@
+"""Campaign files: every kind of mistake is reported with the field it is in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loopctl.errors import SpecError
+from loopctl.spec import load_spec, parse_spec_text
+from tests.conftest import CAMPAIGNS, loopctl
+
+GOOD = """
+name: t
+seed: 3
+space:
+  - {name: a, type: range, bounds: [0, 1]}
+  - {name: b, type: integer, bounds: [1, 5]}
+  - {name: c, type: choice, values: [x, y]}
+  - {name: comp, type: composition, elements: [Cu, Pd], bounds: {Cu: [0.1, 0.9]}}
+objectives:
+  - {name: y, goal: minimize}
+budget: {trials: 10}
+"""
+
+# (mutation of GOOD, text the message must contain)
+BAD = [
+    ("space:\n  - {name: a, type: range, bounds: [5, 1]}",
+     "space[0].bounds: lower bound 5 is above upper bound 1"),
+    ("space:\n  - {name: a, type: ranges, bounds: [0, 1]}", "space[0].type: 'ranges' is not one of"),
+    ("space:\n  - {name: a, type: range}", "space[0].bounds: must be a list of two numbers"),
+    ("space:\n  - {name: 1a, type: range, bounds: [0, 1]}", "space[0].name: '1a' is not a valid"),
+    ("space:\n  - {name: a, type: range, bounds: [0, 1], log: true}",
+     "space[0].bounds: log scale needs a lower bound above 0"),
+    ("space:\n  - {name: a, type: choice, values: [x]}", "space[0].values: must be a list of at "
+                                                          "least two"),
+    ("space:\n  - {name: c, type: composition, elements: [Cu, Xx]}",
+     "space[0].elements[1]: 'Xx' is not a chemical element"),
+    ("space:\n  - {name: c, type: composition, elements: [Cu, Pd], bounds: {Cu: [0, 0.2], "
+     "Pd: [0, 0.3]}}", "space[0].bounds: no composition fits"),
+    ("space:\n  - {name: c, type: composition, elements: [Cu, Pd], bounds: {Au: [0, 1]}}",
+     "space[0].bounds.Au: 'Au' is not one of the elements"),
+    ("objectives:\n  - {name: y, goal: minimise}", "objectives[0].goal: 'minimise' is not one of"),
+    ("objectives: []", "objectives: must be a non-empty list"),
+    ("budget: {trials: 0}", "budget.trials: must be at least 1"),
+    ("budget: {trials: 2.5}", "budget.trials: must be a whole number"),
+    ("budget: {}", "budget.trials: is required"),
+    ("execution: {max_in_flight: 0}", "execution.max_in_flight: must be at least 1"),
+    ("execution: {heartbeat_interval: 5, heartbeat_timeout: 2}",
+     "execution.heartbeat_timeout: must be longer than heartbeat_interval"),
+    ("strategy: {method: magic}", "strategy.method: 'magic' is not one of"),
+    ("oracle: {kind: function}", "oracle.function: is required when kind is function"),
+    ("space:\n  - {name: c, type: composition, elements: [Cu, Fe]}\noracle: {kind: emt}",
+     "oracle.kind: EMT has no potential for Fe"),
+    ("space:\n  - {name: a, type: range, bounds: [0, 1]}\noracle: {kind: emt}",
+     "oracle.kind: emt needs exactly one composition parameter"),
+    ("bugdet: {trials: 3}", "bugdet: unknown field"),
+    ("seed: -1", "seed: must be at least 0"),
+    ("objectives:\n  - {name: a, goal: minimize}", "name 'a' is used more than once"),
+]
+
+
+def mutate(change: str) -> str:
+    key = change.split(":", 1)[0]
+    lines, out, skip = GOOD.strip().splitlines(), [], False
+    for line in lines:
+        if line.startswith(f"{key}:"):
+            skip = True
+            continue
+        if skip and line.startswith("  "):
+            continue
+        skip = False
+        out.append(line)
+    return "\n".join(out) + "\n" + change + "\n"
+
+
+def test_good_file_parses() -> None:
+    spec = parse_spec_text(GOOD)
+    assert [p.type for p in spec.space] == ["range", "integer", "choice", "composition"]
+    assert spec.space[3].bounds == ((0.1, 0.9), (0.0, 1.0))  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("change,expected", BAD, ids=[b[1].split(":")[0] for b in BAD])
+def test_bad_field_is_named(change: str, expected: str) -> None:
+    with pytest.raises(SpecError) as err:
+        parse_spec_text(mutate(change))
+    assert expected in str(err.value), str(err.value)
+
+
+def test_all_problems_reported_at_once() -> None:
+    text = mutate("budget: {trials: 0}").replace("goal: minimize", "goal: up")
+    with pytest.raises(SpecError) as err:
+        parse_spec_text(text)
+    assert len(err.value.problems) == 2
+
+
+def test_not_yaml_names_the_line() -> None:
+    with pytest.raises(SpecError, match="line 2, column 6: not valid YAML"):
+        parse_spec_text("name: t\n  bad: : x\n")
+
+
+def test_shipped_campaigns_are_valid() -> None:
+    for path in CAMPAIGNS.glob("*.yaml"):
+        load_spec(path)
+
+
+def test_validate_cli_exit_codes(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(mutate("space:\n  - {name: a, type: range, bounds: [5, 1]}"))
+    r = loopctl("validate", str(bad), check=False)
+    assert r.returncode == 1
+    assert "space[0].bounds: lower bound 5 is above upper bound 1" in r.stderr
+    ok = loopctl("validate", str(CAMPAIGNS / "alloy-mixing.yaml"))
+    assert "is valid" in ok.stdout and "Cu" in ok.stdout
+
+
+def test_init_writes_a_valid_commented_file(tmp_path: Path) -> None:
+    target = tmp_path / "new.yaml"
+    loopctl("init", str(target))
+    assert "#" in target.read_text()
+    load_spec(target)
+    again = loopctl("init", str(target), check=False)
+    assert again.returncode == 1 and "--force" in again.stderr

@@ -1,0 +1,131 @@
+"""The campaign database: hash chain, derived tables in step, locking, clear failures."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from loopctl import Campaign
+from loopctl.errors import CampaignLocked, StoreError
+from loopctl.store import Store
+from tests.specs import branin
+
+
+def small_campaign(tmp_path: Path) -> Path:
+    db = tmp_path / "c.db"
+    with Campaign.create(branin(tmp_path, strategy={"method": "sobol"}), db) as c:
+        for t in c.ask(3):
+            c.tell(t.id, {"y": t.parameters["x1"] + t.parameters["x2"]})
+        (t,) = c.ask(1)
+        c.fail(t.id, "sample cracked")
+    return db
+
+
+def test_pragmas_and_tables(tmp_path: Path) -> None:
+    db = small_campaign(tmp_path)
+    with Store.open(db) as s:
+        assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert s.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    conn = sqlite3.connect(db)
+    statuses = dict(conn.execute("SELECT status, COUNT(*) FROM trials GROUP BY status"))
+    assert statuses == {"completed": 3, "failed": 1}
+    assert conn.execute("SELECT COUNT(*) FROM observations WHERE metric = 'y'").fetchone()[0] == 3
+
+
+def test_chain_verifies_and_any_edit_is_caught(tmp_path: Path) -> None:
+    db = small_campaign(tmp_path)
+    with Store.open(db, readonly=True) as s:
+        ok, bad, _ = s.verify_chain()
+    assert ok and bad is None
+    edits = {
+        "UPDATE events SET payload = replace(payload, '\"reason\":\"sample cracked\"', "
+        "'\"reason\":\"fine\"') WHERE kind = 'trial_failed'": "trial_failed",
+        "DELETE FROM events WHERE seq = 3": "missing",
+        "UPDATE events SET time = time + 1 WHERE seq = 2": "event 2",
+    }
+    for sql, expected in edits.items():
+        copy = tmp_path / "copy.db"
+        copy.write_bytes(db.read_bytes())
+        conn = sqlite3.connect(copy)
+        conn.execute(sql)
+        conn.commit()
+        conn.close()
+        with Store.open(copy, readonly=True) as s:
+            ok, bad, msg = s.verify_chain()
+        assert not ok and bad is not None and expected in msg, (sql, msg)
+        copy.unlink()
+
+
+def test_derived_tables_rebuild_from_events(tmp_path: Path) -> None:
+    """The derived tables are a pure fold of the log: replaying it gives the same rows."""
+    from loopctl.store import SCHEMA, project
+
+    db = small_campaign(tmp_path)
+    with Store.open(db, readonly=True) as s:
+        events = list(s.events())
+        original = {t: s.conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
+                    for t in ("trials", "observations", "proposals")}
+    fresh = sqlite3.connect(":memory:")
+    fresh.executescript(SCHEMA)
+    for ev in events:
+        project(fresh, ev)
+    for table, rows in original.items():
+        assert fresh.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall() == rows
+
+
+def test_second_writer_refused(tmp_path: Path) -> None:
+    db = small_campaign(tmp_path)
+    with Campaign.open(db):
+        with pytest.raises(CampaignLocked, match="in use by another controller"):
+            Campaign.open(db)
+        with Store.open(db, readonly=True) as s:  # readers are never blocked
+            assert s.counts()["completed"] == 3
+    with Campaign.open(db) as c:  # released on close
+        assert len(c.trials()) == 4
+
+
+def test_refuses_overwrite_and_foreign_files(tmp_path: Path) -> None:
+    db = small_campaign(tmp_path)
+    with pytest.raises(StoreError, match="already exists"):
+        Campaign.create(branin(tmp_path), db)
+    junk = tmp_path / "junk.db"
+    junk.write_text("this is not sqlite " * 100)
+    with pytest.raises(StoreError, match="not a SQLite database"):
+        Store.open(junk)
+    assert junk.read_text() == "this is not sqlite " * 100  # untouched
+    plain = tmp_path / "plain.db"
+    sqlite3.connect(plain).execute("CREATE TABLE t (x)").connection.commit()
+    with pytest.raises(StoreError, match="not a loopctl campaign database"):
+        Store.open(plain)
+    with pytest.raises(StoreError, match="no such campaign database"):
+        Store.open(tmp_path / "missing.db")
+
+
+def test_write_lock_held_by_another_program_is_clear_and_loses_nothing(tmp_path: Path) -> None:
+    db = small_campaign(tmp_path)
+    other = sqlite3.connect(db, timeout=0)
+    other.execute("BEGIN IMMEDIATE")  # e.g. a user's sqlite3 shell in the middle of an edit
+    try:
+        with Campaign.open(db) as c:
+            c.store.conn.execute("PRAGMA busy_timeout = 100")
+            before = c.store.counts()
+            with pytest.raises(StoreError, match="another program holds a write lock"):
+                c.ask(1)
+    finally:
+        other.rollback()
+        other.close()
+    with Campaign.open(db) as c:
+        assert c.store.counts() == before
+        assert c.store.verify_chain()[0]
+        assert len(c.ask(1)) == 1  # works again once the lock is gone
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_read_only_file_is_clear(tmp_path: Path) -> None:
+    db = small_campaign(tmp_path)
+    db.chmod(0o444)
+    with pytest.raises(StoreError):
+        Campaign.open(db).ask(1)
