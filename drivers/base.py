@@ -113,17 +113,24 @@ class Driver:
     kind = "custom"
     version = "1"
 
-    def __init__(self, connect: str, *, name: str | None = None, capacity: int = 1,
-                 outbox: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        connect: str,
+        *,
+        name: str | None = None,
+        capacity: int = 1,
+        outbox: str | Path | None = None,
+    ) -> None:
         self.connect = connect
         self.name = name or f"{self.kind}-{socket.gethostname()}-{os.getpid()}"
         self.capacity = capacity
         base = Path(outbox) if outbox else _state_dir() / "outbox" / self.name
         self.outbox = Outbox(base)
         self.settings: dict[str, Any] = {}
-        self._ctx = zmq.Context.instance()
+        self._ctx: zmq.Context[Any] = zmq.Context.instance()
         self._sock: zmq.Socket | None = None
         self._done: queue.Queue[_Done] = queue.Queue()
+        self._wake_r, self._wake_w = os.pipe()  # workers nudge the socket loop when done
         self._running: dict[str, threading.Thread] = {}
         self._cancelled: set[str] = set()
         self._sent_at: dict[str, float] = {}
@@ -159,8 +166,9 @@ class Driver:
             silence = now - last_heard
             limit = self.heartbeat_timeout if self._welcomed else max(backoff, 2.0)
             if silence > limit:
-                log.warning("controller silent for %.1f s; reconnecting in %.2f s", silence,
-                            backoff)
+                log.warning(
+                    "controller silent for %.1f s; reconnecting in %.2f s", silence, backoff
+                )
                 time.sleep(jitter(backoff))
                 backoff = min(backoff * 2, 8.0)
                 self._reopen()
@@ -168,7 +176,11 @@ class Driver:
             self._drain_done()
             self._resend_stale()
             assert self._sock is not None
-            if not self._sock.poll(100):
+            ready = dict(self._poller.poll(100))
+            if self._wake_r in ready:
+                os.read(self._wake_r, 4096)
+                continue
+            if self._sock not in ready:
                 continue
             frame = self._sock.recv()
             last_heard = time.monotonic()
@@ -212,8 +224,10 @@ class Driver:
                 self.setup(self.settings)
             except CannotEvaluate as exc:
                 log.error("cannot evaluate this campaign: %s", exc)
-                print(f"error: {self.name} cannot evaluate campaign {msg.body['campaign']!r}: "
-                      f"{exc}", flush=True)
+                print(
+                    f"error: {self.name} cannot evaluate campaign {msg.body['campaign']!r}: {exc}",
+                    flush=True,
+                )
                 self._send(protocol.make("BYE", reason=f"cannot evaluate: {exc}"[:4000]))
                 return EXIT_CANNOT_EVALUATE
             self._configured = True
@@ -234,8 +248,13 @@ class Driver:
             print(f"error: {text}", flush=True)
             return EXIT_REFUSED
         elif trial is not None and trial in self.outbox:
-            log.error("controller refused our report for %s: %s (%s); kept in %s", trial, text,
-                      code, self.outbox.path / "rejected")
+            log.error(
+                "controller refused our report for %s: %s (%s); kept in %s",
+                trial,
+                text,
+                code,
+                self.outbox.path / "rejected",
+            )
             self.outbox.reject(trial, f"{code}: {text}")
             self._sent_at.pop(trial, None)
         else:
@@ -247,8 +266,12 @@ class Driver:
         if trial in self._running:
             return  # a repeated TASK for work under way
         self._cancelled.discard(trial)
-        th = threading.Thread(target=self._work, daemon=True, name=f"trial-{trial}",
-                              args=(trial, int(msg.body["attempt"]), dict(msg.body["parameters"])))
+        th = threading.Thread(
+            target=self._work,
+            daemon=True,
+            name=f"trial-{trial}",
+            args=(trial, int(msg.body["attempt"]), dict(msg.body["parameters"])),
+        )
         self._running[trial] = th
         th.start()
 
@@ -258,16 +281,23 @@ class Driver:
             bad = [k for k, v in _values(outcomes) if not _finite(v)]
             if bad:
                 raise TrialFailed(f"evaluate returned a non-finite value for {', '.join(bad)}")
-            msg = protocol.make("RESULT", trial=trial, outcomes=outcomes,
-                                metadata={"attempt": attempt, "driver_version": self.version})
+            msg = protocol.make(
+                "RESULT",
+                trial=trial,
+                outcomes=outcomes,
+                metadata={"attempt": attempt, "driver_version": self.version},
+            )
         except TrialFailed as exc:
-            msg = protocol.make("FAILED", trial=trial, reason=exc.reason[:4000],
-                                retryable=exc.retryable)
+            msg = protocol.make(
+                "FAILED", trial=trial, reason=exc.reason[:4000], retryable=exc.retryable
+            )
         except Exception as exc:  # an evaluation bug is a failure of this trial, not the driver
             log.exception("evaluate raised for trial %s", trial)
-            msg = protocol.make("FAILED", trial=trial, reason=f"{type(exc).__name__}: {exc}"[:4000],
-                                retryable=False)
+            msg = protocol.make(
+                "FAILED", trial=trial, reason=f"{type(exc).__name__}: {exc}"[:4000], retryable=False
+            )
         self._done.put(_Done(trial, attempt, msg))
+        os.write(self._wake_w, b"!")
 
     def _drain_done(self) -> None:
         while True:
@@ -299,13 +329,24 @@ class Driver:
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 500)
         self._sock.connect(self.connect)
+        self._poller = zmq.Poller()
+        self._poller.register(self._sock, zmq.POLLIN)
+        self._poller.register(self._wake_r, zmq.POLLIN)
         self._welcomed = False
         self._hello()
 
     def _hello(self) -> None:
         holds = sorted(set(self._running) | {t for t, _ in self.outbox.items()})
-        self._send(protocol.make("HELLO", name=self.name, kind=self.kind, version=self.version,
-                                 capacity=self.capacity, holds=holds))
+        self._send(
+            protocol.make(
+                "HELLO",
+                name=self.name,
+                kind=self.kind,
+                version=self.version,
+                capacity=self.capacity,
+                holds=holds,
+            )
+        )
 
     def _reopen(self) -> None:
         self._close()
@@ -326,8 +367,9 @@ class Driver:
 
 def _values(outcomes: Any) -> list[tuple[str, Any]]:
     if not isinstance(outcomes, Mapping):
-        raise TrialFailed(f"evaluate must return a mapping of objective to value, got "
-                          f"{type(outcomes).__name__}")
+        raise TrialFailed(
+            f"evaluate must return a mapping of objective to value, got {type(outcomes).__name__}"
+        )
     out = []
     for k, v in outcomes.items():
         if isinstance(v, (tuple, list)):

@@ -16,17 +16,22 @@ from drivers.base import CannotEvaluate, Driver, TrialFailed
 from drivers.oracle_models import OracleConfigError, build_oracle
 
 # what a flaky calculation reports; the first kind is worth retrying, the second is not
-FAILURES = (("compute node lost during the calculation", True),
-            ("SCF did not converge", False))
+FAILURES = (("compute node lost during the calculation", True), ("SCF did not converge", False))
 
 
 class OracleDriver(Driver):
     kind = "oracle"
     version = "1"
 
-    def __init__(self, connect: str, *, overrides: Mapping[str, Any] | None = None,
-                 name: str | None = None, capacity: int = 1,
-                 outbox: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        connect: str,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        capacity: int = 1,
+        outbox: str | Path | None = None,
+    ) -> None:
         super().__init__(connect, name=name, capacity=capacity, outbox=outbox)
         self.overrides = dict(overrides or {})
         self._fn: Callable[[dict[str, Any]], dict[str, float]] | None = None
@@ -45,11 +50,16 @@ class OracleDriver(Driver):
         self.fail_rate = float(conf.get("fail_rate") or 0.0)
         self._rng = random.Random(f"{seed}-{self.name}")
         try:
-            self._fn = build_oracle(kind, objectives=list(settings.get("objectives", [])),
-                                    parameters=list(settings.get("parameters", [])),
-                                    function=conf.get("function"), table=conf.get("table"),
-                                    noise=float(conf.get("noise") or 0.0), seed=seed,
-                                    options=dict(conf.get("options") or {}))
+            self._fn = build_oracle(
+                kind,
+                objectives=list(settings.get("objectives", [])),
+                parameters=list(settings.get("parameters", [])),
+                function=conf.get("function"),
+                table=conf.get("table"),
+                noise=float(conf.get("noise") or 0.0),
+                seed=seed,
+                options=dict(conf.get("options") or {}),
+            )
         except OracleConfigError as exc:
             raise CannotEvaluate(str(exc)) from None
 

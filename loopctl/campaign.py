@@ -35,11 +35,17 @@ class Campaign:
         self.store = store
         self.spec = spec
         self.space = Space(spec.space)
+        self.view = ledger.DataView(store, spec, self.space)
         self.strategy = make_strategy(spec)
 
     @classmethod
-    def create(cls, spec_or_path: Spec | Mapping[str, Any] | str | Path,
-               db: str | Path | None = None, *, synchronous: str = "FULL") -> Campaign:
+    def create(
+        cls,
+        spec_or_path: Spec | Mapping[str, Any] | str | Path,
+        db: str | Path | None = None,
+        *,
+        synchronous: str = "FULL",
+    ) -> Campaign:
         """Start a campaign; ``db=None`` keeps it in memory (nothing written to disk)."""
         if isinstance(spec_or_path, Spec):
             spec = spec_or_path
@@ -47,8 +53,13 @@ class Campaign:
             spec = parse_spec(spec_or_path)
         else:
             spec = load_spec(spec_or_path)
-        store = Store.create(db if db is not None else ":memory:", spec.raw, spec.hash,
-                             software_versions(), synchronous=synchronous)
+        store = Store.create(
+            db if db is not None else ":memory:",
+            spec.raw,
+            spec.hash,
+            software_versions(),
+            synchronous=synchronous,
+        )
         return cls(store, spec)
 
     @classmethod
@@ -74,7 +85,7 @@ class Campaign:
         queued = self.store.trials(lifecycle.PROPOSED)[:n]
         proposal = None
         if len(queued) < n:
-            data = ledger.snapshot(self.store, self.spec, self.space)
+            data = self.view.refresh()
             proposal = self.strategy.propose(data, n - len(queued))
         with self.store.batch() as b:
             ids = [t["id"] for t in queued]
@@ -84,16 +95,18 @@ class Campaign:
                 ledger.record_dispatch(b, tid, API_DRIVER, None)
         return [Trial(tid, self._trial(tid)["parameters"]) for tid in ids]
 
-    def tell(self, trial_id: str, outcomes: Mapping[str, Any],
-             metadata: Mapping[str, Any] | None = None) -> None:
+    def tell(
+        self, trial_id: str, outcomes: Mapping[str, Any], metadata: Mapping[str, Any] | None = None
+    ) -> None:
         """Record a result: ``{"objective": value}`` or ``{"objective": (mean, sem)}``."""
         with self.store.batch() as b:
             ledger.record_result(b, self.spec, trial_id, outcomes, API_DRIVER, metadata)
 
     def fail(self, trial_id: str, reason: str, retryable: bool = False) -> None:
         with self.store.batch() as b:
-            ledger.record_failure(b, trial_id, reason, retryable, API_DRIVER,
-                                  self.spec.execution.retries)
+            ledger.record_failure(
+                b, trial_id, reason, retryable, API_DRIVER, self.spec.execution.retries
+            )
 
     # ------------------------------------------------------------------ reading
 
@@ -119,6 +132,8 @@ def stored_spec(store: Store) -> Spec:
     raw = store.meta("spec")
     spec = parse_spec(raw, source=f"{store.path} (stored spec)")
     if spec.hash != store.meta("spec_hash"):
-        raise StoreError(f"{store.path}: the stored campaign spec does not match its hash; "
-                         "the database was edited (run `loopctl audit`)")
+        raise StoreError(
+            f"{store.path}: the stored campaign spec does not match its hash; "
+            "the database was edited (run `loopctl audit`)"
+        )
     return spec

@@ -22,8 +22,10 @@ DEMO = Path(__file__).resolve().parents[1] / "campaigns" / "alloy-mixing.yaml"
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if not hasattr(args, "func"):
         parser.print_help()
         return 0
@@ -40,15 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="loopctl",
         description="Closed-loop active-learning experiment controller for materials research: "
-                    "propose experiments with Bayesian optimisation, run them on drivers over "
-                    "ZeroMQ, record everything in a campaign database.")
+        "propose experiments with Bayesian optimisation, run them on drivers over "
+        "ZeroMQ, record everything in a campaign database.",
+    )
     p.add_argument("--version", action="version", version=f"loopctl {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens (to stderr)")
     sub = p.add_subparsers(title="commands", metavar="COMMAND")
 
     c = sub.add_parser("init", help="write a commented example campaign file")
-    c.add_argument("file", nargs="?", default="campaign.yaml",
-                   help="where to write it (default: campaign.yaml)")
+    c.add_argument(
+        "file",
+        nargs="?",
+        default="campaign.yaml",
+        help="where to write it (default: campaign.yaml)",
+    )
     c.add_argument("--force", action="store_true", help="overwrite an existing file")
     c.set_defaults(func=cmd_init)
 
@@ -56,29 +63,46 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("file", help="campaign file (YAML)")
     c.set_defaults(func=cmd_validate)
 
-    c = sub.add_parser("start", help="create a campaign database and run the controller "
-                                     "until the budget is used")
+    c = sub.add_parser(
+        "start", help="create a campaign database and run the controller until the budget is used"
+    )
     c.add_argument("file", help="campaign file (YAML)")
     c.add_argument("--db", required=True, help="campaign database to create (must not exist)")
     _controller_options(c)
     c.set_defaults(func=cmd_start)
 
-    c = sub.add_parser("demo", help="run the embedded alloy-mixing campaign end to end "
-                                    "(EMT oracle, two local drivers)")
+    c = sub.add_parser(
+        "demo",
+        help="run the embedded alloy-mixing campaign end to end (EMT oracle, two local drivers)",
+    )
     c.add_argument("--db", help="database to create (default: runs/alloy-mixing-TIME.db)")
     c.add_argument("--trials", type=int, help="override the budget (default: the file's, 30)")
-    c.add_argument("--spawn-drivers", type=int, default=2, metavar="N",
-                   help="local oracle drivers to start (default: 2)")
+    c.add_argument(
+        "--spawn-drivers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="local oracle drivers to start (default: 2)",
+    )
     c.set_defaults(func=cmd_demo)
 
     c = sub.add_parser("driver", help="run a driver that connects to a controller")
     dsub = c.add_subparsers(title="kinds", metavar="KIND")
-    o = dsub.add_parser("oracle", help="simulated DFT oracle: EMT alloy energies, benchmark "
-                                       "functions or table look-up")
-    o.add_argument("--connect", required=True, metavar="ENDPOINT",
-                   help="controller endpoint, e.g. tcp://127.0.0.1:5555")
-    o.add_argument("--oracle", choices=("emt", "function", "table"),
-                   help="what to compute (default: from the campaign file, sent in WELCOME)")
+    o = dsub.add_parser(
+        "oracle",
+        help="simulated DFT oracle: EMT alloy energies, benchmark functions or table look-up",
+    )
+    o.add_argument(
+        "--connect",
+        required=True,
+        metavar="ENDPOINT",
+        help="controller endpoint, e.g. tcp://127.0.0.1:5555",
+    )
+    o.add_argument(
+        "--oracle",
+        choices=("emt", "function", "table"),
+        help="what to compute (default: from the campaign file, sent in WELCOME)",
+    )
     o.add_argument("--function", help="benchmark function for --oracle function (e.g. branin)")
     o.add_argument("--table", help="CSV for --oracle table")
     o.add_argument("--latency", type=float, help="seconds added to each evaluation")
@@ -93,41 +117,63 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c.set_defaults(func=cmd_status)
 
-    c = sub.add_parser("export", help="write one row per trial (parameters, outcomes, state, "
-                                      "driver, timestamps)")
+    c = sub.add_parser(
+        "export", help="write one row per trial (parameters, outcomes, state, driver, timestamps)"
+    )
     c.add_argument("db", metavar="PATH", help="campaign database")
     c.add_argument("--format", choices=("csv", "json"), default="csv")
     c.add_argument("--out", help="file to write (default: standard output)")
     c.set_defaults(func=cmd_export)
 
-    c = sub.add_parser("import", help="add earlier measurements from a CSV as completed trials "
-                                      "(origin: imported)")
+    c = sub.add_parser(
+        "import", help="add earlier measurements from a CSV as completed trials (origin: imported)"
+    )
     c.add_argument("db", metavar="PATH", help="campaign database (its controller must be stopped)")
-    c.add_argument("csv", metavar="FILE.csv",
-                   help="one row per experiment; columns named after parameters and objectives "
-                        "(optional OBJECTIVE_sem columns)")
+    c.add_argument(
+        "csv",
+        metavar="FILE.csv",
+        help="one row per experiment; columns named after parameters and objectives "
+        "(optional OBJECTIVE_sem columns)",
+    )
     c.set_defaults(func=cmd_import)
     return p
 
 
 def _controller_options(c: argparse.ArgumentParser) -> None:
-    c.add_argument("--bind", default="tcp://127.0.0.1:*", metavar="ENDPOINT",
-                   help="where drivers connect (default: a free port on 127.0.0.1, printed)")
+    c.add_argument(
+        "--bind",
+        default="tcp://127.0.0.1:*",
+        metavar="ENDPOINT",
+        help="where drivers connect (default: a free port on 127.0.0.1, printed)",
+    )
     c.add_argument("--trials", type=int, metavar="N", help="override budget.trials")
-    c.add_argument("--spawn-drivers", type=int, metavar="N",
-                   help="start N local oracle drivers (default: drivers.spawn from the file; "
-                        "0 waits for drivers to connect)")
-    c.add_argument("--sync", choices=("FULL", "NORMAL"), default="FULL",
-                   help="SQLite durability: FULL survives a power cut (default), NORMAL only a "
-                        "crash of the process")
+    c.add_argument(
+        "--spawn-drivers",
+        type=int,
+        metavar="N",
+        help="start N local oracle drivers (default: drivers.spawn from the file; "
+        "0 waits for drivers to connect)",
+    )
+    c.add_argument(
+        "--sync",
+        choices=("FULL", "NORMAL"),
+        default="FULL",
+        help="SQLite durability: FULL survives a power cut (default), NORMAL only a "
+        "crash of the process",
+    )
 
 
 def _driver_options(c: argparse.ArgumentParser) -> None:
-    c.add_argument("--name", help="unique driver name (default: KIND-HOST-PID); keep it across "
-                                  "restarts so the outbox is found")
+    c.add_argument(
+        "--name",
+        help="unique driver name (default: KIND-HOST-PID); keep it across "
+        "restarts so the outbox is found",
+    )
     c.add_argument("--capacity", type=int, default=1, help="trials run at once (default: 1)")
-    c.add_argument("--outbox", help="folder for unacknowledged results "
-                                    "(default: ~/.local/state/loopctl/outbox/NAME)")
+    c.add_argument(
+        "--outbox",
+        help="folder for unacknowledged results (default: ~/.local/state/loopctl/outbox/NAME)",
+    )
 
 
 # ---------------------------------------------------------------------- commands
@@ -165,15 +211,21 @@ def summarise_spec(spec: Any) -> str:
             detail = f"fixed at {p.value!r}"
         else:
             detail = "fractions of " + ", ".join(
-                f"{e}[{lo:g}-{hi:g}]" for e, (lo, hi) in zip(p.elements, p.bounds, strict=True))
+                f"{e}[{lo:g}-{hi:g}]" for e, (lo, hi) in zip(p.elements, p.bounds, strict=True)
+            )
         lines.append(f"  {p.name}: {p.type} {detail}")
     lines.append("objectives: " + ", ".join(f"{o.goal} {o.name}" for o in spec.objectives))
-    lines.append(f"budget: {spec.budget.trials} trials"
-                 + (f", {spec.budget.wall_time:g} s" if spec.budget.wall_time else ""))
-    lines.append(f"strategy: {spec.strategy.method} ({initial_design_size(spec)} Sobol trials "
-                 "first)")
-    lines.append(f"execution: up to {spec.execution.max_in_flight} in flight, "
-                 f"{spec.execution.retries} retries")
+    lines.append(
+        f"budget: {spec.budget.trials} trials"
+        + (f", {spec.budget.wall_time:g} s" if spec.budget.wall_time else "")
+    )
+    lines.append(
+        f"strategy: {spec.strategy.method} ({initial_design_size(spec)} Sobol trials first)"
+    )
+    lines.append(
+        f"execution: up to {spec.execution.max_in_flight} in flight, "
+        f"{spec.execution.retries} retries"
+    )
     if spec.oracle:
         what = spec.oracle.function or spec.oracle.table or "EMT alloy energies"
         lines.append(f"oracle: {spec.oracle.kind} ({what}); spawn {spec.drivers.spawn} drivers")
@@ -184,8 +236,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     from loopctl.spec import load_spec
 
     spec = load_spec(args.file)
-    return run_campaign(spec, args.db, bind=args.bind, trials=args.trials,
-                        spawn=args.spawn_drivers, sync=args.sync)
+    return run_campaign(
+        spec, args.db, bind=args.bind, trials=args.trials, spawn=args.spawn_drivers, sync=args.sync
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -197,12 +250,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     db = args.db or f"runs/alloy-mixing-{time.strftime('%Y%m%d-%H%M%S')}.db"
     Path(db).parent.mkdir(parents=True, exist_ok=True)
     print(f"demo: {spec.description.strip() or spec.name}")
-    return run_campaign(spec, db, bind="tcp://127.0.0.1:*", trials=args.trials,
-                        spawn=args.spawn_drivers, sync="FULL")
+    return run_campaign(
+        spec,
+        db,
+        bind="tcp://127.0.0.1:*",
+        trials=args.trials,
+        spawn=args.spawn_drivers,
+        sync="FULL",
+    )
 
 
-def run_campaign(spec: Any, db: str, *, bind: str, trials: int | None, spawn: int | None,
-                 sync: str) -> int:
+def run_campaign(
+    spec: Any, db: str, *, bind: str, trials: int | None, spawn: int | None, sync: str
+) -> int:
     """Create the database, bind, start local drivers if asked, run, summarise."""
     from loopctl.controller import Controller, driver_settings, run_controller
     from loopctl.progress import TerminalReporter
@@ -215,15 +275,17 @@ def run_campaign(spec: Any, db: str, *, bind: str, trials: int | None, spawn: in
         raise LoopctlError("--trials must be at least 1")
     n_spawn = spec.drivers.spawn if spawn is None else spawn
     if n_spawn and spec.oracle is None:
-        raise LoopctlError("--spawn-drivers starts oracle drivers, but the campaign file has no "
-                           "`oracle` section")
+        raise LoopctlError(
+            "--spawn-drivers starts oracle drivers, but the campaign file has no `oracle` section"
+        )
     strategy = make_strategy(spec)
     store = Store.create(db, spec.raw, spec.hash, software_versions(), synchronous=sync)
     reporter = TerminalReporter(spec.name)
     procs = []
     try:
-        ctl = Controller(store, spec, strategy, trials=trials, reporter=reporter,
-                         settings=driver_settings(spec))
+        ctl = Controller(
+            store, spec, strategy, trials=trials, reporter=reporter, settings=driver_settings(spec)
+        )
         endpoint = ctl.bind(bind)
         print(f"campaign {spec.name!r}: database {db}")
         print(f"controller listening on {endpoint}", flush=True)
@@ -248,13 +310,17 @@ def summary_text(store: Any, spec: Any, db: str, reason: str, wall: float) -> st
 
     counts = ledger.run_counts(store)
     best = ledger.best(store, spec)
-    lines = [f"finished: {reason}",
-             f"trials: {counts.get('completed', 0)} completed, {counts.get('failed', 0)} failed, "
-             f"{counts.get('abandoned', 0)} abandoned in {wall:.1f} s"]
+    lines = [
+        f"finished: {reason}",
+        f"trials: {counts.get('completed', 0)} completed, {counts.get('failed', 0)} failed, "
+        f"{counts.get('abandoned', 0)} abandoned in {wall:.1f} s",
+    ]
     if best is not None:
         unit = spec.objectives[0].unit
-        lines.append(f"best: {best['objective']} = {best['value']:.6g}"
-                     f"{' ' + unit if unit else ''} (trial {best['trial_id']})")
+        lines.append(
+            f"best: {best['objective']} = {best['value']:.6g}"
+            f"{' ' + unit if unit else ''} (trial {best['trial_id']})"
+        )
         lines.append(f"      {format_parameters(best['parameters'])}")
     lines.append(f"database: {Path(db).resolve()}")
     return "\n".join(lines)
@@ -263,11 +329,22 @@ def summary_text(store: Any, spec: Any, db: str, reason: str, wall: float) -> st
 def cmd_driver_oracle(args: argparse.Namespace) -> int:
     from drivers.oracle import OracleDriver
 
-    overrides = {"kind": args.oracle, "function": args.function, "table": args.table,
-                 "latency": args.latency, "noise": args.noise, "fail_rate": args.fail_rate,
-                 "seed": args.seed}
-    drv = OracleDriver(args.connect, name=args.name, capacity=args.capacity, outbox=args.outbox,
-                       overrides={k: v for k, v in overrides.items() if v is not None})
+    overrides = {
+        "kind": args.oracle,
+        "function": args.function,
+        "table": args.table,
+        "latency": args.latency,
+        "noise": args.noise,
+        "fail_rate": args.fail_rate,
+        "seed": args.seed,
+    }
+    drv = OracleDriver(
+        args.connect,
+        name=args.name,
+        capacity=args.capacity,
+        outbox=args.outbox,
+        overrides={k: v for k, v in overrides.items() if v is not None},
+    )
     return drv.run()
 
 

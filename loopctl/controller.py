@@ -80,21 +80,31 @@ class Outbox:
 
 
 class Controller:
-    def __init__(self, store: Store, spec: Spec, strategy: Strategy, *,
-                 trials: int | None = None, reporter: Reporter | None = None,
-                 settings: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        spec: Spec,
+        strategy: Strategy,
+        *,
+        trials: int | None = None,
+        reporter: Reporter | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
         self.store = store
         self.spec = spec
         self.space = Space(spec.space)
+        self.view = ledger.DataView(store, spec, self.space)
         self.strategy = strategy
         self.target = trials or spec.budget.trials
-        self.max_failed = spec.budget.max_failed if spec.budget.max_failed is not None \
-            else self.target
+        self.max_failed = (
+            spec.budget.max_failed if spec.budget.max_failed is not None else self.target
+        )
         self.exe = spec.execution
         self.reporter = reporter
         self.settings = settings or {}
         self.ctx = zmq.asyncio.Context()
         self.sock: zmq.asyncio.Socket | None = None
+        self._raw: zmq.Socket[bytes] | None = None
         self.endpoint = ""
         self.drivers: dict[bytes, DriverConn] = {}
         self.started = time.monotonic()
@@ -114,6 +124,7 @@ class Controller:
             self.sock.close(0)
             raise LoopctlError(f"cannot bind {endpoint}: {exc}") from None
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._raw = zmq.Socket.shadow(self.sock.underlying)
         return self.endpoint
 
     async def run(self) -> str:
@@ -125,8 +136,16 @@ class Controller:
             loop.add_signal_handler(sig, self.request_stop, f"signal {signal.Signals(sig).name}")
         self.started = time.monotonic()
         with self.store.batch() as b:
-            b.add("controller_started", None, {"pid": os.getpid(), "host": socket.gethostname(),
-                                               "endpoint": self.endpoint, "target": self.target})
+            b.add(
+                "controller_started",
+                None,
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "endpoint": self.endpoint,
+                    "target": self.target,
+                },
+            )
             self._recover(b)
         self._check_done()
         tasks = [asyncio.create_task(self._receive()), asyncio.create_task(self._tick())]
@@ -165,8 +184,7 @@ class Controller:
             with self.store.batch() as b:
                 if done:
                     b.add("campaign_finished", None, {"reason": self.stop_reason})
-                b.add("controller_stopped", None, {"reason": self.stop_reason,
-                                                   "pid": os.getpid()})
+                b.add("controller_stopped", None, {"reason": self.stop_reason, "pid": os.getpid()})
         except StoreError as exc:
             log.error("%s", exc)
         await asyncio.sleep(0.05)
@@ -179,13 +197,14 @@ class Controller:
         assert self.sock is not None
         while True:
             frames = [await self.sock.recv_multipart()]
-            while len(frames) < MAX_GROUP and self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            while len(frames) < MAX_GROUP and int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                 frames.append(await self.sock.recv_multipart())
             out = Outbox()
             try:
                 with self.store.batch() as b:
                     for parts in frames:
                         self.handle(b, parts, out)
+                    self._propose_inline(b, out)
                     self._dispatch(b, out)
             except StoreError as exc:
                 # nothing committed, so nothing is acknowledged: drivers keep their results
@@ -198,19 +217,28 @@ class Controller:
     def handle(self, b: Batch, parts: list[bytes], out: Outbox) -> None:
         """Handle one incoming message; never raises."""
         if len(parts) != 2:
-            log.warning("dropped a message with %d frames (expected 1 after the identity)",
-                        len(parts) - 1)
+            log.warning(
+                "dropped a message with %d frames (expected 1 after the identity)", len(parts) - 1
+            )
             if parts:
-                out.put(parts[0], protocol.make("ERROR", code="bad_envelope",
-                                                message="send exactly one frame per message"))
+                out.put(
+                    parts[0],
+                    protocol.make(
+                        "ERROR", code="bad_envelope", message="send exactly one frame per message"
+                    ),
+                )
             return
         identity, frame = parts
         try:
             msg = protocol.decode(frame)
         except ProtocolError as exc:
             log.warning("bad message from %s: %s", self._who(identity), exc)
-            out.put(identity, protocol.make("ERROR", code=exc.code, message=str(exc),
-                                            ref=protocol.message_id(frame)))
+            out.put(
+                identity,
+                protocol.make(
+                    "ERROR", code=exc.code, message=str(exc), ref=protocol.message_id(frame)
+                ),
+            )
             return
         try:
             with b.savepoint():
@@ -218,14 +246,26 @@ class Controller:
         except (TrialError, ValidationError, ProtocolError) as exc:
             code = getattr(exc, "code", "invalid_value")
             log.warning("%s from %s refused: %s", msg.type, self._who(identity), exc)
-            out.put(identity, protocol.make("ERROR", code=code, message=str(exc), ref=msg.id,
-                                            trial=msg.get("trial")))
+            out.put(
+                identity,
+                protocol.make(
+                    "ERROR", code=code, message=str(exc), ref=msg.id, trial=msg.get("trial")
+                ),
+            )
         except StoreError:
             raise
         except Exception as exc:  # a bug must not take the campaign down
             log.exception("internal error handling %s from %s", msg.type, self._who(identity))
-            out.put(identity, protocol.make("ERROR", code="internal", message=str(exc)[:500],
-                                            ref=msg.id, trial=msg.get("trial")))
+            out.put(
+                identity,
+                protocol.make(
+                    "ERROR",
+                    code="internal",
+                    message=str(exc)[:500],
+                    ref=msg.id,
+                    trial=msg.get("trial"),
+                ),
+            )
 
     def _who(self, identity: bytes) -> str:
         d = self.drivers.get(identity)
@@ -238,8 +278,11 @@ class Controller:
             return
         d = self.drivers.get(identity)
         if d is None:
-            raise ProtocolError("hello_first", f"{msg.type} before HELLO: say HELLO first "
-                                               "(a restarted controller forgets connections)")
+            raise ProtocolError(
+                "hello_first",
+                f"{msg.type} before HELLO: say HELLO first "
+                "(a restarted controller forgets connections)",
+            )
         d.last_seen = now
         if msg.type == "HEARTBEAT":
             out.put(identity, protocol.make("HEARTBEAT"))
@@ -256,49 +299,77 @@ class Controller:
         for other in list(self.drivers.values()):
             if other.name == name and other.identity != identity:
                 if time.monotonic() - other.last_seen < self.exe.heartbeat_timeout:
-                    raise ProtocolError("name_in_use", f"a driver named {name!r} is already "
-                                                       "connected; give each driver its own --name")
+                    raise ProtocolError(
+                        "name_in_use",
+                        f"a driver named {name!r} is already "
+                        "connected; give each driver its own --name",
+                    )
                 self._lose(b, other, "driver_lost", "replaced by a new connection")
         holds = set(msg.get("holds") or [])
         d = self.drivers.get(identity)
         if d is None:
-            d = DriverConn(identity, name, msg.body["kind"], msg.body["capacity"],
-                           time.monotonic())
+            d = DriverConn(identity, name, msg.body["kind"], msg.body["capacity"], time.monotonic())
             self.drivers[identity] = d
         d.capacity, d.last_seen = msg.body["capacity"], time.monotonic()
         # trials this driver still runs stay with it; others it had are lost
         for t in self.store.trials(lifecycle.RUNNING):
             if t["driver"] == name and t["id"] in holds:
                 d.trials.add(t["id"])
-        b.add("driver_connected", None, {"name": name, "kind": d.kind,
-                                         "version": msg.body["version"], "capacity": d.capacity,
-                                         "holds": sorted(holds)})
+        b.add(
+            "driver_connected",
+            None,
+            {
+                "name": name,
+                "kind": d.kind,
+                "version": msg.body["version"],
+                "capacity": d.capacity,
+                "holds": sorted(holds),
+            },
+        )
         log.info("driver %s connected (%s, capacity %d)", name, d.kind, d.capacity)
-        out.put(identity, protocol.make(
-            "WELCOME", campaign=self.spec.name, heartbeat_interval=self.exe.heartbeat_interval,
-            heartbeat_timeout=self.exe.heartbeat_timeout, settings=self.settings))
+        out.put(
+            identity,
+            protocol.make(
+                "WELCOME",
+                campaign=self.spec.name,
+                heartbeat_interval=self.exe.heartbeat_interval,
+                heartbeat_timeout=self.exe.heartbeat_timeout,
+                settings=self.settings,
+            ),
+        )
 
     def _result(self, b: Batch, d: DriverConn, msg: protocol.Message, out: Outbox) -> None:
         tid = msg.body["trial"]
         before = self.store.trial(tid)
-        new = ledger.record_result(b, self.spec, tid, msg.body["outcomes"], d.name,
-                                   msg.get("metadata"))
+        new = ledger.record_result(
+            b, self.spec, tid, msg.body["outcomes"], d.name, msg.get("metadata")
+        )
         d.trials.discard(tid)
         out.put(d.identity, protocol.make("ACK", trial=tid, ref=msg.id))
-        if new and before is not None and before["status"] == lifecycle.RUNNING \
-                and before["driver"] != d.name:
+        if (
+            new
+            and before is not None
+            and before["status"] == lifecycle.RUNNING
+            and before["driver"] != d.name
+        ):
             self._cancel_elsewhere(tid, d, out, "completed by another driver")
         if new and self.reporter is not None:
             self.reporter.note(self._describe_result(tid, d.name))
 
     def _failed(self, b: Batch, d: DriverConn, msg: protocol.Message, out: Outbox) -> None:
         tid = msg.body["trial"]
-        status = ledger.record_failure(b, tid, msg.body["reason"], msg.body["retryable"], d.name,
-                                       self.exe.retries)
+        status = ledger.record_failure(
+            b, tid, msg.body["reason"], msg.body["retryable"], d.name, self.exe.retries
+        )
         d.trials.discard(tid)
         out.put(d.identity, protocol.make("ACK", trial=tid, ref=msg.id))
-        log.info("trial %s failed on %s: %s (%s)", tid, d.name, msg.body["reason"],
-                 "will retry" if status == lifecycle.PROPOSED else "final")
+        log.info(
+            "trial %s failed on %s: %s (%s)",
+            tid,
+            d.name,
+            msg.body["reason"],
+            "will retry" if status == lifecycle.PROPOSED else "final",
+        )
 
     def _cancel_elsewhere(self, tid: str, keep: DriverConn, out: Outbox, reason: str) -> None:
         for other in self.drivers.values():
@@ -311,18 +382,24 @@ class Controller:
         for tid in sorted(d.trials):
             t = self.store.trial(tid)
             if t is not None and t["status"] == lifecycle.RUNNING and t["driver"] == d.name:
-                status = ledger.record_interrupt(b, tid, f"driver {d.name}: {reason}",
-                                                 self.exe.retries)
-                log.warning("trial %s of driver %s %s", tid, d.name,
-                            "re-queued" if status == lifecycle.PROPOSED else "abandoned")
+                status = ledger.record_interrupt(
+                    b, tid, f"driver {d.name}: {reason}", self.exe.retries
+                )
+                log.warning(
+                    "trial %s of driver %s %s",
+                    tid,
+                    d.name,
+                    "re-queued" if status == lifecycle.PROPOSED else "abandoned",
+                )
         b.add(kind, None, {"name": d.name, "reason": reason})
         self.drivers.pop(d.identity, None)
         log.info("driver %s %s: %s", d.name, "left" if kind == "driver_left" else "lost", reason)
 
     def _describe_result(self, tid: str, driver: str) -> str:
-        obs = self.store.observations().get(tid, {})
         o = self.spec.objectives[0]
-        v = obs.get(o.name, (float("nan"), None))[0]
+        row = self.store.conn.execute("SELECT value FROM observations WHERE trial_id = ? AND "
+                                      "metric = ?", (tid, o.name)).fetchone()
+        v = row[0] if row else float("nan")
         return f"{tid} {o.name}={v:.6g} ({driver})"
 
     # ------------------------------------------------------------------ dispatch
@@ -346,23 +423,48 @@ class Controller:
             attempt = ledger.record_dispatch(b, t["id"], d.name, deadline)
             d.trials.add(t["id"])
             running += 1
-            out.put(d.identity, protocol.make("TASK", trial=t["id"], parameters=t["parameters"],
-                                              attempt=attempt, deadline=deadline))
+            out.put(
+                d.identity,
+                protocol.make(
+                    "TASK",
+                    trial=t["id"],
+                    parameters=t["parameters"],
+                    attempt=attempt,
+                    deadline=deadline,
+                ),
+            )
+
+    def _wanted(self) -> tuple[int, int, int]:
+        """(candidates wanted now, completed, open) under the budget and max_in_flight."""
+        counts = ledger.run_counts(self.store)
+        done = counts.get(lifecycle.COMPLETED, 0)
+        open_ = counts.get(lifecycle.PROPOSED, 0) + counts.get(lifecycle.RUNNING, 0)
+        want = min(self.target - done - open_, self.exe.max_in_flight - open_)
+        return want, done, open_
+
+    def _propose_inline(self, b: Batch, out: Outbox) -> None:
+        """Model-free proposals (Sobol) are made inside the batch that freed the slots:
+        one commit per cycle instead of two, which is what keeps many fast drivers fed."""
+        if self.stop_reason is not None or self._proposing:
+            return
+        want, done, open_ = self._wanted()
+        if want <= 0 or not self.strategy.model_free(done, open_):
+            return
+        proposal = self.strategy.propose(self.view.refresh(), want)
+        if proposal.candidates:
+            ledger.record_proposal(b, proposal)
 
     async def _pump(self) -> None:
-        """Propose when the queue runs low, then dispatch; called whenever state changed."""
+        """Propose with a model, off the event loop, when slots are free; then dispatch."""
         self._report()
         if self.stop_reason is not None or self._proposing:
             return
-        counts = ledger.run_counts(self.store)
-        open_ = counts.get(lifecycle.PROPOSED, 0) + counts.get(lifecycle.RUNNING, 0)
-        remaining = self.target - counts.get(lifecycle.COMPLETED, 0) - open_
-        want = min(remaining, self.exe.max_in_flight - open_)
+        want, _, _ = self._wanted()
         if want <= 0:
             return
         self._proposing = True
         try:
-            data = ledger.snapshot(self.store, self.spec, self.space)
+            data = self.view.refresh()
             proposal = await asyncio.to_thread(self.strategy.propose, data, want)
         except Exception as exc:
             log.exception("proposal failed")
@@ -415,8 +517,9 @@ class Controller:
         changed = False
         for d in list(self.drivers.values()):
             if now - d.last_seen > self.exe.heartbeat_timeout:
-                self._lose(b, d, "driver_lost",
-                           f"silent for more than {self.exe.heartbeat_timeout:g} s")
+                self._lose(
+                    b, d, "driver_lost", f"silent for more than {self.exe.heartbeat_timeout:g} s"
+                )
                 changed = True
         for t in self.store.trials(lifecycle.RUNNING):
             if t["deadline"] is not None and wall > t["deadline"]:
@@ -424,8 +527,10 @@ class Controller:
                 for d in self.drivers.values():
                     if t["id"] in d.trials:
                         d.trials.discard(t["id"])
-                        out.put(d.identity, protocol.make("CANCEL", trial=t["id"],
-                                                          reason="trial timed out"))
+                        out.put(
+                            d.identity,
+                            protocol.make("CANCEL", trial=t["id"], reason="trial timed out"),
+                        )
                 log.warning("trial %s timed out (%s)", t["id"], status)
                 changed = True
         return changed
@@ -437,15 +542,20 @@ class Controller:
             self.request_stop(f"budget: {completed} trials completed")
         elif counts.get(lifecycle.FAILED, 0) >= self.max_failed:
             self.request_stop(f"too many failures: {counts.get(lifecycle.FAILED, 0)} trials failed")
-        elif self.spec.budget.wall_time and time.monotonic() - self.started > \
-                self.spec.budget.wall_time:
+        elif (
+            self.spec.budget.wall_time
+            and time.monotonic() - self.started > self.spec.budget.wall_time
+        ):
             self.request_stop(f"wall time of {self.spec.budget.wall_time:g} s used")
         elif self.spec.budget.stop_at is not None:
             best = ledger.best(self.store, self.spec)
-            if best is not None and self.spec.objectives[0].sign * (
-                    best["value"] - self.spec.budget.stop_at) >= 0:
-                self.request_stop(f"stop condition: {best['objective']} reached "
-                                  f"{best['value']:.6g}")
+            if (
+                best is not None
+                and self.spec.objectives[0].sign * (best["value"] - self.spec.budget.stop_at) >= 0
+            ):
+                self.request_stop(
+                    f"stop condition: {best['objective']} reached {best['value']:.6g}"
+                )
 
     # ------------------------------------------------------------------ output
 
@@ -454,9 +564,11 @@ class Controller:
             await self._send(identity, msg)
 
     async def _send(self, identity: bytes, msg: protocol.Message) -> None:
-        assert self.sock is not None
+        """ROUTER sends never block (a full or vanished peer drops the message), so a
+        plain socket sharing the asyncio one's handle saves a future per message."""
+        assert self._raw is not None
         try:
-            await self.sock.send_multipart([identity, protocol.encode(msg)])
+            self._raw.send_multipart([identity, protocol.encode(msg)], flags=zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # peer gone: heartbeats will settle it
             log.debug("send to %s failed: %s", identity.hex()[:8], exc)
 
@@ -464,12 +576,18 @@ class Controller:
         if self.reporter is None:
             return
         counts = ledger.run_counts(self.store)
-        self.reporter.update(Status(
-            completed=counts.get(lifecycle.COMPLETED, 0), target=self.target,
-            failed=counts.get(lifecycle.FAILED, 0) + counts.get(lifecycle.ABANDONED, 0),
-            running=counts.get(lifecycle.RUNNING, 0), queued=counts.get(lifecycle.PROPOSED, 0),
-            drivers=len(self.drivers), best=ledger.best(self.store, self.spec),
-            elapsed=time.monotonic() - self.started))
+        self.reporter.update(
+            Status(
+                completed=counts.get(lifecycle.COMPLETED, 0),
+                target=self.target,
+                failed=counts.get(lifecycle.FAILED, 0) + counts.get(lifecycle.ABANDONED, 0),
+                running=counts.get(lifecycle.RUNNING, 0),
+                queued=counts.get(lifecycle.PROPOSED, 0),
+                drivers=len(self.drivers),
+                best=ledger.best(self.store, self.spec),
+                elapsed=time.monotonic() - self.started,
+            )
+        )
 
 
 def driver_settings(spec: Spec) -> dict[str, Any]:
@@ -481,11 +599,20 @@ def driver_settings(spec: Spec) -> dict[str, Any]:
     }
     if spec.oracle is not None:
         o = spec.oracle
-        base = str(Path(spec.source).resolve().parent) if spec.source and \
-            Path(spec.source).exists() else None
-        settings["oracle"] = {"kind": o.kind, "function": o.function, "table": o.table,
-                              "latency": o.latency, "noise": o.noise, "fail_rate": o.fail_rate,
-                              "options": dict(o.options, base_dir=base)}
+        base = (
+            str(Path(spec.source).resolve().parent)
+            if spec.source and Path(spec.source).exists()
+            else None
+        )
+        settings["oracle"] = {
+            "kind": o.kind,
+            "function": o.function,
+            "table": o.table,
+            "latency": o.latency,
+            "noise": o.noise,
+            "fail_rate": o.fail_rate,
+            "options": dict(o.options, base_dir=base),
+        }
     return settings
 
 

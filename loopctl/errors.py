@@ -18,8 +18,11 @@ class SpecError(LoopctlError):
     def __init__(self, problems: list[str], source: str = "campaign") -> None:
         self.problems = problems
         self.source = source
-        super().__init__(f"{source}: " + "; ".join(problems) if len(problems) == 1 else
-                         f"{source}: {len(problems)} problems\n  " + "\n  ".join(problems))
+        super().__init__(
+            f"{source}: " + "; ".join(problems)
+            if len(problems) == 1
+            else f"{source}: {len(problems)} problems\n  " + "\n  ".join(problems)
+        )
 
 
 class ValidationError(LoopctlError):

@@ -26,7 +26,9 @@ def trial_id(number: int) -> str:
 # ---------------------------------------------------------------------- outcomes
 
 
-def validate_outcomes(spec: Spec, outcomes: Any, where: str = "outcomes") -> dict[str, dict[str, Any]]:
+def validate_outcomes(
+    spec: Spec, outcomes: Any, where: str = "outcomes"
+) -> dict[str, dict[str, Any]]:
     """Normalise outcomes to ``{objective: {"value": v, "sem": s | None}}``.
 
     Accepts a number, a ``(mean, sem)`` pair or a ``{"value", "sem"}`` mapping
@@ -37,8 +39,9 @@ def validate_outcomes(spec: Spec, outcomes: Any, where: str = "outcomes") -> dic
     names = [o.name for o in spec.objectives]
     unknown = [k for k in outcomes if k not in names]
     if unknown:
-        raise ValidationError(f"{where}: unknown objective {unknown[0]!r}; "
-                              f"the campaign has {', '.join(names)}")
+        raise ValidationError(
+            f"{where}: unknown objective {unknown[0]!r}; the campaign has {', '.join(names)}"
+        )
     out: dict[str, dict[str, Any]] = {}
     for name in names:
         if name not in outcomes:
@@ -87,16 +90,30 @@ def record_proposal(b: Batch, proposal: Proposal, origin: str = "strategy") -> l
     tnum = store.next_number("trials")
     ids = [trial_id(tnum + i) for i in range(len(proposal.candidates))]
     pid = f"P{pnum:04d}"
-    candidates = [{"trial_id": tid, "predicted": c.predicted, "acquisition": c.acquisition}
-                  for tid, c in zip(ids, proposal.candidates, strict=True)]
-    b.add("proposal_made", None, {
-        "id": pid, "number": pnum, "strategy": proposal.strategy, "version": proposal.version,
-        "seed": proposal.seed, "trial_ids": ids, "sobol_drawn": proposal.sobol_drawn,
-        "diagnostics": dict(proposal.diagnostics, candidates=candidates),
-    })
+    candidates = [
+        {"trial_id": tid, "predicted": c.predicted, "acquisition": c.acquisition}
+        for tid, c in zip(ids, proposal.candidates, strict=True)
+    ]
+    b.add(
+        "proposal_made",
+        None,
+        {
+            "id": pid,
+            "number": pnum,
+            "strategy": proposal.strategy,
+            "version": proposal.version,
+            "seed": proposal.seed,
+            "trial_ids": ids,
+            "sobol_drawn": proposal.sobol_drawn,
+            "diagnostics": dict(proposal.diagnostics, candidates=candidates),
+        },
+    )
     for i, (tid, c) in enumerate(zip(ids, proposal.candidates, strict=True)):
-        b.add("trial_proposed", tid, {"number": tnum + i, "origin": origin, "proposal_id": pid,
-                                      "parameters": c.parameters})
+        b.add(
+            "trial_proposed",
+            tid,
+            {"number": tnum + i, "origin": origin, "proposal_id": pid, "parameters": c.parameters},
+        )
     return ids
 
 
@@ -108,24 +125,40 @@ def record_dispatch(b: Batch, tid: str, driver: str, deadline: float | None) -> 
     return attempt
 
 
-def record_result(b: Batch, spec: Spec, tid: str, outcomes: Any, driver: str,
-                  metadata: Mapping[str, Any] | None = None) -> bool:
+def record_result(
+    b: Batch,
+    spec: Spec,
+    tid: str,
+    outcomes: Any,
+    driver: str,
+    metadata: Mapping[str, Any] | None = None,
+) -> bool:
     """Record a result; False (and nothing written) when the trial already has one."""
     t = _trial(b.store, tid)
     if t["status"] == lifecycle.COMPLETED:
         return False
     if t["attempts"] == 0:
-        raise TrialError("not_dispatched", f"trial {tid} was never sent out; it cannot have a "
-                                           "result")
+        raise TrialError(
+            "not_dispatched", f"trial {tid} was never sent out; it cannot have a result"
+        )
     lifecycle.check("trial_completed", tid, t["status"])
     clean = validate_outcomes(spec, outcomes)
-    b.add("trial_completed", tid, {"outcomes": clean, "driver": driver,
-                                   "attempt": t["attempts"], "metadata": dict(metadata or {})})
+    b.add(
+        "trial_completed",
+        tid,
+        {
+            "outcomes": clean,
+            "driver": driver,
+            "attempt": t["attempts"],
+            "metadata": dict(metadata or {}),
+        },
+    )
     return True
 
 
-def record_failure(b: Batch, tid: str, reason: str, retryable: bool, driver: str | None,
-                   retries: int) -> str:
+def record_failure(
+    b: Batch, tid: str, reason: str, retryable: bool, driver: str | None, retries: int
+) -> str:
     """A driver says the trial failed; retryable failures go back to the queue if allowed."""
     t = _trial(b.store, tid)
     if t["status"] in lifecycle.TERMINAL:
@@ -133,8 +166,17 @@ def record_failure(b: Batch, tid: str, reason: str, retryable: bool, driver: str
     lifecycle.check("trial_failed", tid, t["status"])
     requeue = retryable and t["attempts"] <= retries
     status = lifecycle.PROPOSED if requeue else lifecycle.FAILED
-    b.add("trial_failed", tid, {"reason": reason, "retryable": retryable, "driver": driver,
-                                "attempt": t["attempts"], "status": status})
+    b.add(
+        "trial_failed",
+        tid,
+        {
+            "reason": reason,
+            "retryable": retryable,
+            "driver": driver,
+            "attempt": t["attempts"],
+            "status": status,
+        },
+    )
     return status
 
 
@@ -143,8 +185,11 @@ def record_interrupt(b: Batch, tid: str, reason: str, retries: int) -> str:
     t = _trial(b.store, tid)
     lifecycle.check("trial_interrupted", tid, t["status"])
     status = lifecycle.PROPOSED if t["attempts"] <= retries else lifecycle.ABANDONED
-    b.add("trial_interrupted", tid, {"reason": reason, "driver": t["driver"],
-                                     "attempt": t["attempts"], "status": status})
+    b.add(
+        "trial_interrupted",
+        tid,
+        {"reason": reason, "driver": t["driver"], "attempt": t["attempts"], "status": status},
+    )
     return status
 
 
@@ -154,8 +199,9 @@ def record_abandon(b: Batch, tid: str, reason: str) -> None:
     b.add("trial_abandoned", tid, {"reason": reason, "status": lifecycle.ABANDONED})
 
 
-def record_imports(b: Batch, spec: Spec, space: Space, rows: Iterable[Mapping[str, Any]],
-                   source: str) -> list[str]:
+def record_imports(
+    b: Batch, spec: Spec, space: Space, rows: Iterable[Mapping[str, Any]], source: str
+) -> list[str]:
     """Past measurements enter as completed trials with origin ``imported``.
 
     All rows are validated before anything is written, so a bad row 37 leaves
@@ -170,9 +216,16 @@ def record_imports(b: Batch, spec: Spec, space: Space, rows: Iterable[Mapping[st
         params = space.validate(params_in, where)
         outs_in = {k: _number_cell(row.get(k), f"{where}.{k}") for k in objective_names}
         sems = {k: row.get(f"{k}_sem") for k in objective_names}
-        outcomes = validate_outcomes(spec, {k: (v, _number_cell(sems[k], f"{where}.{k}_sem"))
-                                            if sems[k] not in (None, "") else v
-                                            for k, v in outs_in.items()}, where)
+        outcomes = validate_outcomes(
+            spec,
+            {
+                k: (v, _number_cell(sems[k], f"{where}.{k}_sem"))
+                if sems[k] not in (None, "")
+                else v
+                for k, v in outs_in.items()
+            },
+            where,
+        )
         extra = {k: v for k, v in row.items() if k not in known and v not in (None, "")}
         clean.append((params, outcomes, extra))
     tnum = b.store.next_number("trials")
@@ -181,9 +234,18 @@ def record_imports(b: Batch, spec: Spec, space: Space, rows: Iterable[Mapping[st
         tid = trial_id(tnum + i)
         # columns that are neither parameters nor objectives (operator, notes, batch...)
         # are kept with the trial rather than dropped
-        b.add("trial_imported", tid, {"number": tnum + i, "origin": "imported",
-                                      "parameters": params, "outcomes": outcomes,
-                                      "source": source, "metadata": extra})
+        b.add(
+            "trial_imported",
+            tid,
+            {
+                "number": tnum + i,
+                "origin": "imported",
+                "parameters": params,
+                "outcomes": outcomes,
+                "source": source,
+                "metadata": extra,
+            },
+        )
         ids.append(tid)
     return ids
 
@@ -209,22 +271,68 @@ def _trial(store: Store, tid: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------- reading
 
 
+class DataView:
+    """What strategies see, kept as an in-memory fold of the event log.
+
+    Each refresh reads only the events appended since the last one, so asking
+    for a proposal costs O(new events), not O(campaign). If the log under the
+    view changed (a rolled-back batch), the view notices by the hash of the last
+    event it read and rebuilds from the start.
+    """
+
+    def __init__(self, store: Store, spec: Spec, space: Space) -> None:
+        self.store, self.spec, self.space = store, spec, space
+        self._reset()
+
+    def _reset(self) -> None:
+        self.seq, self.last_hash = 0, ""
+        self.params: dict[str, Mapping[str, Any]] = {}
+        self.status: dict[str, str] = {}
+        self.outcomes: dict[str, dict[str, tuple[float, float | None]]] = {}
+        self.proposals = self.sobol_drawn = 0
+
+    def refresh(self) -> CampaignData:
+        if self.seq:
+            row = self.store.conn.execute("SELECT hash FROM events WHERE seq = ?",
+                                          (self.seq,)).fetchone()
+            if row is None or row[0] != self.last_hash:
+                self._reset()
+        for ev in self.store.events(since=self.seq):
+            self._apply(ev.kind, ev.trial_id, ev.payload)
+            self.seq, self.last_hash = ev.seq, ev.hash
+        completed, failed, pending = [], [], []
+        for tid, status in self.status.items():
+            if status == lifecycle.COMPLETED:
+                completed.append(Observation(tid, self.params[tid], self.outcomes[tid]))
+            elif status == lifecycle.FAILED:
+                failed.append(self.params[tid])
+            elif status in lifecycle.OPEN:
+                pending.append(self.params[tid])
+        return CampaignData(spec=self.spec, space=self.space, completed=tuple(completed),
+                            failed=tuple(failed), pending=tuple(pending),
+                            proposal_index=self.proposals, sobol_drawn=self.sobol_drawn)
+
+    def _apply(self, kind: str, tid: str | None, p: Mapping[str, Any]) -> None:
+        if kind == "proposal_made":
+            self.proposals += 1
+            self.sobol_drawn += int(p.get("sobol_drawn", 0))
+        elif tid is None:
+            return
+        elif kind in ("trial_proposed", "trial_imported"):
+            self.params[tid] = p["parameters"]
+            self.status[tid] = lifecycle.PROPOSED
+        elif kind == "trial_dispatched":
+            self.status[tid] = lifecycle.RUNNING
+        elif kind in ("trial_failed", "trial_interrupted", "trial_abandoned"):
+            self.status[tid] = p["status"]
+        if kind in ("trial_completed", "trial_imported"):
+            self.status[tid] = lifecycle.COMPLETED
+            self.outcomes[tid] = {m: (o["value"], o.get("sem")) for m, o in p["outcomes"].items()}
+
+
 def snapshot(store: Store, spec: Spec, space: Space) -> CampaignData:
-    """Everything a strategy may look at, read in one go on the caller's thread."""
-    obs = store.observations()
-    completed, failed, pending = [], [], []
-    for t in store.trials():
-        if t["status"] == lifecycle.COMPLETED and t["id"] in obs:
-            completed.append(Observation(t["id"], t["parameters"], obs[t["id"]]))
-        elif t["status"] == lifecycle.FAILED:
-            failed.append(t["parameters"])
-        elif t["status"] in lifecycle.OPEN:
-            pending.append(t["parameters"])
-    proposals = store.conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(sobol_drawn), 0) FROM proposals").fetchone()
-    return CampaignData(spec=spec, space=space, completed=tuple(completed), failed=tuple(failed),
-                        pending=tuple(pending), proposal_index=int(proposals[0]),
-                        sobol_drawn=int(proposals[1]))
+    """A one-off view (tests, tools); long-lived callers keep a :class:`DataView`."""
+    return DataView(store, spec, space).refresh()
 
 
 def best(store: Store, spec: Spec) -> dict[str, Any] | None:
@@ -234,26 +342,45 @@ def best(store: Store, spec: Spec) -> dict[str, Any] | None:
     row = store.conn.execute(
         f"SELECT o.trial_id, o.value FROM observations o JOIN trials t ON t.id = o.trial_id "
         f"WHERE o.metric = ? AND t.status = 'completed' ORDER BY o.value {order}, t.number "
-        f"LIMIT 1", (obj.name,)).fetchone()
+        f"LIMIT 1",
+        (obj.name,),
+    ).fetchone()
     if row is None:
         return None
     t = store.trial(row[0])
     assert t is not None
-    return {"trial_id": row[0], "objective": obj.name, "value": row[1],
-            "parameters": t["parameters"], "origin": t["origin"]}
+    return {
+        "trial_id": row[0],
+        "objective": obj.name,
+        "value": row[1],
+        "parameters": t["parameters"],
+        "origin": t["origin"],
+    }
 
 
 def pareto_size(store: Store, spec: Spec) -> int:
     """Number of non-dominated completed trials (multi-objective summary)."""
     obs = store.observations()
     signs = [(o.name, o.sign) for o in spec.objectives]
-    points = [[sign * v[name][0] for name, sign in signs] for v in obs.values()
-              if all(name in v for name, _ in signs)]
-    return sum(1 for p in points if not any(
-        all(q_i >= p_i for q_i, p_i in zip(q, p, strict=True)) and q != p for q in points))
+    points = [
+        [sign * v[name][0] for name, sign in signs]
+        for v in obs.values()
+        if all(name in v for name, _ in signs)
+    ]
+    return sum(
+        1
+        for p in points
+        if not any(
+            all(q_i >= p_i for q_i, p_i in zip(q, p, strict=True)) and q != p for q in points
+        )
+    )
 
 
 def run_counts(store: Store) -> dict[str, int]:
     """Counts of this campaign's own trials by status (imports excluded: they cost nothing)."""
-    return {s: n for s, n in store.conn.execute(
-        "SELECT status, COUNT(*) FROM trials WHERE origin != 'imported' GROUP BY status")}
+    return {
+        s: n
+        for s, n in store.conn.execute(
+            "SELECT status, COUNT(*) FROM trials WHERE origin != 'imported' GROUP BY status"
+        )
+    }

@@ -5,7 +5,12 @@ from __future__ import annotations
 from loopctl.errors import TrialError
 
 PROPOSED, RUNNING, COMPLETED, FAILED, ABANDONED = (
-    "proposed", "running", "completed", "failed", "abandoned")
+    "proposed",
+    "running",
+    "completed",
+    "failed",
+    "abandoned",
+)
 STATUSES = (PROPOSED, RUNNING, COMPLETED, FAILED, ABANDONED)
 OPEN = (PROPOSED, RUNNING)  # counted as pending points and against the budget
 TERMINAL = (COMPLETED, FAILED, ABANDONED)
@@ -26,5 +31,8 @@ def check(kind: str, trial_id: str, status: str) -> None:
     allowed = TRANSITIONS[kind]
     if status not in allowed:
         verb = kind.removeprefix("trial_")
-        raise TrialError("bad_state", f"trial {trial_id} is {status}; it cannot be {verb} "
-                                      f"(allowed from {', '.join(sorted(allowed))})")
+        raise TrialError(
+            "bad_state",
+            f"trial {trial_id} is {status}; it cannot be {verb} "
+            f"(allowed from {', '.join(sorted(allowed))})",
+        )

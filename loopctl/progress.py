@@ -37,12 +37,22 @@ class TerminalReporter:
         self._progress: Any = None
         self._task: Any = None
         if self.tty:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-            from rich.progress import TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
-            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                      MofNCompleteColumn(), TimeElapsedColumn(),
-                                      TextColumn("{task.fields[best]}"), transient=False)
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[best]}"),
+                transient=False,
+            )
             self._task = self._progress.add_task(title, total=None, best="")
             self._progress.start()
 

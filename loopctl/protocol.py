@@ -58,22 +58,39 @@ def _ids(v: Any) -> bool:
 # type -> {field: (check, required)}
 SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
     # driver -> controller
-    "HELLO": {"name": (_str, True), "kind": (_str, True), "version": (_str, True),
-              "capacity": (_int_pos, True), "holds": (_ids, False)},
+    "HELLO": {
+        "name": (_str, True),
+        "kind": (_str, True),
+        "version": (_str, True),
+        "capacity": (_int_pos, True),
+        "holds": (_ids, False),
+    },
     "READY": {},
     "RESULT": {"trial": (_str, True), "outcomes": (_map, True), "metadata": (_map, False)},
     "FAILED": {"trial": (_str, True), "reason": (_text, True), "retryable": (_bool, True)},
     "HEARTBEAT": {},
     "BYE": {"reason": (_text, False)},
     # controller -> driver
-    "WELCOME": {"campaign": (_str, True), "heartbeat_interval": (_pos_num, True),
-                "heartbeat_timeout": (_pos_num, True), "settings": (_map, True)},
-    "TASK": {"trial": (_str, True), "parameters": (_map, True), "attempt": (_int_pos, True),
-             "deadline": (_num_or_none, False)},
+    "WELCOME": {
+        "campaign": (_str, True),
+        "heartbeat_interval": (_pos_num, True),
+        "heartbeat_timeout": (_pos_num, True),
+        "settings": (_map, True),
+    },
+    "TASK": {
+        "trial": (_str, True),
+        "parameters": (_map, True),
+        "attempt": (_int_pos, True),
+        "deadline": (_num_or_none, False),
+    },
     "CANCEL": {"trial": (_str, True), "reason": (_text, False)},
     "ACK": {"trial": (_str, True), "ref": (_str, False)},
-    "ERROR": {"code": (_str, True), "message": (_text, True), "ref": (_str, False),
-              "trial": (_str, False)},
+    "ERROR": {
+        "code": (_str, True),
+        "message": (_text, True),
+        "ref": (_str, False),
+        "trial": (_str, False),
+    },
     "SHUTDOWN": {"reason": (_text, False)},
 }
 FROM_DRIVER = frozenset({"HELLO", "READY", "RESULT", "FAILED", "HEARTBEAT", "BYE"})
@@ -113,17 +130,22 @@ def decode(frame: bytes, allowed: frozenset[str] = FROM_DRIVER) -> Message:
     if not isinstance(data, dict):
         raise ProtocolError("bad_envelope", "a message must be a JSON object")
     if data.get("v") != VERSION:
-        raise ProtocolError("bad_version", f"protocol version {data.get('v')!r} is not supported; "
-                                           f"this controller speaks version {VERSION}")
+        raise ProtocolError(
+            "bad_version",
+            f"protocol version {data.get('v')!r} is not supported; "
+            f"this controller speaks version {VERSION}",
+        )
     mid, mtype = data.get("id"), data.get("type")
     if not _str(mid):
         raise ProtocolError("bad_envelope", "field 'id' must be a non-empty string")
     if mtype not in allowed:
-        raise ProtocolError("unknown_type", f"unknown message type {mtype!r}; expected one of "
-                                            f"{', '.join(sorted(allowed))}")
+        raise ProtocolError(
+            "unknown_type",
+            f"unknown message type {mtype!r}; expected one of {', '.join(sorted(allowed))}",
+        )
     body = {k: v for k, v in data.items() if k not in ("v", "id", "type")}
     _validate(mtype, body)
-    return Message(mtype, body, mid)
+    return Message(mtype, body, str(mid))
 
 
 def _validate(mtype: str, body: Mapping[str, Any]) -> None:
@@ -139,8 +161,9 @@ def _validate(mtype: str, body: Mapping[str, Any]) -> None:
                 raise ProtocolError("bad_field", f"{mtype}: missing field {key!r}")
             continue
         if not check(body[key]):
-            raise ProtocolError("bad_field", f"{mtype}: field {key!r} has an invalid value "
-                                             f"{_short(body[key])}")
+            raise ProtocolError(
+                "bad_field", f"{mtype}: field {key!r} has an invalid value {_short(body[key])}"
+            )
 
 
 def _short(v: Any) -> str:

@@ -62,6 +62,8 @@ class Space:
                 highs += [1.0] * width
             start += width
         self.dim = start
+        self.discrete = all(isinstance(p, (IntegerParam, ChoiceParam, FixedParam))
+                            for p in self.params)
         self.bounds = np.array([lows, highs], dtype=float).reshape(2, self.dim)
         self.equalities = tuple(equalities)
 
@@ -78,8 +80,10 @@ class Space:
             raise ValidationError(f"{where}: must be a mapping of parameter names to values")
         unknown = [k for k in values if k not in self.names]
         if unknown:
-            raise ValidationError(f"{where}: unknown parameter {unknown[0]!r}; "
-                                  f"the campaign has {', '.join(self.names)}")
+            raise ValidationError(
+                f"{where}: unknown parameter {unknown[0]!r}; "
+                f"the campaign has {', '.join(self.names)}"
+            )
         out: dict[str, Any] = {}
         for p in self.params:
             if p.name not in values:
@@ -132,7 +136,7 @@ class Space:
         i = 0
         for p in self.params:
             w = _sobol_width(p)
-            out[p.name] = _from_unit(p, u[i:i + w])
+            out[p.name] = _from_unit(p, u[i : i + w])
             i += w
         return out
 
@@ -164,14 +168,17 @@ class Space:
             if isinstance(p, CompositionParam):
                 cols = {e: row.get(f"{p.name}.{e}", row.get(e)) for e in p.elements}
                 if all(_present(c) for c in cols.values()):
-                    values[p.name] = {e: _to_float(c, f"{where}.{p.name}.{e}")
-                                      for e, c in cols.items()}
+                    values[p.name] = {
+                        e: _to_float(c, f"{where}.{p.name}.{e}") for e, c in cols.items()
+                    }
                 elif _present(row.get(p.name)):
                     values[p.name] = row[p.name]
                 else:
-                    raise ValidationError(f"{where}: no value for composition {p.name!r}; give a "
-                                          f"formula column {p.name!r} or one column per element "
-                                          f"({', '.join(p.elements)})")
+                    raise ValidationError(
+                        f"{where}: no value for composition {p.name!r}; give a "
+                        f"formula column {p.name!r} or one column per element "
+                        f"({', '.join(p.elements)})"
+                    )
             elif _present(row.get(p.name)):
                 values[p.name] = _coerce_text(p, row[p.name])
         return values
@@ -235,7 +242,9 @@ def _sobol_width(p: Parameter) -> int:
 def _validate_value(p: Parameter, v: Any, where: str) -> Any:
     if isinstance(p, RangeParam):
         x = _finite(v, where)
-        if x < p.low - BOUND_TOL * max(1.0, abs(p.low)) or x > p.high + BOUND_TOL * max(1.0, abs(p.high)):
+        if x < p.low - BOUND_TOL * max(1.0, abs(p.low)) or x > p.high + BOUND_TOL * max(
+            1.0, abs(p.high)
+        ):
             raise ValidationError(f"{where}: {x:g} is outside the bounds [{p.low:g}, {p.high:g}]")
         return min(max(x, p.low), p.high)
     if isinstance(p, IntegerParam):
@@ -273,17 +282,24 @@ def _validate_composition(p: CompositionParam, v: Any, where: str) -> dict[str, 
         raise ValidationError(f"{where}: must be a formula or a mapping of element to fraction")
     unknown = [e for e in v if e not in p.elements]
     if unknown:
-        raise ValidationError(f"{where}: element {unknown[0]!r} is not in this campaign's "
-                              f"composition ({', '.join(p.elements)})")
+        raise ValidationError(
+            f"{where}: element {unknown[0]!r} is not in this campaign's "
+            f"composition ({', '.join(p.elements)})"
+        )
     fr = {e: _finite(v.get(e, 0.0), f"{where}.{e}") for e in p.elements}
     total = sum(fr.values())
     if abs(total - 1.0) > COMPOSITION_SUM_TOL:
         raise ValidationError(f"{where}: fractions sum to {total:.9g}, not 1")
     for (lo, hi), e in zip(p.bounds, p.elements, strict=True):
         if fr[e] < lo - BOUND_TOL or fr[e] > hi + BOUND_TOL:
-            raise ValidationError(f"{where}.{e}: fraction {fr[e]:g} is outside the bounds "
-                                  f"[{lo:g}, {hi:g}]")
-    return {e: fr[e] / total for e in p.elements}
+            raise ValidationError(
+                f"{where}.{e}: fraction {fr[e]:g} is outside the bounds [{lo:g}, {hi:g}]"
+            )
+    # tiny repairs only (within the tolerances above): exact sum, bounds kept exactly
+    lo = np.array([b[0] for b in p.bounds])
+    hi = np.array([b[1] for b in p.bounds])
+    exact = project_to_simplex(np.array([fr[e] for e in p.elements]), lo, hi)
+    return {e: float(x) for e, x in zip(p.elements, exact, strict=True)}
 
 
 def _parse_formula(text: str, where: str) -> dict[str, float]:
@@ -299,7 +315,9 @@ def _parse_formula(text: str, where: str) -> dict[str, float]:
 def _encode(p: Parameter, v: Any) -> np.ndarray:
     if isinstance(p, RangeParam):
         if p.log:
-            return np.array([(math.log(v) - math.log(p.low)) / (math.log(p.high) - math.log(p.low))])
+            return np.array(
+                [(math.log(v) - math.log(p.low)) / (math.log(p.high) - math.log(p.low))]
+            )
         return np.array([(v - p.low) / (p.high - p.low)])
     if isinstance(p, IntegerParam):
         return np.array([(v - p.low) / (p.high - p.low)])
@@ -320,12 +338,14 @@ def _decode(p: Parameter, x: np.ndarray) -> Any:
         return float(p.low + u * (p.high - p.low))
     if isinstance(p, IntegerParam):
         u = float(np.clip(x[0], 0.0, 1.0))
-        return int(round(p.low + u * (p.high - p.low)))
+        return round(p.low + u * (p.high - p.low))
     if isinstance(p, ChoiceParam):
         return p.values[int(np.argmax(x))]
     if isinstance(p, FixedParam):
         return p.value
-    fr = project_to_simplex(x, np.array([b[0] for b in p.bounds]), np.array([b[1] for b in p.bounds]))
+    fr = project_to_simplex(
+        x, np.array([b[0] for b in p.bounds]), np.array([b[1] for b in p.bounds])
+    )
     return {e: float(f) for e, f in zip(p.elements, fr, strict=True)}
 
 
@@ -338,7 +358,9 @@ def _from_unit(p: Parameter, u: np.ndarray) -> Any:
         e = -np.log(np.clip(u, 1e-12, 1.0))  # exponential spacings -> uniform on the simplex
         y = e / e.sum()
         x = lo + (1.0 - lo.sum()) * y
-        return {el: float(f) for el, f in zip(p.elements, project_to_simplex(x, lo, hi), strict=True)}
+        return {
+            el: float(f) for el, f in zip(p.elements, project_to_simplex(x, lo, hi), strict=True)
+        }
     return _decode(p, u)
 
 

@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 
-def spawn_drivers(endpoint: str, n: int, db: str,
-                  kind: str = "oracle") -> list[subprocess.Popen[bytes]]:
+def spawn_drivers(
+    endpoint: str, n: int, db: str, kind: str = "oracle"
+) -> list[subprocess.Popen[bytes]]:
     """Each driver gets a stable name, an outbox and a log file beside the database
     (``DB.drivers/NAME/``), so a driver restarted by hand with the same --name and
     --outbox finds its unacknowledged results, and its errors are not lost."""
@@ -18,8 +19,19 @@ def spawn_drivers(endpoint: str, n: int, db: str,
         name = f"{kind}-{i}"
         home = Path(str(db) + ".drivers") / name
         home.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "loopctl", "driver", kind, "--connect", endpoint,
-               "--name", name, "--outbox", str(home / "outbox")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "loopctl",
+            "driver",
+            kind,
+            "--connect",
+            endpoint,
+            "--name",
+            name,
+            "--outbox",
+            str(home / "outbox"),
+        ]
         with open(home / "driver.log", "ab") as logf:
             procs.append(subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT))
     return procs

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 
@@ -69,7 +69,7 @@ class CompositionParam:
     type: Literal["composition"] = "composition"
 
 
-Parameter = Union[RangeParam, IntegerParam, ChoiceParam, FixedParam, CompositionParam]
+Parameter = RangeParam | IntegerParam | ChoiceParam | FixedParam | CompositionParam
 
 
 @dataclass(frozen=True)
@@ -198,10 +198,25 @@ def parse_spec(data: Any, source: str = "campaign") -> Spec:
     """Validate a decoded campaign mapping. Raises SpecError listing every problem."""
     r = _Reader()
     if not isinstance(data, Mapping):
-        raise SpecError(["the file must be a mapping of fields (name, space, objectives, ...)"],
-                        source=source)
-    r.unknown_keys(data, "", {"name", "description", "seed", "space", "objectives", "budget",
-                              "execution", "strategy", "oracle", "drivers"})
+        raise SpecError(
+            ["the file must be a mapping of fields (name, space, objectives, ...)"], source=source
+        )
+    r.unknown_keys(
+        data,
+        "",
+        {
+            "name",
+            "description",
+            "seed",
+            "space",
+            "objectives",
+            "budget",
+            "execution",
+            "strategy",
+            "oracle",
+            "drivers",
+        },
+    )
     name = r.string(data, "name", "", required=True, pattern=NAME_RE) or "unnamed"
     description = r.string(data, "description", "") or ""
     seed = r.integer(data, "seed", "", default=0, low=0)
@@ -216,8 +231,11 @@ def parse_spec(data: Any, source: str = "campaign") -> Spec:
     oracle = _oracle(r, data.get("oracle"), space, objectives)
     drivers = _drivers(r, data.get("drivers", {}))
     if strategy.method == "botorch" and len(objectives) > 1:
-        r.problem("strategy.method", f"botorch handles one objective; this campaign has "
-                                     f"{len(objectives)} (use auto or sobol)")
+        r.problem(
+            "strategy.method",
+            f"botorch handles one objective; this campaign has "
+            f"{len(objectives)} (use auto or sobol)",
+        )
     if space and all(isinstance(p, FixedParam) for p in space):
         r.problem("space", "every parameter is fixed; there is nothing to optimise")
     if drivers.spawn and oracle is None:
@@ -225,9 +243,20 @@ def parse_spec(data: Any, source: str = "campaign") -> Spec:
     if r.problems:
         raise SpecError(r.problems, source=source)
     raw = json.loads(canonical_json(data))  # plain JSON types only, for storage and hashing
-    return Spec(name=name, seed=seed, space=tuple(space), objectives=tuple(objectives),
-                budget=budget, execution=execution, strategy=strategy, oracle=oracle,
-                drivers=drivers, description=description, raw=raw, source=source)
+    return Spec(
+        name=name,
+        seed=seed,
+        space=tuple(space),
+        objectives=tuple(objectives),
+        budget=budget,
+        execution=execution,
+        strategy=strategy,
+        oracle=oracle,
+        drivers=drivers,
+        description=description,
+        raw=raw,
+        source=source,
+    )
 
 
 class _Reader:
@@ -246,8 +275,10 @@ class _Reader:
     def unknown_keys(self, d: Mapping[str, Any], path: str, allowed: set[str]) -> None:
         for key in d:
             if key not in allowed:
-                self.problem(self.at(path, str(key)),
-                             f"unknown field; expected one of {', '.join(sorted(allowed))}")
+                self.problem(
+                    self.at(path, str(key)),
+                    f"unknown field; expected one of {', '.join(sorted(allowed))}",
+                )
 
     def mapping(self, value: Any, path: str) -> Mapping[str, Any] | None:
         if value is None:
@@ -257,9 +288,17 @@ class _Reader:
             return None
         return value
 
-    def string(self, d: Mapping[str, Any], key: str, path: str, *, required: bool = False,
-               pattern: re.Pattern[str] | None = None, choices: tuple[str, ...] = (),
-               default: str | None = None) -> str | None:
+    def string(
+        self,
+        d: Mapping[str, Any],
+        key: str,
+        path: str,
+        *,
+        required: bool = False,
+        pattern: re.Pattern[str] | None = None,
+        choices: tuple[str, ...] = (),
+        default: str | None = None,
+    ) -> str | None:
         where = self.at(path, key)
         if key not in d or d[key] is None:
             if required:
@@ -270,28 +309,48 @@ class _Reader:
             self.problem(where, f"must be a non-empty string, got {_kind(v)}")
             return default
         if pattern is not None and not pattern.match(v):
-            self.problem(where, f"{v!r} is not a valid name (letters, digits, _ . -; "
-                                "must start with a letter or _)")
+            self.problem(
+                where,
+                f"{v!r} is not a valid name (letters, digits, _ . -; "
+                "must start with a letter or _)",
+            )
             return default
         if choices and v not in choices:
             self.problem(where, f"{v!r} is not one of {', '.join(choices)}")
             return default
         return v
 
-    def number(self, d: Mapping[str, Any], key: str, path: str, *, default: float | None = None,
-               required: bool = False, low: float | None = None, high: float | None = None,
-               positive: bool = False) -> float | None:
+    def number(
+        self,
+        d: Mapping[str, Any],
+        key: str,
+        path: str,
+        *,
+        default: float | None = None,
+        required: bool = False,
+        low: float | None = None,
+        high: float | None = None,
+        positive: bool = False,
+    ) -> float | None:
         where = self.at(path, key)
         if key not in d or d[key] is None:
             if required:
                 self.problem(where, "is required")
             return default
-        return self.check_number(d[key], where, low=low, high=high, positive=positive,
-                                 default=default)
+        return self.check_number(
+            d[key], where, low=low, high=high, positive=positive, default=default
+        )
 
-    def check_number(self, v: Any, where: str, *, default: float | None = None,
-                     low: float | None = None, high: float | None = None,
-                     positive: bool = False) -> float | None:
+    def check_number(
+        self,
+        v: Any,
+        where: str,
+        *,
+        default: float | None = None,
+        low: float | None = None,
+        high: float | None = None,
+        positive: bool = False,
+    ) -> float | None:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             self.problem(where, f"must be a number, got {_kind(v)}")
             return default
@@ -310,8 +369,9 @@ class _Reader:
             return default
         return x
 
-    def integer(self, d: Mapping[str, Any], key: str, path: str, *, default: int,
-                low: int | None = None) -> int:
+    def integer(
+        self, d: Mapping[str, Any], key: str, path: str, *, default: int, low: int | None = None
+    ) -> int:
         where = self.at(path, key)
         if key not in d or d[key] is None:
             return default
@@ -388,8 +448,9 @@ def _space(r: _Reader, value: Any) -> list[Parameter]:
     return params
 
 
-def _parameter(r: _Reader, d: Mapping[str, Any], where: str, name: str,
-               ptype: str) -> Parameter | None:
+def _parameter(
+    r: _Reader, d: Mapping[str, Any], where: str, name: str, ptype: str
+) -> Parameter | None:
     common = {"name", "type", "description"}
     if ptype == "range":
         r.unknown_keys(d, where, common | {"bounds", "log", "unit"})
@@ -422,7 +483,9 @@ def _parameter(r: _Reader, d: Mapping[str, Any], where: str, name: str,
         r.unknown_keys(d, where, common | {"values"})
         values = d.get("values")
         if not isinstance(values, list) or len(values) < 2:
-            r.problem(f"{where}.values", f"must be a list of at least two values, got {_kind(values)}")
+            r.problem(
+                f"{where}.values", f"must be a list of at least two values, got {_kind(values)}"
+            )
             return None
         bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (str, int, float))]
         if bad:
@@ -442,15 +505,18 @@ def _parameter(r: _Reader, d: Mapping[str, Any], where: str, name: str,
     return _composition(r, d, where, name, common)
 
 
-def _composition(r: _Reader, d: Mapping[str, Any], where: str, name: str,
-                 common: set[str]) -> CompositionParam | None:
+def _composition(
+    r: _Reader, d: Mapping[str, Any], where: str, name: str, common: set[str]
+) -> CompositionParam | None:
     from pymatgen.core.periodic_table import Element  # light import, no torch
 
     r.unknown_keys(d, where, common | {"elements", "bounds"})
     elements = d.get("elements")
     if not isinstance(elements, list) or len(elements) < 2:
-        r.problem(f"{where}.elements", f"must be a list of at least two element symbols, "
-                                       f"got {_kind(elements)}")
+        r.problem(
+            f"{where}.elements",
+            f"must be a list of at least two element symbols, got {_kind(elements)}",
+        )
         return None
     ok = True
     for j, el in enumerate(elements):
@@ -486,8 +552,11 @@ def _composition(r: _Reader, d: Mapping[str, Any], where: str, name: str,
     lo_sum = sum(b[0] for b in bounds)
     hi_sum = sum(b[1] for b in bounds)
     if lo_sum > 1 + 1e-12 or hi_sum < 1 - 1e-12:
-        r.problem(f"{where}.bounds", f"no composition fits: lower bounds sum to {lo_sum:g} and "
-                                     f"upper bounds to {hi_sum:g}, but fractions must sum to 1")
+        r.problem(
+            f"{where}.bounds",
+            f"no composition fits: lower bounds sum to {lo_sum:g} and "
+            f"upper bounds to {hi_sum:g}, but fractions must sum to 1",
+        )
         return None
     return CompositionParam(name, tuple(elements), tuple(bounds))
 
@@ -543,14 +612,18 @@ def _execution(r: _Reader, value: Any) -> Execution:
         max_in_flight=r.integer(d, "max_in_flight", "execution", default=2, low=1),
         trial_timeout=r.number(d, "trial_timeout", "execution", positive=True),
         retries=r.integer(d, "retries", "execution", default=2, low=0),
-        heartbeat_interval=r.number(d, "heartbeat_interval", "execution", default=1.0,
-                                    positive=True) or 1.0,
-        heartbeat_timeout=r.number(d, "heartbeat_timeout", "execution", default=10.0,
-                                   positive=True) or 10.0,
+        heartbeat_interval=r.number(
+            d, "heartbeat_interval", "execution", default=1.0, positive=True
+        )
+        or 1.0,
+        heartbeat_timeout=r.number(d, "heartbeat_timeout", "execution", default=10.0, positive=True)
+        or 10.0,
     )
     if e.heartbeat_timeout <= e.heartbeat_interval:
-        r.problem("execution.heartbeat_timeout",
-                  f"must be longer than heartbeat_interval ({e.heartbeat_interval:g} s)")
+        r.problem(
+            "execution.heartbeat_timeout",
+            f"must be longer than heartbeat_interval ({e.heartbeat_interval:g} s)",
+        )
     return e
 
 
@@ -563,21 +636,26 @@ def _strategy(r: _Reader, value: Any) -> StrategySpec:
     r.unknown_keys(d, "strategy", {"method", "initial_trials", "options"})
     method = r.string(d, "method", "strategy", choices=STRATEGY_METHODS, default="auto") or "auto"
     initial = d.get("initial_trials")
-    init = r.integer(d, "initial_trials", "strategy", default=0, low=1) if initial is not None \
+    init = (
+        r.integer(d, "initial_trials", "strategy", default=0, low=1)
+        if initial is not None
         else None
+    )
     options = r.mapping(d.get("options"), "strategy.options") or {}
     return StrategySpec(method=method, initial_trials=init, options=dict(options))
 
 
-def _oracle(r: _Reader, value: Any, space: list[Parameter],
-            objectives: list[Objective]) -> OracleSpec | None:
+def _oracle(
+    r: _Reader, value: Any, space: list[Parameter], objectives: list[Objective]
+) -> OracleSpec | None:
     if value is None:
         return None
     d = r.mapping(value, "oracle")
     if d is None:
         return None
-    r.unknown_keys(d, "oracle", {"kind", "function", "table", "latency", "noise", "fail_rate",
-                                 "options"})
+    r.unknown_keys(
+        d, "oracle", {"kind", "function", "table", "latency", "noise", "fail_rate", "options"}
+    )
     kind = r.string(d, "kind", "oracle", required=True, choices=ORACLE_KINDS)
     function = r.string(d, "function", "oracle")
     table = r.string(d, "table", "oracle")
@@ -601,8 +679,10 @@ def _oracle(r: _Reader, value: Any, space: list[Parameter],
         else:
             bad = [e for e in comps[0].elements if e not in EMT_ELEMENTS]
             if bad:
-                r.problem("oracle.kind", f"EMT has no potential for {', '.join(bad)}; "
-                                         f"use {', '.join(EMT_ELEMENTS)}")
+                r.problem(
+                    "oracle.kind",
+                    f"EMT has no potential for {', '.join(bad)}; use {', '.join(EMT_ELEMENTS)}",
+                )
     return o
 
 
@@ -611,9 +691,10 @@ def _drivers(r: _Reader, value: Any) -> DriversSpec:
     if d is None:
         return DriversSpec()
     r.unknown_keys(d, "drivers", {"spawn", "kind"})
-    return DriversSpec(spawn=r.integer(d, "spawn", "drivers", default=0, low=0),
-                       kind=r.string(d, "kind", "drivers", choices=("oracle",),
-                                     default="oracle") or "oracle")
+    return DriversSpec(
+        spawn=r.integer(d, "spawn", "drivers", default=0, low=0),
+        kind=r.string(d, "kind", "drivers", choices=("oracle",), default="oracle") or "oracle",
+    )
 
 
 def spec_to_dict(spec: Spec) -> dict[str, Any]:

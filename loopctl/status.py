@@ -19,21 +19,33 @@ def campaign_status(path: str) -> dict[str, Any]:
         controller = store.meta("controller") or {}
         target = controller.get("target") or spec.budget.trials
         running = is_locked(path)
-        drivers = [{"name": d["name"], "kind": d["kind"], "status": d["status"],
-                    "capacity": d["capacity"]} for d in store.drivers()]
+        drivers = [
+            {"name": d["name"], "kind": d["kind"], "status": d["status"], "capacity": d["capacity"]}
+            for d in store.drivers()
+        ]
         out: dict[str, Any] = {
             "campaign": spec.name,
             "path": path,
-            "controller": {"running": running, "endpoint": controller.get("endpoint"),
-                           "pid": controller.get("pid")} if controller else {"running": running},
+            "controller": {
+                "running": running,
+                "endpoint": controller.get("endpoint"),
+                "pid": controller.get("pid"),
+            }
+            if controller
+            else {"running": running},
             "trials": counts,
             "imported": store.conn.execute(
-                "SELECT COUNT(*) FROM trials WHERE origin = 'imported'").fetchone()[0],
-            "budget": {"trials": target, "completed": own.get(lifecycle.COMPLETED, 0),
-                       "left": max(0, target - own.get(lifecycle.COMPLETED, 0))},
+                "SELECT COUNT(*) FROM trials WHERE origin = 'imported'"
+            ).fetchone()[0],
+            "budget": {
+                "trials": target,
+                "completed": own.get(lifecycle.COMPLETED, 0),
+                "left": max(0, target - own.get(lifecycle.COMPLETED, 0)),
+            },
             "drivers": drivers,
             "connected_drivers": sum(1 for d in drivers if d["status"] == "connected")
-            if running else 0,
+            if running
+            else 0,
             "finished": store.meta("finished"),
         }
         if len(spec.objectives) == 1:
@@ -45,22 +57,31 @@ def campaign_status(path: str) -> dict[str, Any]:
 
 def format_status(st: dict[str, Any]) -> str:
     ctl = st["controller"]
-    state = f"running at {ctl.get('endpoint')} (pid {ctl.get('pid')})" if ctl["running"] \
+    state = (
+        f"running at {ctl.get('endpoint')} (pid {ctl.get('pid')})"
+        if ctl["running"]
         else "not running"
+    )
     if st.get("finished"):
         state += f"; finished: {st['finished'].get('reason')}"
     lines = [f"campaign {st['campaign']} ({st['path']})", f"controller: {state}"]
     counts = ", ".join(f"{n} {s}" for s, n in st["trials"].items() if n)
-    lines.append(f"trials: {counts or 'none yet'}"
-                 + (f" (of which {st['imported']} imported)" if st["imported"] else ""))
+    lines.append(
+        f"trials: {counts or 'none yet'}"
+        + (f" (of which {st['imported']} imported)" if st["imported"] else "")
+    )
     b = st["budget"]
     lines.append(f"budget: {b['completed']} of {b['trials']} completed, {b['left']} left")
     if "best" in st:
-        lines.append(f"best: {describe_best(st['best'])}"
-                     + (f" (trial {st['best']['trial_id']})" if st["best"] else ""))
+        lines.append(
+            f"best: {describe_best(st['best'])}"
+            + (f" (trial {st['best']['trial_id']})" if st["best"] else "")
+        )
     else:
         lines.append(f"Pareto set: {st['pareto_size']} trials")
     live = [d for d in st["drivers"] if d["status"] == "connected"] if ctl["running"] else []
-    lines.append(f"drivers connected: {len(live)}"
-                 + (" (" + ", ".join(d["name"] for d in live) + ")" if live else ""))
+    lines.append(
+        f"drivers connected: {len(live)}"
+        + (" (" + ", ".join(d["name"] for d in live) + ")" if live else "")
+    )
     return "\n".join(lines)

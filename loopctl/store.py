@@ -46,12 +46,14 @@ class Event:
 
 def canonical(obj: Any) -> str:
     """The byte-exact JSON that is hashed; NaN/inf are refused, never stored."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
-def event_hash(prev_hash: str, seq: int, t: float, kind: str, trial_id: str | None,
-               payload_json: str) -> str:
+def event_hash(
+    prev_hash: str, seq: int, t: float, kind: str, trial_id: str | None, payload_json: str
+) -> str:
     """sha256(prev_hash + canonical event); seq, time and kind are covered too."""
     body = canonical({"seq": seq, "time": t, "kind": kind, "trial_id": trial_id})
     return hashlib.sha256((prev_hash + body + payload_json).encode()).hexdigest()
@@ -126,12 +128,19 @@ class Store:
         self._lock_fd = lock_fd
         self._in_batch = False
         self._last: tuple[int, str] | None = None
+        self._params: dict[str, tuple[str, dict[str, Any]]] = {}
 
     # ------------------------------------------------------------------ opening
 
     @classmethod
-    def create(cls, path: str | Path, spec_raw: Mapping[str, Any], spec_hash: str,
-               versions: Mapping[str, str], synchronous: str = "FULL") -> Store:
+    def create(
+        cls,
+        path: str | Path,
+        spec_raw: Mapping[str, Any],
+        spec_hash: str,
+        versions: Mapping[str, str],
+        synchronous: str = "FULL",
+    ) -> Store:
         """Make a new campaign database; refuses to overwrite anything."""
         p = str(path)
         if p != ":memory:" and os.path.exists(p):
@@ -142,10 +151,17 @@ class Store:
                 raise StoreError(f"{p}: directory {parent} does not exist")
         store = cls._connect(p, readonly=False, synchronous=synchronous, lock=True)
         with store.batch() as b:
-            b.add("campaign_created", None, {
-                "format": FORMAT_VERSION, "spec": dict(spec_raw), "spec_hash": spec_hash,
-                "versions": dict(versions), "host": socket.gethostname(),
-            })
+            b.add(
+                "campaign_created",
+                None,
+                {
+                    "format": FORMAT_VERSION,
+                    "spec": dict(spec_raw),
+                    "spec_hash": spec_hash,
+                    "versions": dict(versions),
+                    "host": socket.gethostname(),
+                },
+            )
         return store
 
     @classmethod
@@ -174,8 +190,9 @@ class Store:
         lock_fd = _take_lock(path) if lock and path != ":memory:" else None
         try:
             if readonly:
-                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
-                                       check_same_thread=False)
+                conn = sqlite3.connect(
+                    f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+                )
             else:
                 conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout = 5000")
@@ -225,22 +242,28 @@ class Store:
             except sqlite3.Error:
                 pass
             if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"{self.path}: write failed, nothing recorded: "
-                                 f"{_explain(exc)}") from None
+                raise StoreError(
+                    f"{self.path}: write failed, nothing recorded: {_explain(exc)}"
+                ) from None
             raise
         finally:
             self._in_batch = False
 
     def _append(self, kind: str, trial_id: str | None, payload: Mapping[str, Any]) -> Event:
         if self._last is None:
-            row = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+            row = self.conn.execute(
+                "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
             self._last = (row[0], row[1]) if row else (0, GENESIS)
         seq, prev = self._last[0] + 1, self._last[1]
         t = time.time()
         payload_json = canonical(payload)
         h = event_hash(prev, seq, t, kind, trial_id, payload_json)
-        self.conn.execute("INSERT INTO events (seq, time, kind, trial_id, payload, hash) "
-                          "VALUES (?, ?, ?, ?, ?, ?)", (seq, t, kind, trial_id, payload_json, h))
+        self.conn.execute(
+            "INSERT INTO events (seq, time, kind, trial_id, payload, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (seq, t, kind, trial_id, payload_json, h),
+        )
         ev = Event(seq, t, kind, trial_id, json.loads(payload_json), h)
         project(self.conn, ev)
         self._last = (seq, h)
@@ -253,39 +276,63 @@ class Store:
         return None if row is None else json.loads(row[0])
 
     def events(self, since: int = 0) -> Iterator[Event]:
-        cur = self.conn.execute("SELECT seq, time, kind, trial_id, payload, hash FROM events "
-                                "WHERE seq > ? ORDER BY seq", (since,))
+        cur = self.conn.execute(
+            "SELECT seq, time, kind, trial_id, payload, hash FROM events "
+            "WHERE seq > ? ORDER BY seq",
+            (since,),
+        )
         for seq, t, kind, trial_id, payload, h in cur:
             yield Event(seq, t, kind, trial_id, json.loads(payload), h)
 
     def trial(self, trial_id: str) -> dict[str, Any] | None:
-        rows = list(self.db.query("SELECT * FROM trials WHERE id = ?", [trial_id]))
-        return _decode_trial(rows[0]) if rows else None
+        rows = self._trial_rows("WHERE id = ?", (trial_id,))
+        return rows[0] if rows else None
 
     def trials(self, *statuses: str) -> list[dict[str, Any]]:
-        if statuses:
-            marks = ",".join("?" for _ in statuses)
-            q = f"SELECT * FROM trials WHERE status IN ({marks}) ORDER BY number"
-            rows = self.db.query(q, list(statuses))
-        else:
-            rows = self.db.query("SELECT * FROM trials ORDER BY number")
-        return [_decode_trial(r) for r in rows]
+        if not statuses:
+            return self._trial_rows("ORDER BY number", ())
+        marks = ",".join("?" for _ in statuses)
+        return self._trial_rows(f"WHERE status IN ({marks}) ORDER BY number", statuses)
+
+    def _trial_rows(self, where: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+        cur = self.conn.execute(f"SELECT * FROM trials {where}", args)
+        names = [c[0] for c in cur.description]
+        out = []
+        for row in cur:
+            d = dict(zip(names, row, strict=True))
+            d["parameters"] = self.parameters(d["id"], d["parameters"])
+            out.append(d)
+        return out
+
+    def parameters(self, trial_id: str, text: str) -> dict[str, Any]:
+        """Parsed parameters of a trial; cached, since they never change once proposed.
+        Callers get a copy so that nobody can alter the cache by accident."""
+        cached = self._params.get(trial_id)
+        if cached is None or cached[0] != text:
+            cached = (text, json.loads(text))
+            self._params[trial_id] = cached
+        return dict(cached[1])
 
     def counts(self) -> dict[str, int]:
-        return {s: n for s, n in self.conn.execute(
-            "SELECT status, COUNT(*) FROM trials GROUP BY status")}
+        return {
+            s: n
+            for s, n in self.conn.execute("SELECT status, COUNT(*) FROM trials GROUP BY status")
+        }
 
     def observations(self) -> dict[str, dict[str, tuple[float, float | None]]]:
         out: dict[str, dict[str, tuple[float, float | None]]] = {}
         for tid, metric, value, sem in self.conn.execute(
-                "SELECT trial_id, metric, value, sem FROM observations"):
+            "SELECT trial_id, metric, value, sem FROM observations"
+        ):
             out.setdefault(tid, {})[metric] = (value, sem)
         return out
 
     def proposals(self) -> list[dict[str, Any]]:
         rows = self.db.query("SELECT * FROM proposals ORDER BY number")
-        return [dict(r, trial_ids=json.loads(r["trial_ids"]),
-                     diagnostics=json.loads(r["diagnostics"])) for r in rows]
+        return [
+            dict(r, trial_ids=json.loads(r["trial_ids"]), diagnostics=json.loads(r["diagnostics"]))
+            for r in rows
+        ]
 
     def drivers(self) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM drivers ORDER BY name"))
@@ -298,7 +345,8 @@ class Store:
         """Recompute every hash; returns (ok, first bad seq, message)."""
         prev, expected_seq = GENESIS, 1
         for seq, t, kind, trial_id, payload, h in self.conn.execute(
-                "SELECT seq, time, kind, trial_id, payload, hash FROM events ORDER BY seq"):
+            "SELECT seq, time, kind, trial_id, payload, hash FROM events ORDER BY seq"
+        ):
             if seq != expected_seq:
                 return False, expected_seq, f"event {expected_seq} is missing"
             if event_hash(prev, seq, t, kind, trial_id, payload) != h:
@@ -336,10 +384,6 @@ class Batch:
         conn.execute("RELEASE message")
 
 
-def _decode_trial(row: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(row, parameters=json.loads(row["parameters"]))
-
-
 def lock_path(path: str) -> str:
     return path + "-lock"
 
@@ -358,7 +402,8 @@ def _take_lock(path: str) -> int:
         os.close(fd)
         raise CampaignLocked(
             f"{path}: in use by another controller or open Campaign ({who}); "
-            "stop it first, or use `loopctl status` to look without writing") from None
+            "stop it first, or use `loopctl status` to look without writing"
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
     return fd
@@ -415,7 +460,9 @@ def _p_created(conn: sqlite3.Connection, ev: Event) -> None:
 
 
 def _p_controller(conn: sqlite3.Connection, ev: Event) -> None:
-    _set_meta(conn, "controller", dict(ev.payload, at=ev.time, running=ev.kind == "controller_started"))
+    _set_meta(
+        conn, "controller", dict(ev.payload, at=ev.time, running=ev.kind == "controller_started")
+    )
 
 
 def _p_finished(conn: sqlite3.Connection, ev: Event) -> None:
@@ -424,72 +471,102 @@ def _p_finished(conn: sqlite3.Connection, ev: Event) -> None:
 
 def _p_proposal(conn: sqlite3.Connection, ev: Event) -> None:
     p = ev.payload
-    conn.execute("INSERT INTO proposals (id, number, strategy, version, seed, trial_ids, "
-                 "sobol_drawn, diagnostics, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                 (p["id"], p["number"], p["strategy"], p["version"], p["seed"],
-                  canonical(p["trial_ids"]), p.get("sobol_drawn", 0), canonical(p["diagnostics"]),
-                  ev.time))
+    conn.execute(
+        "INSERT INTO proposals (id, number, strategy, version, seed, trial_ids, "
+        "sobol_drawn, diagnostics, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            p["id"],
+            p["number"],
+            p["strategy"],
+            p["version"],
+            p["seed"],
+            canonical(p["trial_ids"]),
+            p.get("sobol_drawn", 0),
+            canonical(p["diagnostics"]),
+            ev.time,
+        ),
+    )
 
 
 def _p_trial_new(conn: sqlite3.Connection, ev: Event) -> None:
     p = ev.payload
     status = "completed" if ev.kind == "trial_imported" else "proposed"
-    conn.execute("INSERT INTO trials (id, number, status, origin, proposal_id, parameters, "
-                 "created_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                 (ev.trial_id, p["number"], status, p["origin"], p.get("proposal_id"),
-                  canonical(p["parameters"]), ev.time,
-                  ev.time if status == "completed" else None))
+    conn.execute(
+        "INSERT INTO trials (id, number, status, origin, proposal_id, parameters, "
+        "created_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            ev.trial_id,
+            p["number"],
+            status,
+            p["origin"],
+            p.get("proposal_id"),
+            canonical(p["parameters"]),
+            ev.time,
+            ev.time if status == "completed" else None,
+        ),
+    )
     if ev.kind == "trial_imported":
         _insert_outcomes(conn, ev)
 
 
 def _insert_outcomes(conn: sqlite3.Connection, ev: Event) -> None:
     for metric, o in ev.payload["outcomes"].items():
-        conn.execute("INSERT OR REPLACE INTO observations (trial_id, metric, value, sem, "
-                     "recorded_at) VALUES (?, ?, ?, ?, ?)",
-                     (ev.trial_id, metric, o["value"], o.get("sem"), ev.time))
+        conn.execute(
+            "INSERT OR REPLACE INTO observations (trial_id, metric, value, sem, "
+            "recorded_at) VALUES (?, ?, ?, ?, ?)",
+            (ev.trial_id, metric, o["value"], o.get("sem"), ev.time),
+        )
 
 
 def _p_dispatched(conn: sqlite3.Connection, ev: Event) -> None:
     p = ev.payload
-    conn.execute("UPDATE trials SET status = 'running', driver = ?, attempts = ?, started_at = ?, "
-                 "deadline = ?, finished_at = NULL, reason = NULL WHERE id = ?",
-                 (p["driver"], p["attempt"], ev.time, p.get("deadline"), ev.trial_id))
+    conn.execute(
+        "UPDATE trials SET status = 'running', driver = ?, attempts = ?, started_at = ?, "
+        "deadline = ?, finished_at = NULL, reason = NULL WHERE id = ?",
+        (p["driver"], p["attempt"], ev.time, p.get("deadline"), ev.trial_id),
+    )
 
 
 def _p_completed(conn: sqlite3.Connection, ev: Event) -> None:
-    conn.execute("UPDATE trials SET status = 'completed', driver = ?, finished_at = ?, "
-                 "deadline = NULL, reason = NULL WHERE id = ?",
-                 (ev.payload.get("driver"), ev.time, ev.trial_id))
+    conn.execute(
+        "UPDATE trials SET status = 'completed', driver = ?, finished_at = ?, "
+        "deadline = NULL, reason = NULL WHERE id = ?",
+        (ev.payload.get("driver"), ev.time, ev.trial_id),
+    )
     _insert_outcomes(conn, ev)
 
 
 def _p_settled(conn: sqlite3.Connection, ev: Event) -> None:
     """trial_failed / trial_interrupted / trial_abandoned: terminal or back to the queue."""
     status = ev.payload["status"]
-    conn.execute("UPDATE trials SET status = ?, finished_at = ?, deadline = NULL, reason = ? "
-                 "WHERE id = ?",
-                 (status, ev.time if status != "proposed" else None, ev.payload.get("reason"),
-                  ev.trial_id))
+    conn.execute(
+        "UPDATE trials SET status = ?, finished_at = ?, deadline = NULL, reason = ? WHERE id = ?",
+        (status, ev.time if status != "proposed" else None, ev.payload.get("reason"), ev.trial_id),
+    )
 
 
 def _p_driver(conn: sqlite3.Connection, ev: Event) -> None:
     p = ev.payload
     if ev.kind == "driver_connected":
-        conn.execute("INSERT OR REPLACE INTO drivers (name, kind, version, capacity, status, "
-                     "connected_at, updated_at, reason) VALUES (?, ?, ?, ?, 'connected', ?, ?, NULL)",
-                     (p["name"], p.get("kind"), p.get("version"), p.get("capacity"), ev.time,
-                      ev.time))
+        conn.execute(
+            "INSERT OR REPLACE INTO drivers (name, kind, version, capacity, status, "
+            "connected_at, updated_at, reason) VALUES (?, ?, ?, ?, 'connected', ?, ?, NULL)",
+            (p["name"], p.get("kind"), p.get("version"), p.get("capacity"), ev.time, ev.time),
+        )
     else:
         status = "lost" if ev.kind == "driver_lost" else "gone"
-        conn.execute("UPDATE drivers SET status = ?, updated_at = ?, reason = ? WHERE name = ?",
-                     (status, ev.time, p.get("reason"), p["name"]))
+        conn.execute(
+            "UPDATE drivers SET status = ?, updated_at = ?, reason = ? WHERE name = ?",
+            (status, ev.time, p.get("reason"), p["name"]),
+        )
 
 
 def _p_controller_stopped(conn: sqlite3.Connection, ev: Event) -> None:
     _p_controller(conn, ev)
-    conn.execute("UPDATE drivers SET status = 'gone', updated_at = ?, reason = ? "
-                 "WHERE status = 'connected'", (ev.time, "controller stopped"))
+    conn.execute(
+        "UPDATE drivers SET status = 'gone', updated_at = ?, reason = ? WHERE status = 'connected'",
+        (ev.time, "controller stopped"),
+    )
 
 
 _PROJECTIONS = {

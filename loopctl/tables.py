@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from loopctl.store import Store
 
 
 def _iso(t: float | None) -> str | None:
-    return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat()
+    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat()
 
 
 def trial_rows(store: Store, spec: Spec) -> list[dict[str, Any]]:
@@ -27,16 +27,27 @@ def trial_rows(store: Store, spec: Spec) -> list[dict[str, Any]]:
     strategies = {p["id"]: p["strategy"] for p in store.proposals()}
     rows = []
     for t in store.trials():
-        row: dict[str, Any] = {"trial_id": t["id"], "status": t["status"], "origin": t["origin"],
-                               "strategy": strategies.get(t["proposal_id"])}
+        row: dict[str, Any] = {
+            "trial_id": t["id"],
+            "status": t["status"],
+            "origin": t["origin"],
+            "strategy": strategies.get(t["proposal_id"]),
+        }
         row.update(space.flat(t["parameters"]))
         for o in spec.objectives:
             value, sem = obs.get(t["id"], {}).get(o.name, (None, None))
             row[o.name] = value
             row[f"{o.name}_sem"] = sem
-        row.update({"driver": t["driver"], "attempts": t["attempts"],
-                    "created_at": _iso(t["created_at"]), "started_at": _iso(t["started_at"]),
-                    "finished_at": _iso(t["finished_at"]), "reason": t["reason"]})
+        row.update(
+            {
+                "driver": t["driver"],
+                "attempts": t["attempts"],
+                "created_at": _iso(t["created_at"]),
+                "started_at": _iso(t["started_at"]),
+                "finished_at": _iso(t["finished_at"]),
+                "reason": t["reason"],
+            }
+        )
         rows.append(row)
     return rows
 
@@ -67,8 +78,10 @@ def import_csv(store: Store, spec: Spec, path: str | Path) -> list[str]:
         raise ValidationError(f"{p}: cannot read CSV: {exc}") from None
     missing = [o.name for o in spec.objectives if o.name not in (reader.fieldnames or [])]
     if missing:
-        raise ValidationError(f"{p}: no column for objective {missing[0]!r}; columns are "
-                              f"{', '.join(reader.fieldnames or [])}")
+        raise ValidationError(
+            f"{p}: no column for objective {missing[0]!r}; columns are "
+            f"{', '.join(reader.fieldnames or [])}"
+        )
     if not rows:
         raise ValidationError(f"{p}: no data rows")
     for i, row in enumerate(rows):

@@ -5,8 +5,18 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-PACKAGES = ("loopctl", "botorch", "gpytorch", "torch", "numpy", "scipy", "pymatgen", "ase",
-            "pyzmq", "sqlite-utils")
+PACKAGES = (
+    "loopctl",
+    "botorch",
+    "gpytorch",
+    "torch",
+    "numpy",
+    "scipy",
+    "pymatgen",
+    "ase",
+    "pyzmq",
+    "sqlite-utils",
+)
 
 
 def software_versions() -> dict[str, str]:

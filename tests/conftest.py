@@ -15,8 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CAMPAIGNS = ROOT / "campaigns"
-ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE",
-           PYTHONUNBUFFERED="1")
+ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", PYTHONUNBUFFERED="1")
 
 
 def free_endpoint() -> str:
@@ -25,14 +24,23 @@ def free_endpoint() -> str:
         return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
-def loopctl(*args: str, timeout: float = 120, check: bool = True,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def loopctl(
+    *args: str, timeout: float = 120, check: bool = True, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a subprocess."""
-    proc = subprocess.run([sys.executable, "-m", "loopctl", *args], capture_output=True,
-                          text=True, timeout=timeout, env=ENV, cwd=cwd)
+    proc = subprocess.run(
+        [sys.executable, "-m", "loopctl", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+        cwd=cwd,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"loopctl {' '.join(args)} exited {proc.returncode}\n"
-                             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        raise AssertionError(
+            f"loopctl {' '.join(args)} exited {proc.returncode}\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
     return proc
 
 
@@ -45,20 +53,37 @@ class Procs:
 
     def start(self, *args: str, log: str) -> subprocess.Popen[str]:
         out = open(self.tmp / log, "w")  # noqa: SIM115 - closed with the process
-        p = subprocess.Popen([sys.executable, "-m", "loopctl", *args], stdout=out,
-                             stderr=subprocess.STDOUT, text=True, env=ENV)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "loopctl", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=ENV,
+        )
         self.procs.append(p)
         return p
 
-    def controller(self, spec: Path | str, db: Path, endpoint: str, *extra: str,
-                   log: str = "controller.log") -> subprocess.Popen[str]:
-        return self.start("-v", "start", str(spec), "--db", str(db), "--bind", endpoint,
-                          *extra, log=log)
+    def controller(
+        self, spec: Path | str, db: Path, endpoint: str, *extra: str, log: str = "controller.log"
+    ) -> subprocess.Popen[str]:
+        return self.start(
+            "-v", "start", str(spec), "--db", str(db), "--bind", endpoint, *extra, log=log
+        )
 
     def driver(self, endpoint: str, name: str, *extra: str) -> subprocess.Popen[str]:
-        return self.start("-v", "driver", "oracle", "--connect", endpoint, "--name", name,
-                          "--outbox", str(self.tmp / f"{name}.outbox"), *extra,
-                          log=f"{name}.log")
+        return self.start(
+            "-v",
+            "driver",
+            "oracle",
+            "--connect",
+            endpoint,
+            "--name",
+            name,
+            "--outbox",
+            str(self.tmp / f"{name}.outbox"),
+            *extra,
+            log=f"{name}.log",
+        )
 
     def log(self, name: str) -> str:
         return (self.tmp / name).read_text()

@@ -49,17 +49,22 @@ class RawDriver:
 def fingerprint(db: Path) -> tuple[Any, ...]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return (conn.execute("SELECT COUNT(*), MAX(seq) FROM events").fetchone(),
-                conn.execute("SELECT id, status, attempts FROM trials ORDER BY id").fetchall(),
-                conn.execute("SELECT * FROM observations ORDER BY trial_id").fetchall())
+        return (
+            conn.execute("SELECT COUNT(*), MAX(seq) FROM events").fetchone(),
+            conn.execute("SELECT id, status, attempts FROM trials ORDER BY id").fetchall(),
+            conn.execute("SELECT * FROM observations ORDER BY trial_id").fetchall(),
+        )
     finally:
         conn.close()
 
 
 @pytest.fixture
 def session(tmp_path: Path, procs: Procs) -> Any:
-    spec = branin(tmp_path, strategy={"method": "sobol"},
-                  execution={"max_in_flight": 2, "heartbeat_timeout": 60})
+    spec = branin(
+        tmp_path,
+        strategy={"method": "sobol"},
+        execution={"max_in_flight": 2, "heartbeat_timeout": 60},
+    )
     ep, db = free_endpoint(), tmp_path / "m.db"
     procs.controller(spec, db, ep)
     d = RawDriver(ep)
@@ -87,20 +92,32 @@ def test_result_is_acked_once_and_repeat_changes_nothing(session: Any) -> None:
 
 
 BAD = {
-    "unknown trial": ({"type": "RESULT", "trial": "T9999", "outcomes": {"y": 1.0}},
-                      "unknown_trial"),
-    "NaN value": ({"type": "RESULT", "trial": "{t}", "outcomes": {"y": float("nan")}},
-                  "invalid_value"),
+    "unknown trial": (
+        {"type": "RESULT", "trial": "T9999", "outcomes": {"y": 1.0}},
+        "unknown_trial",
+    ),
+    "NaN value": (
+        {"type": "RESULT", "trial": "{t}", "outcomes": {"y": float("nan")}},
+        "invalid_value",
+    ),
     "missing objective": ({"type": "RESULT", "trial": "{t}", "outcomes": {}}, "invalid_value"),
-    "unknown objective": ({"type": "RESULT", "trial": "{t}", "outcomes": {"y": 1, "z": 2}},
-                          "invalid_value"),
-    "unknown field": ({"type": "RESULT", "trial": "{t}", "outcomes": {"y": 1},
-                       "parameters": {"x9": 1}}, "bad_field"),
-    "wrong type": ({"type": "FAILED", "trial": "{t}", "reason": 5, "retryable": False},
-                   "bad_field"),
+    "unknown objective": (
+        {"type": "RESULT", "trial": "{t}", "outcomes": {"y": 1, "z": 2}},
+        "invalid_value",
+    ),
+    "unknown field": (
+        {"type": "RESULT", "trial": "{t}", "outcomes": {"y": 1}, "parameters": {"x9": 1}},
+        "bad_field",
+    ),
+    "wrong type": (
+        {"type": "FAILED", "trial": "{t}", "reason": 5, "retryable": False},
+        "bad_field",
+    ),
     "unknown type": ({"type": "GIMME"}, "unknown_type"),
-    "bad version": ({"type": "RESULT", "v": 99, "trial": "{t}", "outcomes": {"y": 1}},
-                    "bad_version"),
+    "bad version": (
+        {"type": "RESULT", "v": 99, "trial": "{t}", "outcomes": {"y": 1}},
+        "bad_version",
+    ),
 }
 
 
@@ -109,8 +126,11 @@ def test_bad_message_gets_error_and_changes_nothing(session: Any, case: str) -> 
     d, db, tasks, procs, _ = session
     t = tasks[1]["trial"]
     body, code = BAD[case]
-    msg = {"v": 1, "id": "bad1", **{k: (v.replace("{t}", t) if isinstance(v, str) else v)
-                                    for k, v in body.items()}}
+    msg = {
+        "v": 1,
+        "id": "bad1",
+        **{k: (v.replace("{t}", t) if isinstance(v, str) else v) for k, v in body.items()},
+    }
     before = fingerprint(db)
     d.sock.send(json.dumps(msg).encode())  # json writes NaN as the bare token NaN
     err = d.recv_type("ERROR")
@@ -137,7 +157,7 @@ def test_non_json_and_extra_frames_get_error(session: Any) -> None:
 
 
 def test_message_before_hello_is_refused(session: Any) -> None:
-    _, db, tasks, procs, ep = session
+    _, db, tasks, _procs, ep = session
     before = fingerprint(db)
     stranger = RawDriver(ep)
     try:

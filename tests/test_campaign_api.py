@@ -14,8 +14,11 @@ from tests.specs import branin
 
 
 def branin_fn(x1: float, x2: float) -> float:
-    return ((x2 - 5.1 / (4 * math.pi**2) * x1**2 + 5 / math.pi * x1 - 6) ** 2
-            + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x1) + 10)
+    return (
+        (x2 - 5.1 / (4 * math.pi**2) * x1**2 + 5 / math.pi * x1 - 6) ** 2
+        + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x1)
+        + 10
+    )
 
 
 def test_ask_tell_round_trip_in_memory(tmp_path: Path) -> None:
@@ -98,14 +101,17 @@ def test_import_export_and_open(tmp_path: Path) -> None:
     assert '"origin": "imported"' in js
 
 
-@pytest.mark.parametrize("body,message", [
-    ("x1,x2,y\n1,2,nan\n", "row 2.y: must be a finite number"),
-    ("x1,x2,y\n11,2,3\n", "row 2.x1: 11 is outside the bounds"),
-    ("x1,x2,y\n1,2,3\n1,,3\n", "row 3.x2: missing"),
-    ("x1,x2\n1,2\n", "no column for objective 'y'"),
-    ("X1,x2,y\n1,2,3\n", "row 2.x1: missing"),
-    ("x1,x2,y\n1,2,3,4\n", "row 2"),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ("x1,x2,y\n1,2,nan\n", "row 2.y: must be a finite number"),
+        ("x1,x2,y\n11,2,3\n", "row 2.x1: 11 is outside the bounds"),
+        ("x1,x2,y\n1,2,3\n1,,3\n", "row 3.x2: missing"),
+        ("x1,x2\n1,2\n", "no column for objective 'y'"),
+        ("X1,x2,y\n1,2,3\n", "row 2.x1: missing"),
+        ("x1,x2,y\n1,2,3,4\n", "row 2"),
+    ],
+)
 def test_import_rejects_bad_rows_whole(tmp_path: Path, body: str, message: str) -> None:
     db = tmp_path / "i.db"
     Campaign.create(branin(tmp_path, strategy={"method": "sobol"}), db).close()

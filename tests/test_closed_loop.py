@@ -40,28 +40,41 @@ def test_three_drivers_complete_twenty_trials(tmp_path: Path, procs: Procs) -> N
         procs.driver(ep, f"d{i}")
     assert ctl.wait(120) == 0, procs.log("controller.log")
     assert db_rows(db, "SELECT status, COUNT(*) FROM trials GROUP BY status") == [("completed", 20)]
-    assert db_rows(db, "SELECT COUNT(DISTINCT trial_id) FROM observations WHERE metric='y'") \
-        == [(20,)]
+    assert db_rows(db, "SELECT COUNT(DISTINCT trial_id) FROM observations WHERE metric='y'") == [
+        (20,)
+    ]
     drivers_used = {r[0] for r in db_rows(db, "SELECT DISTINCT driver FROM trials")}
     assert drivers_used == {"d0", "d1", "d2"}
     strategies = {r[0] for r in db_rows(db, "SELECT strategy FROM proposals")}
     assert strategies == {"sobol", "botorch"}  # real BO after the initial design
     with Store.open(db, readonly=True) as store:
-        ok, bad, msg = store.verify_chain()
+        ok, _bad, msg = store.verify_chain()
     assert ok, msg
     for p in procs.procs[1:]:  # drivers exit 0 on SHUTDOWN
         assert p.wait(10) == 0
 
 
 def test_killed_driver_trial_is_redispatched(tmp_path: Path, procs: Procs) -> None:
-    spec = branin(tmp_path, strategy={"method": "sobol"}, budget={"trials": 8},
-                  execution={"heartbeat_timeout": 2, "heartbeat_interval": 0.5})
+    spec = branin(
+        tmp_path,
+        strategy={"method": "sobol"},
+        budget={"trials": 8},
+        execution={"heartbeat_timeout": 2, "heartbeat_interval": 0.5},
+    )
     ep, db = free_endpoint(), tmp_path / "k.db"
     ctl = procs.controller(spec, db, ep)
     victim = procs.driver(ep, "victim", "--latency", "1.5")
-    wait_for(lambda: db.exists() and db_rows(
-        db, "SELECT COUNT(*) FROM trials WHERE status='running' AND driver='victim'")[0][0] == 1,
-        30, "the victim driver to hold a trial")
+    wait_for(
+        lambda: (
+            db.exists()
+            and db_rows(
+                db, "SELECT COUNT(*) FROM trials WHERE status='running' AND driver='victim'"
+            )[0][0]
+            == 1
+        ),
+        30,
+        "the victim driver to hold a trial",
+    )
     for name in ("a", "b"):
         procs.driver(ep, name, "--latency", "0.3")
     (held,) = db_rows(db, "SELECT id FROM trials WHERE status='running' AND driver='victim'")[0]
@@ -69,11 +82,13 @@ def test_killed_driver_trial_is_redispatched(tmp_path: Path, procs: Procs) -> No
     assert ctl.wait(90) == 0, procs.log("controller.log")
     assert completed(db) == 8
     assert db_rows(db, "SELECT COUNT(*) FROM trials") == [(8,)]
-    status, driver, attempts = db_rows(db, "SELECT status, driver, attempts FROM trials "
-                                           "WHERE id = ?", held)[0]
+    status, driver, attempts = db_rows(
+        db, "SELECT status, driver, attempts FROM trials WHERE id = ?", held
+    )[0]
     assert status == "completed" and driver in ("a", "b") and attempts == 2
-    reasons = db_rows(db, "SELECT payload FROM events WHERE kind='trial_interrupted' "
-                          "AND trial_id = ?", held)
+    reasons = db_rows(
+        db, "SELECT payload FROM events WHERE kind='trial_interrupted' AND trial_id = ?", held
+    )
     assert len(reasons) == 1 and "silent" in str(reasons[0][0])
 
 
@@ -97,8 +112,11 @@ def test_second_writer_is_refused_while_controller_runs(tmp_path: Path, procs: P
     spec = branin(tmp_path, strategy={"method": "sobol"})
     ep, db = free_endpoint(), tmp_path / "l.db"
     procs.controller(spec, db, ep)
-    wait_for(lambda: completed(db) == 0 and db.exists() and Path(str(db) + "-lock").exists(),
-             20, "the controller to create its database")
+    wait_for(
+        lambda: completed(db) == 0 and db.exists() and Path(str(db) + "-lock").exists(),
+        20,
+        "the controller to create its database",
+    )
     time.sleep(0.5)
     csv = tmp_path / "past.csv"
     csv.write_text("x1,x2,y\n1,2,30\n")

@@ -25,35 +25,57 @@ budget: {trials: 10}
 
 # (mutation of GOOD, text the message must contain)
 BAD = [
-    ("space:\n  - {name: a, type: range, bounds: [5, 1]}",
-     "space[0].bounds: lower bound 5 is above upper bound 1"),
-    ("space:\n  - {name: a, type: ranges, bounds: [0, 1]}", "space[0].type: 'ranges' is not one of"),
+    (
+        "space:\n  - {name: a, type: range, bounds: [5, 1]}",
+        "space[0].bounds: lower bound 5 is above upper bound 1",
+    ),
+    (
+        "space:\n  - {name: a, type: ranges, bounds: [0, 1]}",
+        "space[0].type: 'ranges' is not one of",
+    ),
     ("space:\n  - {name: a, type: range}", "space[0].bounds: must be a list of two numbers"),
     ("space:\n  - {name: 1a, type: range, bounds: [0, 1]}", "space[0].name: '1a' is not a valid"),
-    ("space:\n  - {name: a, type: range, bounds: [0, 1], log: true}",
-     "space[0].bounds: log scale needs a lower bound above 0"),
-    ("space:\n  - {name: a, type: choice, values: [x]}", "space[0].values: must be a list of at "
-                                                          "least two"),
-    ("space:\n  - {name: c, type: composition, elements: [Cu, Xx]}",
-     "space[0].elements[1]: 'Xx' is not a chemical element"),
-    ("space:\n  - {name: c, type: composition, elements: [Cu, Pd], bounds: {Cu: [0, 0.2], "
-     "Pd: [0, 0.3]}}", "space[0].bounds: no composition fits"),
-    ("space:\n  - {name: c, type: composition, elements: [Cu, Pd], bounds: {Au: [0, 1]}}",
-     "space[0].bounds.Au: 'Au' is not one of the elements"),
+    (
+        "space:\n  - {name: a, type: range, bounds: [0, 1], log: true}",
+        "space[0].bounds: log scale needs a lower bound above 0",
+    ),
+    (
+        "space:\n  - {name: a, type: choice, values: [x]}",
+        "space[0].values: must be a list of at least two",
+    ),
+    (
+        "space:\n  - {name: c, type: composition, elements: [Cu, Xx]}",
+        "space[0].elements[1]: 'Xx' is not a chemical element",
+    ),
+    (
+        "space:\n  - {name: c, type: composition, elements: [Cu, Pd], bounds: {Cu: [0, 0.2], "
+        "Pd: [0, 0.3]}}",
+        "space[0].bounds: no composition fits",
+    ),
+    (
+        "space:\n  - {name: c, type: composition, elements: [Cu, Pd], bounds: {Au: [0, 1]}}",
+        "space[0].bounds.Au: 'Au' is not one of the elements",
+    ),
     ("objectives:\n  - {name: y, goal: minimise}", "objectives[0].goal: 'minimise' is not one of"),
     ("objectives: []", "objectives: must be a non-empty list"),
     ("budget: {trials: 0}", "budget.trials: must be at least 1"),
     ("budget: {trials: 2.5}", "budget.trials: must be a whole number"),
     ("budget: {}", "budget.trials: is required"),
     ("execution: {max_in_flight: 0}", "execution.max_in_flight: must be at least 1"),
-    ("execution: {heartbeat_interval: 5, heartbeat_timeout: 2}",
-     "execution.heartbeat_timeout: must be longer than heartbeat_interval"),
+    (
+        "execution: {heartbeat_interval: 5, heartbeat_timeout: 2}",
+        "execution.heartbeat_timeout: must be longer than heartbeat_interval",
+    ),
     ("strategy: {method: magic}", "strategy.method: 'magic' is not one of"),
     ("oracle: {kind: function}", "oracle.function: is required when kind is function"),
-    ("space:\n  - {name: c, type: composition, elements: [Cu, Fe]}\noracle: {kind: emt}",
-     "oracle.kind: EMT has no potential for Fe"),
-    ("space:\n  - {name: a, type: range, bounds: [0, 1]}\noracle: {kind: emt}",
-     "oracle.kind: emt needs exactly one composition parameter"),
+    (
+        "space:\n  - {name: c, type: composition, elements: [Cu, Fe]}\noracle: {kind: emt}",
+        "oracle.kind: EMT has no potential for Fe",
+    ),
+    (
+        "space:\n  - {name: a, type: range, bounds: [0, 1]}\noracle: {kind: emt}",
+        "oracle.kind: emt needs exactly one composition parameter",
+    ),
     ("bugdet: {trials: 3}", "bugdet: unknown field"),
     ("seed: -1", "seed: must be at least 0"),
     ("objectives:\n  - {name: a, goal: minimize}", "name 'a' is used more than once"),

@@ -41,7 +41,7 @@ def test_chain_verifies_and_any_edit_is_caught(tmp_path: Path) -> None:
         ok, bad, _ = s.verify_chain()
     assert ok and bad is None
     edits = {
-        "UPDATE events SET payload = replace(payload, '\"reason\":\"sample cracked\"', "
+        'UPDATE events SET payload = replace(payload, \'"reason":"sample cracked"\', '
         "'\"reason\":\"fine\"') WHERE kind = 'trial_failed'": "trial_failed",
         "DELETE FROM events WHERE seq = 3": "missing",
         "UPDATE events SET time = time + 1 WHERE seq = 2": "event 2",
@@ -66,8 +66,10 @@ def test_derived_tables_rebuild_from_events(tmp_path: Path) -> None:
     db = small_campaign(tmp_path)
     with Store.open(db, readonly=True) as s:
         events = list(s.events())
-        original = {t: s.conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
-                    for t in ("trials", "observations", "proposals")}
+        original = {
+            t: s.conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
+            for t in ("trials", "observations", "proposals")
+        }
     fresh = sqlite3.connect(":memory:")
     fresh.executescript(SCHEMA)
     for ev in events:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from loopctl.spec import CompositionParam, Spec
 from loopctl.strategies.base import CampaignData, Proposal, Strategy
 
-__all__ = ["AutoStrategy", "make_strategy", "initial_design_size"]
+__all__ = ["AutoStrategy", "initial_design_size", "make_strategy"]
 
 
 def initial_design_size(spec: Spec) -> int:
@@ -39,6 +39,9 @@ class AutoStrategy:
         self.sobol = SobolStrategy()
         self._model: Strategy | None = None
         self.multi = len(spec.objectives) > 1
+
+    def model_free(self, completed: int, pending: int) -> bool:
+        return completed == 0 or completed + pending < self.n_initial or self.multi
 
     def propose(self, data: CampaignData, n: int) -> Proposal:
         seen = len(data.completed) + len(data.pending)

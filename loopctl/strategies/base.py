@@ -60,3 +60,8 @@ class Strategy(Protocol):
     name: str
 
     def propose(self, data: CampaignData, n: int) -> Proposal: ...
+
+    def model_free(self, completed: int, pending: int) -> bool:
+        """True when the next proposal fits no model and takes microseconds: the
+        controller then proposes inline instead of in a worker thread."""
+        ...

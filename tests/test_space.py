@@ -1,0 +1,80 @@
+"""Encoding, decoding and validation of parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from loopctl.errors import ValidationError
+from loopctl.space import Space, formula, project_to_simplex
+from loopctl.spec import parse_spec
+
+SPEC = {
+    "name": "s",
+    "space": [
+        {"name": "t", "type": "range", "bounds": [1, 1000], "log": True},
+        {"name": "n", "type": "integer", "bounds": [1, 4]},
+        {"name": "solvent", "type": "choice", "values": ["water", "ethanol", "dmf"]},
+        {"name": "p", "type": "fixed", "value": 2.5},
+        {"name": "c", "type": "composition", "elements": ["Cu", "Pd", "Au"],
+         "bounds": {"Cu": [0.1, 0.6], "Au": [0.0, 0.3]}},
+    ],
+    "objectives": [{"name": "y", "goal": "maximize"}],
+    "budget": {"trials": 5},
+}
+
+
+@pytest.fixture
+def space() -> Space:
+    return Space(parse_spec(SPEC).space)
+
+
+def test_round_trip(space: Space) -> None:
+    v = {"t": 10.0, "n": 3, "solvent": "dmf", "p": 2.5, "c": {"Cu": 0.2, "Pd": 0.5, "Au": 0.3}}
+    x = space.encode(v)
+    assert x.shape == (space.dim,) == (1 + 1 + 3 + 3,)
+    back = space.decode(x)
+    assert back["t"] == pytest.approx(10.0) and back["n"] == 3 and back["solvent"] == "dmf"
+    assert back["c"] == pytest.approx(v["c"])
+    assert space.equalities[0].indices == (5, 6, 7)
+
+
+def test_sobol_points_are_feasible(space: Space) -> None:
+    rng = np.random.default_rng(0)
+    for u in rng.random((200, space.sobol_dim())):
+        v = space.validate(space.from_unit(u))
+        fr = np.array(list(v["c"].values()))
+        assert abs(fr.sum() - 1) < 1e-12
+        assert 0.1 <= v["c"]["Cu"] <= 0.6 and v["c"]["Au"] <= 0.3
+
+
+def test_projection_meets_bounds_exactly() -> None:
+    lo, hi = np.array([0.1, 0.0, 0.0]), np.array([0.6, 1.0, 0.3])
+    for y in ([0.9, 0.9, 0.9], [-1.0, 0.2, 5.0], [0.33, 0.33, 0.33]):
+        x = project_to_simplex(np.array(y), lo, hi)
+        assert abs(x.sum() - 1) < 1e-12 and (x >= lo).all() and (x <= hi).all()
+
+
+def test_validate_messages(space: Space) -> None:
+    ok = {"t": 10.0, "n": 3, "solvent": "dmf", "c": "Cu0.2Pd0.5Au0.3"}
+    assert space.validate(ok)["p"] == 2.5  # fixed filled in; formula parsed
+    cases = {
+        "parameters.t: 0.5 is outside the bounds": {**ok, "t": 0.5},
+        "parameters.n: 2.5 is not a whole number": {**ok, "n": 2.5},
+        "parameters.solvent: 'acetone' is not one of": {**ok, "solvent": "acetone"},
+        "parameters.c: fractions sum to 0.9": {**ok, "c": {"Cu": 0.2, "Pd": 0.4, "Au": 0.3}},
+        "parameters.c.Cu: fraction 0.7 is outside the bounds": {**ok, "c": {"Cu": 0.7,
+                                                                           "Pd": 0.3}},
+        "parameters.c: element 'Fe' is not in": {**ok, "c": {"Fe": 1.0}},
+        "unknown parameter 'q'": {**ok, "q": 1},
+        "parameters.n: missing": {k: v for k, v in ok.items() if k != "n"},
+        "parameters.t: must be finite": {**ok, "t": float("nan")},
+        "parameters.p: is fixed at 2.5": {**ok, "p": 3},
+    }
+    for message, values in cases.items():
+        with pytest.raises(ValidationError, match=message.replace("(", r"\(")):
+            space.validate(values)
+
+
+def test_formula_is_pymatgen_normalised() -> None:
+    assert formula({"Cu": 0.25, "Pd": 0.75, "Au": 0.0}) == "Cu0.25 Pd0.75"
