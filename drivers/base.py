@@ -236,6 +236,7 @@ class Driver:
         for trial, stored in self.outbox.items():  # deliver what an earlier run left behind
             self._send(stored)
             self._sent_at[trial] = time.monotonic()
+        self._send(protocol.make("READY"))
         return None
 
     def _error(self, msg: protocol.Message) -> int | None:

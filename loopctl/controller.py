@@ -63,6 +63,7 @@ class DriverConn:
     capacity: int
     last_seen: float
     trials: set[str] = field(default_factory=set)
+    ready: bool = False  # set by READY: the driver accepted the campaign's settings
 
     @property
     def free(self) -> int:
@@ -292,7 +293,8 @@ class Controller:
             self._failed(b, d, msg, out)
         elif msg.type == "BYE":
             self._lose(b, d, "driver_left", msg.get("reason") or "driver said BYE")
-        # READY only refreshes liveness; dispatch runs after every batch anyway
+        elif msg.type == "READY":
+            d.ready = True
 
     def _hello(self, b: Batch, identity: bytes, msg: protocol.Message, out: Outbox) -> None:
         name = msg.body["name"]
@@ -415,7 +417,7 @@ class Controller:
         for t in queued:
             if running >= self.exe.max_in_flight:
                 break
-            free = [d for d in self.drivers.values() if d.free > 0]
+            free = [d for d in self.drivers.values() if d.ready and d.free > 0]
             if not free:
                 break
             d = max(free, key=lambda x: (x.free, -len(x.trials)))

@@ -316,9 +316,10 @@ class DataView:
         if kind == "proposal_made":
             self.proposals += 1
             self.sobol_drawn += int(p.get("sobol_drawn", 0))
-        elif tid is None:
             return
-        elif kind in ("trial_proposed", "trial_imported"):
+        if tid is None:
+            return
+        if kind in ("trial_proposed", "trial_imported"):
             self.params[tid] = p["parameters"]
             self.status[tid] = lifecycle.PROPOSED
         elif kind == "trial_dispatched":

@@ -296,9 +296,9 @@ def _validate_composition(p: CompositionParam, v: Any, where: str) -> dict[str, 
                 f"{where}.{e}: fraction {fr[e]:g} is outside the bounds [{lo:g}, {hi:g}]"
             )
     # tiny repairs only (within the tolerances above): exact sum, bounds kept exactly
-    lo = np.array([b[0] for b in p.bounds])
-    hi = np.array([b[1] for b in p.bounds])
-    exact = project_to_simplex(np.array([fr[e] for e in p.elements]), lo, hi)
+    lows = np.array([b[0] for b in p.bounds])
+    highs = np.array([b[1] for b in p.bounds])
+    exact = project_to_simplex(np.array([fr[e] for e in p.elements]), lows, highs)
     return {e: float(x) for e, x in zip(p.elements, exact, strict=True)}
 
 

@@ -70,6 +70,7 @@ def session(tmp_path: Path, procs: Procs) -> Any:
     d = RawDriver(ep)
     d.send("HELLO", name="raw", kind="test", version="1", capacity=2)
     assert d.recv_type("WELCOME")["campaign"] == "branin"
+    d.send("READY")  # no task before the driver says it can run this campaign
     tasks = [d.recv_type("TASK"), d.recv_type("TASK")]
     yield d, db, tasks, procs, ep
     d.close()

@@ -11,6 +11,7 @@ import pytest
 
 from loopctl.store import Store
 from tests.conftest import Procs, free_endpoint, loopctl, wait_for
+from tests.test_campaign_api import branin_fn
 from tests.specs import branin
 
 pytestmark = pytest.mark.slow
@@ -43,6 +44,10 @@ def test_three_drivers_complete_twenty_trials(tmp_path: Path, procs: Procs) -> N
     assert db_rows(db, "SELECT COUNT(DISTINCT trial_id) FROM observations WHERE metric='y'") == [
         (20,)
     ]
+    for x1, x2, y in db_rows(db, "SELECT json_extract(parameters, '$.x1'), "
+                                 "json_extract(parameters, '$.x2'), o.value FROM trials t "
+                                 "JOIN observations o ON o.trial_id = t.id"):
+        assert y == pytest.approx(branin_fn(x1, x2))  # the oracle set-up came in WELCOME
     drivers_used = {r[0] for r in db_rows(db, "SELECT DISTINCT driver FROM trials")}
     assert drivers_used == {"d0", "d1", "d2"}
     strategies = {r[0] for r in db_rows(db, "SELECT strategy FROM proposals")}
@@ -125,3 +130,21 @@ def test_second_writer_is_refused_while_controller_runs(tmp_path: Path, procs: P
     assert "in use by another controller" in r.stderr and "pid" in r.stderr
     st = loopctl("status", str(db), "--json")  # reading is always allowed
     assert '"running": true' in st.stdout
+
+
+def test_driver_that_cannot_evaluate_says_so_and_flags_override(
+    tmp_path: Path, procs: Procs
+) -> None:
+    spec = branin(tmp_path, strategy={"method": "sobol"}, budget={"trials": 3})
+    ep, db = free_endpoint(), tmp_path / "o.db"
+    ctl = procs.controller(spec, db, ep)
+    bad = procs.driver(ep, "bad", "--function", "nosuch")
+    assert bad.wait(30) == 2
+    assert "cannot evaluate campaign 'branin': unknown function 'nosuch'" in procs.log("bad.log")
+    assert db_rows(db, "SELECT COUNT(*) FROM events WHERE kind = 'trial_dispatched'") == [(0,)]
+    procs.driver(ep, "sphere", "--function", "sphere")  # flags override the campaign file
+    assert ctl.wait(60) == 0, procs.log("controller.log")
+    for x1, x2, y in db_rows(db, "SELECT json_extract(parameters, '$.x1'), "
+                                 "json_extract(parameters, '$.x2'), o.value FROM trials t "
+                                 "JOIN observations o ON o.trial_id = t.id"):
+        assert y == pytest.approx(x1**2 + x2**2)
