@@ -242,8 +242,10 @@ class Driver:
     def _error(self, msg: protocol.Message) -> int | None:
         code, text, trial = msg.body["code"], msg.body["message"], msg.get("trial")
         if code == "hello_first":
-            log.warning("controller does not know us (%s); saying HELLO again", text)
-            self._hello()
+            if self._welcomed:  # once per new controller, not once per refused message
+                log.warning("controller does not know us (%s); saying HELLO again", text)
+                self._welcomed = False
+                self._hello()
         elif code == "name_in_use":
             log.error("%s", text)
             print(f"error: {text}", flush=True)

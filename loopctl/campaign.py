@@ -59,6 +59,7 @@ class Campaign:
             spec.hash,
             software_versions(),
             synchronous=synchronous,
+            source=spec.source_file,
         )
         return cls(store, spec)
 
@@ -130,7 +131,7 @@ class Campaign:
 def stored_spec(store: Store) -> Spec:
     """The spec a database was created with, checked against its recorded hash."""
     raw = store.meta("spec")
-    spec = parse_spec(raw, source=f"{store.path} (stored spec)")
+    spec = parse_spec(raw, source=store.meta("source") or f"{store.path} (stored spec)")
     if spec.hash != store.meta("spec_hash"):
         raise StoreError(
             f"{store.path}: the stored campaign spec does not match its hash; "

@@ -72,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_start)
 
     c = sub.add_parser(
+        "resume",
+        help="carry on a stopped or crashed campaign from its database alone",
+    )
+    c.add_argument("db", metavar="PATH", help="campaign database")
+    _controller_options(c)
+    c.set_defaults(func=cmd_resume)
+
+    c = sub.add_parser(
         "demo",
         help="run the embedded alloy-mixing campaign end to end (EMT oracle, two local drivers)",
     )
@@ -263,28 +271,62 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def run_campaign(
     spec: Any, db: str, *, bind: str, trials: int | None, spawn: int | None, sync: str
 ) -> int:
-    """Create the database, bind, start local drivers if asked, run, summarise."""
-    from loopctl.controller import Controller, driver_settings, run_controller
-    from loopctl.progress import TerminalReporter
-    from loopctl.spawn import spawn_drivers, stop_drivers
+    """`start` and `demo`: create the database, then run the controller on it."""
     from loopctl.store import Store
-    from loopctl.strategies import make_strategy
     from loopctl.versions import software_versions
 
+    _check_run_options(spec, trials, spawn)
+    store = Store.create(
+        db, spec.raw, spec.hash, software_versions(), synchronous=sync, source=spec.source_file
+    )
+    return _run(store, spec, db, bind=bind, trials=trials, spawn=spawn)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from loopctl.campaign import stored_spec
+    from loopctl.store import Store
+
+    store = Store.open(args.db, synchronous=args.sync)
+    try:
+        spec = stored_spec(store)
+        _check_run_options(spec, args.trials, args.spawn_drivers)
+        earlier = (store.meta("controller") or {}).get("target")
+    except BaseException:
+        store.close()
+        raise
+    trials = args.trials or earlier
+    return _run(store, spec, args.db, bind=args.bind, trials=trials, spawn=args.spawn_drivers)
+
+
+def _check_run_options(spec: Any, trials: int | None, spawn: int | None) -> None:
     if trials is not None and trials < 1:
         raise LoopctlError("--trials must be at least 1")
-    n_spawn = spec.drivers.spawn if spawn is None else spawn
-    if n_spawn and spec.oracle is None:
+    if (spec.drivers.spawn if spawn is None else spawn) and spec.oracle is None:
         raise LoopctlError(
             "--spawn-drivers starts oracle drivers, but the campaign file has no `oracle` section"
         )
-    strategy = make_strategy(spec)
-    store = Store.create(db, spec.raw, spec.hash, software_versions(), synchronous=sync)
+
+
+def _run(
+    store: Any, spec: Any, db: str, *, bind: str, trials: int | None, spawn: int | None
+) -> int:
+    """Bind, start local drivers if asked, run until done, print the summary."""
+    from loopctl.controller import Controller, driver_settings, run_controller
+    from loopctl.progress import TerminalReporter
+    from loopctl.spawn import spawn_drivers, stop_drivers
+    from loopctl.strategies import make_strategy
+
+    n_spawn = spec.drivers.spawn if spawn is None else spawn
     reporter = TerminalReporter(spec.name)
     procs = []
     try:
         ctl = Controller(
-            store, spec, strategy, trials=trials, reporter=reporter, settings=driver_settings(spec)
+            store,
+            spec,
+            make_strategy(spec),
+            trials=trials,
+            reporter=reporter,
+            settings=driver_settings(spec),
         )
         endpoint = ctl.bind(bind)
         print(f"campaign {spec.name!r}: database {db}")
@@ -296,11 +338,12 @@ def run_campaign(
         t0 = time.monotonic()
         reason = run_controller(ctl)
         wall = time.monotonic() - t0
+        reporter.close()
+        print(summary_text(store, spec, db, reason, wall))
     finally:
         reporter.close()
         stop_drivers(procs)
-    print(summary_text(store, spec, db, reason, wall))
-    store.close()
+        store.close()
     return 0 if not reason.startswith("error") else 1
 
 

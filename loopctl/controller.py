@@ -17,7 +17,6 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import zmq
@@ -246,7 +245,13 @@ class Controller:
                 self._handle(b, identity, msg, out)
         except (TrialError, ValidationError, ProtocolError) as exc:
             code = getattr(exc, "code", "invalid_value")
-            log.warning("%s from %s refused: %s", msg.type, self._who(identity), exc)
+            log.log(
+                logging.INFO if code == "hello_first" else logging.WARNING,
+                "%s from %s refused: %s",
+                msg.type,
+                self._who(identity),
+                exc,
+            )
             out.put(
                 identity,
                 protocol.make(
@@ -309,7 +314,8 @@ class Controller:
                 self._lose(b, other, "driver_lost", "replaced by a new connection")
         holds = set(msg.get("holds") or [])
         d = self.drivers.get(identity)
-        if d is None:
+        known = d is not None and d.name == name
+        if d is None or not known:
             d = DriverConn(identity, name, msg.body["kind"], msg.body["capacity"], time.monotonic())
             self.drivers[identity] = d
         d.capacity, d.last_seen = msg.body["capacity"], time.monotonic()
@@ -317,18 +323,19 @@ class Controller:
         for t in self.store.trials(lifecycle.RUNNING):
             if t["driver"] == name and t["id"] in holds:
                 d.trials.add(t["id"])
-        b.add(
-            "driver_connected",
-            None,
-            {
-                "name": name,
-                "kind": d.kind,
-                "version": msg.body["version"],
-                "capacity": d.capacity,
-                "holds": sorted(holds),
-            },
-        )
-        log.info("driver %s connected (%s, capacity %d)", name, d.kind, d.capacity)
+        if not known:  # a repeated HELLO on a live connection is answered, not recorded
+            b.add(
+                "driver_connected",
+                None,
+                {
+                    "name": name,
+                    "kind": d.kind,
+                    "version": msg.body["version"],
+                    "capacity": d.capacity,
+                    "holds": sorted(holds),
+                },
+            )
+            log.info("driver %s connected (%s, capacity %d)", name, d.kind, d.capacity)
         out.put(
             identity,
             protocol.make(
@@ -399,8 +406,9 @@ class Controller:
 
     def _describe_result(self, tid: str, driver: str) -> str:
         o = self.spec.objectives[0]
-        row = self.store.conn.execute("SELECT value FROM observations WHERE trial_id = ? AND "
-                                      "metric = ?", (tid, o.name)).fetchone()
+        row = self.store.conn.execute(
+            "SELECT value FROM observations WHERE trial_id = ? AND metric = ?", (tid, o.name)
+        ).fetchone()
         v = row[0] if row else float("nan")
         return f"{tid} {o.name}={v:.6g} ({driver})"
 
@@ -601,11 +609,7 @@ def driver_settings(spec: Spec) -> dict[str, Any]:
     }
     if spec.oracle is not None:
         o = spec.oracle
-        base = (
-            str(Path(spec.source).resolve().parent)
-            if spec.source and Path(spec.source).exists()
-            else None
-        )
+        base = str(spec.base_dir) if spec.base_dir else None
         settings["oracle"] = {
             "kind": o.kind,
             "function": o.function,

@@ -293,8 +293,9 @@ class DataView:
 
     def refresh(self) -> CampaignData:
         if self.seq:
-            row = self.store.conn.execute("SELECT hash FROM events WHERE seq = ?",
-                                          (self.seq,)).fetchone()
+            row = self.store.conn.execute(
+                "SELECT hash FROM events WHERE seq = ?", (self.seq,)
+            ).fetchone()
             if row is None or row[0] != self.last_hash:
                 self._reset()
         for ev in self.store.events(since=self.seq):
@@ -308,9 +309,15 @@ class DataView:
                 failed.append(self.params[tid])
             elif status in lifecycle.OPEN:
                 pending.append(self.params[tid])
-        return CampaignData(spec=self.spec, space=self.space, completed=tuple(completed),
-                            failed=tuple(failed), pending=tuple(pending),
-                            proposal_index=self.proposals, sobol_drawn=self.sobol_drawn)
+        return CampaignData(
+            spec=self.spec,
+            space=self.space,
+            completed=tuple(completed),
+            failed=tuple(failed),
+            pending=tuple(pending),
+            proposal_index=self.proposals,
+            sobol_drawn=self.sobol_drawn,
+        )
 
     def _apply(self, kind: str, tid: str | None, p: Mapping[str, Any]) -> None:
         if kind == "proposal_made":

@@ -27,6 +27,7 @@ from loopctl.spec import (
 
 COMPOSITION_SUM_TOL = 1e-6  # accepted from users and drivers; proposals are exact to 1e-12
 BOUND_TOL = 1e-9
+TRACE = 1e-5  # decoded fractions this close to their lower bound are set to it
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,9 @@ class Space:
                 highs += [1.0] * width
             start += width
         self.dim = start
-        self.discrete = all(isinstance(p, (IntegerParam, ChoiceParam, FixedParam))
-                            for p in self.params)
+        self.discrete = all(
+            isinstance(p, (IntegerParam, ChoiceParam, FixedParam)) for p in self.params
+        )
         self.bounds = np.array([lows, highs], dtype=float).reshape(2, self.dim)
         self.equalities = tuple(equalities)
 
@@ -343,9 +345,11 @@ def _decode(p: Parameter, x: np.ndarray) -> Any:
         return p.values[int(np.argmax(x))]
     if isinstance(p, FixedParam):
         return p.value
-    fr = project_to_simplex(
-        x, np.array([b[0] for b in p.bounds]), np.array([b[1] for b in p.bounds])
-    )
+    lo = np.array([b[0] for b in p.bounds])
+    hi = np.array([b[1] for b in p.bounds])
+    # an optimiser's 1e-7 of an element is nothing a lab can weigh out: make it exact
+    y = np.where(x < lo + TRACE, lo, x)
+    fr = project_to_simplex(y, lo, hi)
     return {e: float(f) for e, f in zip(p.elements, fr, strict=True)}
 
 

@@ -144,6 +144,18 @@ class Spec:
     source: str | None = field(default=None, compare=False)
 
     @property
+    def source_file(self) -> str | None:
+        """Absolute path of the campaign file, when the spec came from one that exists."""
+        if self.source and Path(self.source).is_file():
+            return str(Path(self.source).resolve())
+        return None
+
+    @property
+    def base_dir(self) -> Path | None:
+        """Folder that relative paths in the file (oracle.table) are relative to."""
+        return Path(self.source_file).parent if self.source_file else None
+
+    @property
     def hash(self) -> str:
         return spec_hash(self.raw)
 

@@ -140,6 +140,7 @@ class Store:
         spec_hash: str,
         versions: Mapping[str, str],
         synchronous: str = "FULL",
+        source: str | None = None,
     ) -> Store:
         """Make a new campaign database; refuses to overwrite anything."""
         p = str(path)
@@ -160,6 +161,7 @@ class Store:
                     "spec_hash": spec_hash,
                     "versions": dict(versions),
                     "host": socket.gethostname(),
+                    "source": source,
                 },
             )
         return store
@@ -454,8 +456,8 @@ def _set_meta(conn: sqlite3.Connection, key: str, value: Any) -> None:
 
 def _p_created(conn: sqlite3.Connection, ev: Event) -> None:
     p = ev.payload
-    for key in ("format", "spec", "spec_hash", "versions"):
-        _set_meta(conn, key, p[key])
+    for key in ("format", "spec", "spec_hash", "versions", "source"):
+        _set_meta(conn, key, p.get(key))
     _set_meta(conn, "created_at", ev.time)
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from loopctl.store import Store
 from tests.conftest import Procs, free_endpoint, loopctl, wait_for
-from tests.test_campaign_api import branin_fn
 from tests.specs import branin
+from tests.test_campaign_api import branin_fn
 
 pytestmark = pytest.mark.slow
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from loopctl.spec import CompositionParam, Spec
 from loopctl.strategies.base import CampaignData, Proposal, Strategy
 
 __all__ = ["AutoStrategy", "initial_design_size", "make_strategy"]
+
+log = logging.getLogger("loopctl.strategies")
 
 
 def initial_design_size(spec: Spec) -> int:
@@ -22,7 +26,7 @@ def initial_design_size(spec: Spec) -> int:
 
 
 def _model_strategy(spec: Spec) -> Strategy:
-    from loopctl.strategies.gp import BotorchStrategy  # imports torch: only when needed
+    from loopctl.strategies.botorch_gp import BotorchStrategy  # imports torch: only when needed
 
     return BotorchStrategy()
 
@@ -54,8 +58,13 @@ class AutoStrategy:
         else:
             if self._model is None:
                 self._model = _model_strategy(data.spec)
-            p = self._model.propose(data, n)
-            reason = f"single objective, {len(data.completed)} observations: GP + log-noisy EI"
+            try:
+                p = self._model.propose(data, n)
+                reason = f"single objective, {len(data.completed)} observations: GP + log-noisy EI"
+            except Exception as exc:  # a campaign must not stall on a numerical failure
+                log.warning("model-based proposal failed (%s); using Sobol this time", exc)
+                p = self.sobol.propose(data, n)
+                reason = f"the GP proposal failed ({type(exc).__name__}: {exc}); used Sobol"
         p.diagnostics["auto"] = {"picked": p.strategy, "reason": reason}
         return p
 
