@@ -19,7 +19,7 @@ def format_parameters(params: dict[str, Any]) -> str:
     parts = []
     for k, v in params.items():
         if isinstance(v, dict):
-            parts.append(formula(v))
+            parts.append(formula(v, digits=3))
         elif isinstance(v, float):
             parts.append(f"{k}={v:.4g}")
         else:

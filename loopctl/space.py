@@ -186,12 +186,15 @@ class Space:
         return values
 
 
-def formula(fractions: Mapping[str, float]) -> str:
-    """pymatgen's normalised formula of a composition, e.g. ``Cu0.25 Pd0.75``."""
+def formula(fractions: Mapping[str, float], digits: int | None = None) -> str:
+    """pymatgen's normalised formula of a composition, e.g. ``Cu0.25 Pd0.75``;
+    ``digits`` rounds the amounts for display."""
     from pymatgen.core import Composition
 
-    comp = Composition({e: f for e, f in fractions.items() if f > 1e-12})
-    return str(comp.fractional_composition.formula)
+    comp = Composition({e: f for e, f in fractions.items() if f > 1e-12}).fractional_composition
+    if digits is None:
+        return str(comp.formula)
+    return " ".join(f"{el}{round(amt, digits):g}" for el, amt in comp.items() if round(amt, digits))
 
 
 def _present(v: Any) -> bool:
@@ -348,8 +351,11 @@ def _decode(p: Parameter, x: np.ndarray) -> Any:
     lo = np.array([b[0] for b in p.bounds])
     hi = np.array([b[1] for b in p.bounds])
     # an optimiser's 1e-7 of an element is nothing a lab can weigh out: make it exact
-    y = np.where(x < lo + TRACE, lo, x)
-    fr = project_to_simplex(y, lo, hi)
+    trace = x < lo + TRACE
+    if trace.all() or hi[~trace].sum() < 1.0 - lo[trace].sum():
+        trace[:] = False  # the rest cannot make up the total: keep every element in play
+    fr = lo.copy()
+    fr[~trace] = project_to_simplex(x[~trace], lo[~trace], hi[~trace], 1.0 - lo[trace].sum())
     return {e: float(f) for e, f in zip(p.elements, fr, strict=True)}
 
 
@@ -368,8 +374,10 @@ def _from_unit(p: Parameter, u: np.ndarray) -> Any:
     return _decode(p, u)
 
 
-def project_to_simplex(y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Euclidean projection onto {x : sum x = 1, lo <= x <= hi}.
+def project_to_simplex(
+    y: np.ndarray, lo: np.ndarray, hi: np.ndarray, total: float = 1.0
+) -> np.ndarray:
+    """Euclidean projection onto {x : sum x = total, lo <= x <= hi}.
 
     Bisection on the shift t in x = clip(y - t, lo, hi); the result meets the
     bounds exactly and the sum to ~1e-15, so proposals never drift off the
@@ -380,7 +388,7 @@ def project_to_simplex(y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndar
     for _ in range(200):
         t = 0.5 * (a + b)
         s = np.clip(y - t, lo, hi).sum()
-        if s > 1.0:
+        if s > total:
             a = t
         else:
             b = t
@@ -388,7 +396,7 @@ def project_to_simplex(y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndar
             break
     x = np.clip(y - 0.5 * (a + b), lo, hi)
     # spread the last rounding error over coordinates with room to move
-    err = 1.0 - x.sum()
+    err = total - x.sum()
     free = (x > lo + 1e-15) & (x < hi - 1e-15)
     if free.any() and err != 0.0:
         x[free] += err / free.sum()
