@@ -63,6 +63,7 @@ class DriverConn:
     last_seen: float
     trials: set[str] = field(default_factory=set)
     ready: bool = False  # set by READY: the driver accepted the campaign's settings
+    last_task: float = 0.0  # for fair dispatch: the longest-idle driver goes first
 
     @property
     def free(self) -> int:
@@ -428,7 +429,8 @@ class Controller:
             free = [d for d in self.drivers.values() if d.ready and d.free > 0]
             if not free:
                 break
-            d = max(free, key=lambda x: (x.free, -len(x.trials)))
+            d = max(free, key=lambda x: (x.free, -x.last_task))
+            d.last_task = time.monotonic()
             deadline = time.time() + self.exe.trial_timeout if self.exe.trial_timeout else None
             attempt = ledger.record_dispatch(b, t["id"], d.name, deadline)
             d.trials.add(t["id"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from loopctl import Campaign
 from loopctl.store import Store
 from tests.conftest import Procs, free_endpoint, loopctl, wait_for
 from tests.specs import branin
@@ -38,15 +40,18 @@ def test_three_drivers_complete_twenty_trials(tmp_path: Path, procs: Procs) -> N
     ep, db = free_endpoint(), tmp_path / "c.db"
     ctl = procs.controller(branin(tmp_path), db, ep)
     for i in range(3):
-        procs.driver(ep, f"d{i}")
+        procs.driver(ep, f"d{i}", "--latency", "0.1")
     assert ctl.wait(120) == 0, procs.log("controller.log")
     assert db_rows(db, "SELECT status, COUNT(*) FROM trials GROUP BY status") == [("completed", 20)]
     assert db_rows(db, "SELECT COUNT(DISTINCT trial_id) FROM observations WHERE metric='y'") == [
         (20,)
     ]
-    for x1, x2, y in db_rows(db, "SELECT json_extract(parameters, '$.x1'), "
-                                 "json_extract(parameters, '$.x2'), o.value FROM trials t "
-                                 "JOIN observations o ON o.trial_id = t.id"):
+    for x1, x2, y in db_rows(
+        db,
+        "SELECT json_extract(parameters, '$.x1'), "
+        "json_extract(parameters, '$.x2'), o.value FROM trials t "
+        "JOIN observations o ON o.trial_id = t.id",
+    ):
         assert y == pytest.approx(branin_fn(x1, x2))  # the oracle set-up came in WELCOME
     drivers_used = {r[0] for r in db_rows(db, "SELECT DISTINCT driver FROM trials")}
     assert drivers_used == {"d0", "d1", "d2"}
@@ -57,6 +62,14 @@ def test_three_drivers_complete_twenty_trials(tmp_path: Path, procs: Procs) -> N
     assert ok, msg
     for p in procs.procs[1:]:  # drivers exit 0 on SHUTDOWN
         assert p.wait(10) == 0
+    st = json.loads(loopctl("status", str(db), "--json").stdout)
+    assert st["trials"]["completed"] == 20 and st["budget"]["left"] == 0
+    assert st["best"]["value"] == min(r[0] for r in db_rows(db, "SELECT value FROM observations"))
+    with Campaign.open(db) as c:  # the notebook API reads what the controller wrote
+        assert len(c.to_dataframe()) == 20
+        (more,) = c.ask()
+        c.tell(more.id, {"y": branin_fn(more.parameters["x1"], more.parameters["x2"])})
+        assert c.store.verify_chain()[0]
 
 
 def test_killed_driver_trial_is_redispatched(tmp_path: Path, procs: Procs) -> None:
@@ -144,7 +157,10 @@ def test_driver_that_cannot_evaluate_says_so_and_flags_override(
     assert db_rows(db, "SELECT COUNT(*) FROM events WHERE kind = 'trial_dispatched'") == [(0,)]
     procs.driver(ep, "sphere", "--function", "sphere")  # flags override the campaign file
     assert ctl.wait(60) == 0, procs.log("controller.log")
-    for x1, x2, y in db_rows(db, "SELECT json_extract(parameters, '$.x1'), "
-                                 "json_extract(parameters, '$.x2'), o.value FROM trials t "
-                                 "JOIN observations o ON o.trial_id = t.id"):
+    for x1, x2, y in db_rows(
+        db,
+        "SELECT json_extract(parameters, '$.x1'), "
+        "json_extract(parameters, '$.x2'), o.value FROM trials t "
+        "JOIN observations o ON o.trial_id = t.id",
+    ):
         assert y == pytest.approx(x1**2 + x2**2)

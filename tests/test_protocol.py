@@ -20,21 +20,28 @@ def test_round_trip() -> None:
     assert back == msg
 
 
-@pytest.mark.parametrize("data,code", [
-    (b"nope", "bad_json"),
-    (b"\xff", "bad_json"),
-    (b"[]", "bad_envelope"),
-    (json.dumps({"v": 2, "id": "a", "type": "READY"}).encode(), "bad_version"),
-    (json.dumps({"v": 1, "type": "READY"}).encode(), "bad_envelope"),
-    (frame(type="WELCOME", campaign="x", heartbeat_interval=1, heartbeat_timeout=2,
-           settings={}), "unknown_type"),  # controller-only message sent by a driver
-    (frame(type="RESULT", trial="T1"), "bad_field"),
-    (frame(type="RESULT", trial="T1", outcomes=[1]), "bad_field"),
-    (frame(type="HELLO", name="d", kind="k", version="1", capacity=0), "bad_field"),
-    (frame(type="HELLO", name="d", kind="k", version="1", capacity=True), "bad_field"),
-    (frame(type="READY", extra=1), "bad_field"),
-    (b"x" * (protocol.MAX_FRAME + 1), "too_large"),
-])
+@pytest.mark.parametrize(
+    "data,code",
+    [
+        (b"nope", "bad_json"),
+        (b"\xff", "bad_json"),
+        (b"[]", "bad_envelope"),
+        (json.dumps({"v": 2, "id": "a", "type": "READY"}).encode(), "bad_version"),
+        (json.dumps({"v": 1, "type": "READY"}).encode(), "bad_envelope"),
+        (
+            frame(
+                type="WELCOME", campaign="x", heartbeat_interval=1, heartbeat_timeout=2, settings={}
+            ),
+            "unknown_type",
+        ),  # controller-only message sent by a driver
+        (frame(type="RESULT", trial="T1"), "bad_field"),
+        (frame(type="RESULT", trial="T1", outcomes=[1]), "bad_field"),
+        (frame(type="HELLO", name="d", kind="k", version="1", capacity=0), "bad_field"),
+        (frame(type="HELLO", name="d", kind="k", version="1", capacity=True), "bad_field"),
+        (frame(type="READY", extra=1), "bad_field"),
+        (b"x" * (protocol.MAX_FRAME + 1), "too_large"),
+    ],
+)
 def test_rejections(data: bytes, code: str) -> None:
     with pytest.raises(ProtocolError) as err:
         protocol.decode(data)

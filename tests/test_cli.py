@@ -1,0 +1,67 @@
+"""The CLI: help is accurate and the read-only commands stay fast (no torch)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loopctl import Campaign
+from tests.conftest import ENV, loopctl
+from tests.specs import branin
+
+COMMANDS = ["init", "validate", "start", "resume", "demo", "status", "export", "import"]
+
+
+def test_help_lists_every_command() -> None:
+    out = loopctl("--help").stdout
+    for cmd in COMMANDS + ["driver"]:
+        assert f"    {cmd}" in out
+    for cmd in COMMANDS:
+        assert loopctl(cmd, "--help").stdout.startswith(f"usage: loopctl {cmd}")
+    oracle = loopctl("driver", "oracle", "--help").stdout
+    for flag in (
+        "--connect",
+        "--oracle",
+        "--function",
+        "--table",
+        "--latency",
+        "--noise",
+        "--fail-rate",
+        "--seed",
+    ):
+        assert flag in oracle
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status", "{db}"],
+        ["status", "{db}", "--json"],
+        ["export", "{db}", "--format", "json"],
+        ["validate", "{spec}"],
+        ["--help"],
+    ],
+)
+def test_read_only_commands_do_not_import_torch(tmp_path: Path, args: list[str]) -> None:
+    spec = branin(tmp_path, strategy={"method": "sobol"})
+    db = tmp_path / "c.db"
+    with Campaign.create(spec, db) as c:
+        (t,) = c.ask()
+        c.tell(t.id, {"y": 1.0})
+    argv = [a.format(db=db, spec=spec) for a in args]
+    code = (
+        "import sys\nfrom loopctl.cli import main\ntry:\n    main(" + repr(argv) + ")\n"
+        "except SystemExit:\n    pass\nprint('TORCH' if 'torch' in sys.modules else 'NO')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60
+    ).stdout
+    assert out.strip().endswith("NO"), out[-300:]
+
+
+def test_status_of_missing_database_is_clear(tmp_path: Path) -> None:
+    r = loopctl("status", str(tmp_path / "nope.db"), check=False)
+    assert r.returncode == 1 and "no such campaign database" in r.stderr
