@@ -21,6 +21,7 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check loopctl drivers tests bench
+	$(BIN)/ruff format --check loopctl drivers tests bench
 	$(BIN)/mypy
 
 test: install lint

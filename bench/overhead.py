@@ -38,8 +38,11 @@ def spec_file(tmp: Path, trials: int, in_flight: int) -> Path:
     data = yaml.safe_load((ROOT / "campaigns" / "branin.yaml").read_text())
     data["budget"] = {"trials": trials}
     data["strategy"] = {"method": "sobol"}
-    data["execution"] = {"max_in_flight": in_flight, "heartbeat_interval": 1.0,
-                         "heartbeat_timeout": 30}
+    data["execution"] = {
+        "max_in_flight": in_flight,
+        "heartbeat_interval": 1.0,
+        "heartbeat_timeout": 30,
+    }
     path = tmp / "bench.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -49,15 +52,45 @@ def run_once(n_drivers: int, trials: int, sync: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         ep, db = free_endpoint(), tmp / "bench.db"
-        ctl = subprocess.Popen([sys.executable, "-m", "loopctl", "start",
-                                str(spec_file(tmp, trials, n_drivers)), "--db", str(db),
-                                "--bind", ep, "--sync", sync], env=ENV,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        drivers = [subprocess.Popen([sys.executable, "-m", "loopctl", "driver", "oracle",
-                                     "--connect", ep, "--name", f"d{i}",
-                                     "--outbox", str(tmp / f"ob{i}")], env=ENV,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                   for i in range(n_drivers)]
+        ctl = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "loopctl",
+                "start",
+                str(spec_file(tmp, trials, n_drivers)),
+                "--db",
+                str(db),
+                "--bind",
+                ep,
+                "--sync",
+                sync,
+            ],
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        drivers = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "loopctl",
+                    "driver",
+                    "oracle",
+                    "--connect",
+                    ep,
+                    "--name",
+                    f"d{i}",
+                    "--outbox",
+                    str(tmp / f"ob{i}"),
+                ],
+                env=ENV,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for i in range(n_drivers)
+        ]
         try:
             _, err = ctl.communicate(timeout=600)
             if ctl.returncode != 0:
@@ -73,8 +106,10 @@ def run_once(n_drivers: int, trials: int, sync: str) -> dict[str, float]:
 
 def measure(db: Path, trials: int) -> dict[str, float]:
     conn = sqlite3.connect(db)
-    rows = conn.execute("SELECT time, kind, payload FROM events WHERE kind IN "
-                        "('trial_completed', 'trial_dispatched') ORDER BY seq").fetchall()
+    rows = conn.execute(
+        "SELECT time, kind, payload FROM events WHERE kind IN "
+        "('trial_completed', 'trial_dispatched') ORDER BY seq"
+    ).fetchall()
     conn.close()
     waiting: dict[str, float] = {}
     gaps, first, last = [], None, None
@@ -89,9 +124,11 @@ def measure(db: Path, trials: int) -> dict[str, float]:
             waiting[driver] = t
     assert first is not None and last is not None
     gaps.sort()
-    return {"trials_per_s": trials / (last - first),
-            "median_ms": 1000 * statistics.median(gaps),
-            "p99_ms": 1000 * gaps[min(len(gaps) - 1, int(0.99 * len(gaps)))]}
+    return {
+        "trials_per_s": trials / (last - first),
+        "median_ms": 1000 * statistics.median(gaps),
+        "p99_ms": 1000 * gaps[min(len(gaps) - 1, int(0.99 * len(gaps)))],
+    }
 
 
 def main() -> None:
@@ -105,8 +142,11 @@ def main() -> None:
     for sync in args.sync:
         for n in args.drivers:
             r = run_once(n, args.trials, sync)
-            print(f"| {sync} | {n} | {r['trials_per_s']:.0f} | {r['median_ms']:.2f} | "
-                  f"{r['p99_ms']:.2f} |", flush=True)
+            print(
+                f"| {sync} | {n} | {r['trials_per_s']:.0f} | {r['median_ms']:.2f} | "
+                f"{r['p99_ms']:.2f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

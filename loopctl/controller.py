@@ -39,7 +39,7 @@ class Reporter(Protocol):
 
     def update(self, status: Status) -> None: ...
 
-    def note(self, text: str) -> None: ...
+    def result(self, trial: dict[str, Any], outcome: str, value: float, driver: str) -> None: ...
 
 
 @dataclass
@@ -364,7 +364,9 @@ class Controller:
         ):
             self._cancel_elsewhere(tid, d, out, "completed by another driver")
         if new and self.reporter is not None:
-            self.reporter.note(self._describe_result(tid, d.name))
+            o = self.spec.objectives[0].name
+            value = ledger.validate_outcomes(self.spec, msg.body["outcomes"])[o]["value"]
+            self.reporter.result(self.store.trial(tid) or {}, o, value, d.name)
 
     def _failed(self, b: Batch, d: DriverConn, msg: protocol.Message, out: Outbox) -> None:
         tid = msg.body["trial"]
@@ -404,14 +406,6 @@ class Controller:
         b.add(kind, None, {"name": d.name, "reason": reason})
         self.drivers.pop(d.identity, None)
         log.info("driver %s %s: %s", d.name, "left" if kind == "driver_left" else "lost", reason)
-
-    def _describe_result(self, tid: str, driver: str) -> str:
-        o = self.spec.objectives[0]
-        row = self.store.conn.execute(
-            "SELECT value FROM observations WHERE trial_id = ? AND metric = ?", (tid, o.name)
-        ).fetchone()
-        v = row[0] if row else float("nan")
-        return f"{tid} {o.name}={v:.6g} ({driver})"
 
     # ------------------------------------------------------------------ dispatch
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 from loopctl.controller import Status
@@ -65,9 +66,15 @@ class TerminalReporter:
             print(f"[{s.completed}/{s.target}] {info}", flush=True)
         self._last_completed = s.completed
 
-    def note(self, text: str) -> None:
+    def result(self, trial: dict[str, Any], outcome: str, value: float, driver: str) -> None:
+        """One line per result above the bar (a terminal only; logs say it otherwise)."""
         if self._progress is not None:
-            self._progress.console.log(text)
+            params = format_parameters(trial.get("parameters", {}))
+            self._progress.console.print(
+                f"[dim]{time.strftime('%H:%M:%S')}[/] {trial.get('id')} {outcome} = {value:.6g}"
+                f"  [dim]{params} ({driver})[/]",
+                highlight=False,
+            )
 
     def close(self) -> None:
         if self._progress is not None:

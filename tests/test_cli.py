@@ -17,7 +17,7 @@ COMMANDS = ["init", "validate", "start", "resume", "demo", "status", "export", "
 
 def test_help_lists_every_command() -> None:
     out = loopctl("--help").stdout
-    for cmd in COMMANDS + ["driver"]:
+    for cmd in [*COMMANDS, "driver"]:
         assert f"    {cmd}" in out
     for cmd in COMMANDS:
         assert loopctl(cmd, "--help").stdout.startswith(f"usage: loopctl {cmd}")
