@@ -317,17 +317,11 @@ def _run(
     from loopctl.strategies import make_strategy
 
     n_spawn = spec.drivers.spawn if spawn is None else spawn
-    reporter = TerminalReporter(spec.name)
+    ctl = Controller(
+        store, spec, make_strategy(spec), trials=trials, settings=driver_settings(spec)
+    )
     procs = []
     try:
-        ctl = Controller(
-            store,
-            spec,
-            make_strategy(spec),
-            trials=trials,
-            reporter=reporter,
-            settings=driver_settings(spec),
-        )
         endpoint = ctl.bind(bind)
         print(f"campaign {spec.name!r}: database {db}")
         print(f"controller listening on {endpoint}", flush=True)
@@ -335,14 +329,17 @@ def _run(
             procs = spawn_drivers(endpoint, n_spawn, db)
         else:
             print(f"waiting for drivers: loopctl driver oracle --connect {endpoint}", flush=True)
+        ctl.reporter = reporter = TerminalReporter(spec.name)
         t0 = time.monotonic()
-        reason = run_controller(ctl)
-        wall = time.monotonic() - t0
-        reporter.close()
-        print(summary_text(store, spec, db, reason, wall))
+        try:
+            reason = run_controller(ctl)
+        finally:
+            reporter.close()
+        print(summary_text(store, spec, db, reason, time.monotonic() - t0))
     finally:
-        reporter.close()
-        stop_drivers(procs)
+        # finished: drivers were told to exit; stopped early: they are ended now and keep
+        # any unacknowledged result in their outbox for `loopctl resume --spawn-drivers`
+        stop_drivers(procs, timeout=5.0 if ctl.finished else 0.0)
         store.close()
     return 0 if not reason.startswith("error") else 1
 

@@ -110,6 +110,7 @@ class Controller:
         self.drivers: dict[bytes, DriverConn] = {}
         self.started = time.monotonic()
         self.stop_reason: str | None = None
+        self.finished = False
         self._proposing = False
         self._wake = asyncio.Event()
 
@@ -165,10 +166,13 @@ class Controller:
         await self._shutdown()
         return self.stop_reason or "stopped"
 
-    def request_stop(self, reason: str) -> None:
+    def request_stop(self, reason: str, finished: bool = False) -> None:
+        """Stop dispatching. ``finished``: the campaign is over (drivers are told to exit);
+        otherwise (a signal, an error) drivers keep their results for a later resume."""
         if self.stop_reason is None:
             log.info("stopping: %s", reason)
             self.stop_reason = reason
+            self.finished = finished
         self._wake.set()
 
     def _recover(self, b: Batch) -> None:
@@ -178,12 +182,12 @@ class Controller:
 
     async def _shutdown(self) -> None:
         assert self.sock is not None
-        done = self.stop_reason is not None and self.stop_reason.startswith("budget")
-        for d in list(self.drivers.values()):
-            await self._send(d.identity, protocol.make("SHUTDOWN", reason=self.stop_reason))
+        if self.finished:
+            for d in list(self.drivers.values()):
+                await self._send(d.identity, protocol.make("SHUTDOWN", reason=self.stop_reason))
         try:
             with self.store.batch() as b:
-                if done:
+                if self.finished:
                     b.add("campaign_finished", None, {"reason": self.stop_reason})
                 b.add("controller_stopped", None, {"reason": self.stop_reason, "pid": os.getpid()})
         except StoreError as exc:
@@ -484,7 +488,9 @@ class Controller:
         if not proposal.candidates:
             counts = ledger.run_counts(self.store)
             if not counts.get(lifecycle.PROPOSED) and not counts.get(lifecycle.RUNNING):
-                self.request_stop("space exhausted: the strategy has no new candidate")
+                self.request_stop(
+                    "space exhausted: the strategy has no new candidate", finished=True
+                )
             return
         out = Outbox()
         try:
@@ -545,14 +551,15 @@ class Controller:
         counts = ledger.run_counts(self.store)
         completed = counts.get(lifecycle.COMPLETED, 0)
         if completed >= self.target:
-            self.request_stop(f"budget: {completed} trials completed")
+            self.request_stop(f"budget: {completed} trials completed", finished=True)
         elif counts.get(lifecycle.FAILED, 0) >= self.max_failed:
-            self.request_stop(f"too many failures: {counts.get(lifecycle.FAILED, 0)} trials failed")
+            failed = counts.get(lifecycle.FAILED, 0)
+            self.request_stop(f"too many failures: {failed} trials failed", finished=True)
         elif (
             self.spec.budget.wall_time
             and time.monotonic() - self.started > self.spec.budget.wall_time
         ):
-            self.request_stop(f"wall time of {self.spec.budget.wall_time:g} s used")
+            self.request_stop(f"wall time of {self.spec.budget.wall_time:g} s used", finished=True)
         elif self.spec.budget.stop_at is not None:
             best = ledger.best(self.store, self.spec)
             if (
@@ -560,7 +567,8 @@ class Controller:
                 and self.spec.objectives[0].sign * (best["value"] - self.spec.budget.stop_at) >= 0
             ):
                 self.request_stop(
-                    f"stop condition: {best['objective']} reached {best['value']:.6g}"
+                    f"stop condition: {best['objective']} reached {best['value']:.6g}",
+                    finished=True,
                 )
 
     # ------------------------------------------------------------------ output

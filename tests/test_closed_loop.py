@@ -110,11 +110,16 @@ def test_killed_driver_trial_is_redispatched(tmp_path: Path, procs: Procs) -> No
     assert len(reasons) == 1 and "silent" in str(reasons[0][0])
 
 
-def test_sigterm_stops_cleanly_and_persists(tmp_path: Path, procs: Procs) -> None:
-    spec = branin(tmp_path, strategy={"method": "sobol"}, budget={"trials": 500})
+def test_sigterm_stops_cleanly_then_resume_reuses_the_driver(tmp_path: Path, procs: Procs) -> None:
+    spec = branin(
+        tmp_path,
+        strategy={"method": "sobol"},
+        budget={"trials": 500},
+        execution={"heartbeat_interval": 0.2, "heartbeat_timeout": 1.0},
+    )
     ep, db = free_endpoint(), tmp_path / "s.db"
     ctl = procs.controller(spec, db, ep)
-    procs.driver(ep, "d", "--latency", "0.05")
+    drv = procs.driver(ep, "d", "--latency", "0.05")
     wait_for(lambda: completed(db) >= 5, 30, "five results")
     ctl.send_signal(signal.SIGTERM)
     assert ctl.wait(20) == 0, procs.log("controller.log")
@@ -122,8 +127,19 @@ def test_sigterm_stops_cleanly_and_persists(tmp_path: Path, procs: Procs) -> Non
     assert kinds == ["controller_stopped"]
     with Store.open(db, readonly=True) as store:
         assert store.verify_chain()[0]
-    st = loopctl("status", str(db), "--json")
-    assert '"running": false' in st.stdout
+    st = json.loads(loopctl("status", str(db), "--json").stdout)
+    assert st["controller"]["running"] is False and st["finished"] is None
+    before = st["trials"]["completed"]
+    time.sleep(1.5)  # the driver notices the silence and keeps reconnecting
+    assert drv.poll() is None  # a stop is not the end: drivers wait for a resume
+    again = procs.start(
+        "-v", "resume", str(db), "--bind", ep, "--trials", str(before + 5), log="resume.log"
+    )
+    assert again.wait(60) == 0, procs.log("resume.log")
+    assert completed(db) == before + 5
+    assert drv.wait(10) == 0  # SHUTDOWN at the end of the campaign
+    with Store.open(db, readonly=True) as store:
+        assert store.verify_chain()[0]
 
 
 def test_second_writer_is_refused_while_controller_runs(tmp_path: Path, procs: Procs) -> None:
