@@ -204,19 +204,15 @@ class Controller:
             frames = [await self.sock.recv_multipart()]
             while len(frames) < MAX_GROUP and int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                 frames.append(await self.sock.recv_multipart())
-            out = Outbox()
-            try:
-                with self.store.batch() as b:
-                    for parts in frames:
-                        self.handle(b, parts, out)
-                    self._propose_inline(b, out)
-                    self._dispatch(b, out)
-            except StoreError as exc:
-                # nothing committed, so nothing is acknowledged: drivers keep their results
-                log.error("%s", exc)
-                continue
-            await self._flush(out)
-            self._check_done()
+
+            def work(b: Batch, out: Outbox, frames: list[list[bytes]] = frames) -> bool:
+                for parts in frames:
+                    self.handle(b, parts, out)
+                self._propose_inline(b, out)
+                self._dispatch(b, out)
+                return True
+
+            await self._commit(work)
             self._wake.set()
 
     def handle(self, b: Batch, parts: list[bytes], out: Outbox) -> None:
@@ -460,9 +456,7 @@ class Controller:
         want, done, open_ = self._wanted()
         if want <= 0 or not self.strategy.model_free(done, open_):
             return
-        proposal = self.strategy.propose(self.view.refresh(), want)
-        if proposal.candidates:
-            ledger.record_proposal(b, proposal)
+        self._take(b, self.strategy.propose(self.view.refresh(), want))
 
     async def _pump(self) -> None:
         """Propose with a model, off the event loop, when slots are free; then dispatch."""
@@ -485,24 +479,25 @@ class Controller:
         await self._record(proposal)
 
     async def _record(self, proposal: Proposal) -> None:
-        if not proposal.candidates:
-            counts = ledger.run_counts(self.store)
-            if not counts.get(lifecycle.PROPOSED) and not counts.get(lifecycle.RUNNING):
-                self.request_stop(
-                    "space exhausted: the strategy has no new candidate", finished=True
-                )
-            return
-        out = Outbox()
-        try:
-            with self.store.batch() as b:
-                ledger.record_proposal(b, proposal)
-                self._dispatch(b, out)
-        except StoreError as exc:
-            log.error("%s", exc)
-            self.request_stop(f"error: {exc}")
-            return
-        await self._flush(out)
+        def work(b: Batch, out: Outbox) -> bool:
+            self._take(b, proposal)
+            self._dispatch(b, out)
+            return True
+
+        await self._commit(work)
         self._wake.set()
+
+    def _take(self, b: Batch, proposal: Proposal) -> None:
+        if proposal.candidates:
+            ledger.record_proposal(b, proposal)
+        else:
+            self._take_nothing()
+
+    def _take_nothing(self) -> None:
+        """No new candidate and nothing in flight: a finite space has been used up."""
+        _, _, open_ = self._wanted()
+        if open_ == 0:
+            self.request_stop("space exhausted: the strategy has no new candidate", finished=True)
 
     # ------------------------------------------------------------------ timers
 
@@ -510,19 +505,25 @@ class Controller:
         period = min(0.25, self.exe.heartbeat_interval / 2)
         while True:
             await asyncio.sleep(period)
-            out = Outbox()
-            try:
-                with self.store.batch() as b:
-                    changed = self._expire(b, out)
-                    if changed:
-                        self._dispatch(b, out)
-            except StoreError as exc:
-                log.error("%s", exc)
-                continue
-            await self._flush(out)
-            self._check_done()
-            if changed or self.stop_reason:
+            if await self._commit(self._expire) or self.stop_reason:
                 self._wake.set()
+
+    async def _commit(self, work: Callable[[Batch, Outbox], bool]) -> bool:
+        """Run ``work`` in one transaction, then send the replies it collected.
+
+        If the commit fails nothing is sent: drivers keep unacknowledged results and
+        re-send them, so a full or locked disk delays a campaign but loses nothing.
+        """
+        out = Outbox()
+        try:
+            with self.store.batch() as b:
+                changed = work(b, out)
+        except StoreError as exc:
+            log.error("%s", exc)
+            return False
+        await self._flush(out)
+        self._check_done()
+        return changed
 
     def _expire(self, b: Batch, out: Outbox) -> bool:
         now, wall = time.monotonic(), time.time()
@@ -545,6 +546,8 @@ class Controller:
                         )
                 log.warning("trial %s timed out (%s)", t["id"], status)
                 changed = True
+        if changed:
+            self._dispatch(b, out)
         return changed
 
     def _check_done(self) -> None:
@@ -628,6 +631,3 @@ def driver_settings(spec: Spec) -> dict[str, Any]:
 
 def run_controller(controller: Controller) -> str:
     return asyncio.run(controller.run())
-
-
-Callback = Callable[[Status], None]

@@ -7,13 +7,12 @@ models, which is why ask/tell and the controller write the same database.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from loopctl import lifecycle
 from loopctl.errors import TrialError, ValidationError
-from loopctl.space import Space
+from loopctl.space import Space, finite_number
 from loopctl.spec import Spec
 from loopctl.store import Batch, Store
 from loopctl.strategies.base import CampaignData, Observation, Proposal
@@ -63,22 +62,13 @@ def _outcome(v: Any, where: str) -> dict[str, Any]:
         value, sem = v
     else:
         value = v
-    out = {"value": _finite(value, where), "sem": None}
+    out = {"value": finite_number(value, where), "sem": None}
     if sem is not None:
-        s = _finite(sem, f"{where}.sem")
+        s = finite_number(sem, f"{where}.sem")
         if s < 0:
             raise ValidationError(f"{where}.sem: must not be negative, got {s:g}")
         out["sem"] = s
     return out
-
-
-def _finite(v: Any, where: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValidationError(f"{where}: must be a number, got {v!r}")
-    x = float(v)
-    if not math.isfinite(x):
-        raise ValidationError(f"{where}: must be a finite number, got {x}")
-    return x
 
 
 # ---------------------------------------------------------------------- recording

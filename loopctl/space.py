@@ -246,14 +246,14 @@ def _sobol_width(p: Parameter) -> int:
 
 def _validate_value(p: Parameter, v: Any, where: str) -> Any:
     if isinstance(p, RangeParam):
-        x = _finite(v, where)
+        x = finite_number(v, where)
         if x < p.low - BOUND_TOL * max(1.0, abs(p.low)) or x > p.high + BOUND_TOL * max(
             1.0, abs(p.high)
         ):
             raise ValidationError(f"{where}: {x:g} is outside the bounds [{p.low:g}, {p.high:g}]")
         return min(max(x, p.low), p.high)
     if isinstance(p, IntegerParam):
-        x = _finite(v, where)
+        x = finite_number(v, where)
         if x != int(x):
             raise ValidationError(f"{where}: {v!r} is not a whole number")
         if x < p.low or x > p.high:
@@ -271,12 +271,13 @@ def _validate_value(p: Parameter, v: Any, where: str) -> Any:
     return _validate_composition(p, v, where)
 
 
-def _finite(v: Any, where: str) -> float:
+def finite_number(v: Any, where: str) -> float:
+    """A real number or a ValidationError naming ``where``: NaN and infinity never get in."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ValidationError(f"{where}: must be a number, got {v!r}")
     x = float(v)
     if not math.isfinite(x):
-        raise ValidationError(f"{where}: must be finite, got {v}")
+        raise ValidationError(f"{where}: must be a finite number, got {x}")
     return x
 
 
@@ -291,7 +292,7 @@ def _validate_composition(p: CompositionParam, v: Any, where: str) -> dict[str, 
             f"{where}: element {unknown[0]!r} is not in this campaign's "
             f"composition ({', '.join(p.elements)})"
         )
-    fr = {e: _finite(v.get(e, 0.0), f"{where}.{e}") for e in p.elements}
+    fr = {e: finite_number(v.get(e, 0.0), f"{where}.{e}") for e in p.elements}
     total = sum(fr.values())
     if abs(total - 1.0) > COMPOSITION_SUM_TOL:
         raise ValidationError(f"{where}: fractions sum to {total:.9g}, not 1")

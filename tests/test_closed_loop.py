@@ -180,3 +180,19 @@ def test_driver_that_cannot_evaluate_says_so_and_flags_override(
         "JOIN observations o ON o.trial_id = t.id",
     ):
         assert y == pytest.approx(x1**2 + x2**2)
+
+
+def test_finite_space_ends_when_used_up(tmp_path: Path, procs: Procs) -> None:
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(
+        "name: tiny\nspace:\n  - {name: n, type: integer, bounds: [1, 3]}\n"
+        "  - {name: m, type: integer, bounds: [1, 2]}\n"
+        "objectives: [{name: y, goal: minimize}]\nbudget: {trials: 50}\nstrategy: sobol\n"
+        "oracle: {kind: function, function: sphere}\n"
+    )
+    ep, db = free_endpoint(), tmp_path / "t.db"
+    ctl = procs.controller(spec, db, ep)
+    procs.driver(ep, "d")
+    assert ctl.wait(60) == 0, procs.log("controller.log")
+    assert completed(db) == 6
+    assert "space exhausted" in procs.log("controller.log")

@@ -71,7 +71,7 @@ def test_validate_messages(space: Space) -> None:
         "parameters.c: element 'Fe' is not in": {**ok, "c": {"Fe": 1.0}},
         "unknown parameter 'q'": {**ok, "q": 1},
         "parameters.n: missing": {k: v for k, v in ok.items() if k != "n"},
-        "parameters.t: must be finite": {**ok, "t": float("nan")},
+        "parameters.t: must be a finite number": {**ok, "t": float("nan")},
         "parameters.p: is fixed at 2.5": {**ok, "p": 3},
     }
     for message, values in cases.items():
