@@ -29,7 +29,7 @@ from typing import Any
 import zmq
 
 from loopctl import protocol
-from loopctl.errors import ProtocolError
+from loopctl.errors import LoopctlError, ProtocolError
 
 log = logging.getLogger("loopctl.driver")
 
@@ -331,7 +331,13 @@ class Driver:
     def _open(self) -> None:
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 500)
-        self._sock.connect(self.connect)
+        try:
+            self._sock.connect(self.connect)
+        except zmq.ZMQError as exc:
+            self._sock.close(0)
+            raise LoopctlError(
+                f"cannot connect to {self.connect!r}: {exc} (expected e.g. tcp://127.0.0.1:5555)"
+            ) from None
         self._poller = zmq.Poller()
         self._poller.register(self._sock, zmq.POLLIN)
         self._poller.register(self._wake_r, zmq.POLLIN)

@@ -34,6 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LoopctlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # files: unwritable --out, vanished paths, full disks
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -275,7 +278,10 @@ def run_campaign(
     from loopctl.store import Store
     from loopctl.versions import software_versions
 
+    from loopctl.controller import check_bindable
+
     _check_run_options(spec, trials, spawn)
+    check_bindable(bind)  # before the database exists, so a busy port leaves nothing behind
     store = Store.create(
         db, spec.raw, spec.hash, software_versions(), synchronous=sync, source=spec.source_file
     )

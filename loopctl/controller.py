@@ -629,5 +629,18 @@ def driver_settings(spec: Spec) -> dict[str, Any]:
     return settings
 
 
+def check_bindable(endpoint: str) -> None:
+    """Fail early, with the endpoint in the message, if the controller could not bind."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        raise LoopctlError(f"cannot bind {endpoint}: {exc}") from None
+    finally:
+        sock.close(0)
+        ctx.term()
+
+
 def run_controller(controller: Controller) -> str:
     return asyncio.run(controller.run())
