@@ -129,6 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_status)
 
     c = sub.add_parser(
+        "audit",
+        help="verify the hash chain and the tables against it; print the timeline and how "
+        "each trial was chosen (exit 0 only if everything verifies)",
+    )
+    c.add_argument("db", metavar="PATH", help="campaign database")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.set_defaults(func=cmd_audit)
+
+    c = sub.add_parser(
         "export", help="write one row per trial (parameters, outcomes, state, driver, timestamps)"
     )
     c.add_argument("db", metavar="PATH", help="campaign database")
@@ -275,10 +284,9 @@ def run_campaign(
     spec: Any, db: str, *, bind: str, trials: int | None, spawn: int | None, sync: str
 ) -> int:
     """`start` and `demo`: create the database, then run the controller on it."""
+    from loopctl.controller import check_bindable
     from loopctl.store import Store
     from loopctl.versions import software_versions
-
-    from loopctl.controller import check_bindable
 
     _check_run_options(spec, trials, spawn)
     check_bindable(bind)  # before the database exists, so a busy port leaves nothing behind
@@ -400,6 +408,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     st = campaign_status(args.db)
     print(json.dumps(st, indent=2) if args.json else format_status(st))
     return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from loopctl.audit import audit, format_audit
+    from loopctl.store import Store
+
+    with Store.open(args.db, readonly=True) as store:
+        report = audit(store)
+    print(json.dumps(report, indent=2) if args.json else format_audit(report, args.db))
+    return 0 if report["ok"] else 2
 
 
 def cmd_export(args: argparse.Namespace) -> int:

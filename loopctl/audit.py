@@ -1,0 +1,233 @@
+"""`loopctl audit`: is the history intact, do the tables agree with it, and how was each
+trial chosen?
+
+The event log is the truth and carries its own proof (the hash chain); the
+derived tables are checked by folding the log again into a scratch database
+and comparing row by row. A difference is reported as the first event whose
+effect no longer matches, which is where a reviewer should look.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from loopctl.store import SCHEMA, Store, project
+
+DERIVED = {  # table -> key column(s) used to name a differing row
+    "trials": ("id",),
+    "observations": ("trial_id", "metric"),
+    "proposals": ("id",),
+    "drivers": ("name",),
+    "meta": ("key",),
+}
+
+
+def audit(store: Store) -> dict[str, Any]:
+    ok, bad_seq, chain_msg = store.verify_chain()
+    problems: list[dict[str, Any]] = []
+    if not ok:
+        problems.append({"check": "hash chain", "event": bad_seq, "message": chain_msg})
+    else:
+        problems += _derived_problems(store)
+    problems.sort(key=lambda p: (p["event"] is None, p["event"] or 0))
+    return {
+        "ok": not problems,
+        "chain": chain_msg,
+        "problems": problems,
+        "first_bad_event": problems[0]["event"] if problems else None,
+        "timeline": timeline(store),
+        "trials": provenance(store),
+    }
+
+
+def _derived_problems(store: Store) -> list[dict[str, Any]]:
+    scratch = sqlite3.connect(":memory:")
+    scratch.executescript(SCHEMA)
+    last_event: dict[tuple[str, str], int] = {}  # (table, first key) -> last event shaping it
+    for ev in store.events():
+        try:
+            project(scratch, ev)
+        except (KeyError, TypeError, ValueError, sqlite3.Error) as exc:
+            scratch.close()
+            return [
+                {
+                    "check": "replay of events",
+                    "event": ev.seq,
+                    "message": f"event {ev.seq} ({ev.kind}) cannot be applied: {exc!r}",
+                }
+            ]
+        if ev.trial_id:
+            last_event["trials", ev.trial_id] = last_event["observations", ev.trial_id] = ev.seq
+        elif ev.kind == "proposal_made":
+            last_event["proposals", ev.payload["id"]] = ev.seq
+        elif ev.kind.startswith("driver_"):
+            last_event["drivers", ev.payload["name"]] = ev.seq
+    problems = []
+    for table, key in DERIVED.items():
+        expected = _rows(scratch, table, key)
+        actual = _rows(store.conn, table, key)
+        for k in sorted(set(expected) | set(actual), key=str):
+            if expected.get(k) != actual.get(k):
+                what = _difference(table, k, expected.get(k), actual.get(k))
+                problems.append(
+                    {
+                        "check": f"table {table}",
+                        "event": last_event.get((table, str(k[0]))),
+                        "message": what,
+                    }
+                )
+    scratch.close()
+    return problems
+
+
+def _rows(
+    conn: sqlite3.Connection, table: str, key: tuple[str, ...]
+) -> dict[tuple[Any, ...], dict[str, Any]]:
+    cur = conn.execute(f"SELECT * FROM {table}")
+    names = [c[0] for c in cur.description]
+    out = {}
+    for row in cur:
+        d = dict(zip(names, row, strict=True))
+        out[tuple(d[k] for k in key)] = d
+    return out
+
+
+def _difference(
+    table: str, key: tuple[Any, ...], want: dict[str, Any] | None, got: dict[str, Any] | None
+) -> str:
+    name = "/".join(map(str, key))
+    if got is None:
+        return f"{table} row {name} is missing (the events create it)"
+    if want is None:
+        return f"{table} row {name} exists but no event creates it"
+    cols = [c for c in want if want[c] != got.get(c)]
+    c = cols[0]
+    return f"{table} row {name}: {c} is {got.get(c)!r} but the events say {want[c]!r}"
+
+
+def _when(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _outcomes(p: dict[str, Any]) -> str:
+    return ", ".join(f"{m}={o['value']:.6g}" for m, o in p["outcomes"].items())
+
+
+_DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
+    "campaign_created": lambda p: f"campaign created (spec {p['spec_hash'][:12]})",
+    "controller_started": lambda p: (
+        f"controller started, pid {p.get('pid')} at {p.get('endpoint')}"
+    ),
+    "controller_stopped": lambda p: f"controller stopped: {p.get('reason')}",
+    "campaign_finished": lambda p: f"campaign finished: {p.get('reason')}",
+    "proposal_made": lambda p: (
+        f"{p['id']} by {p['strategy']} ({p['version']}): {', '.join(p['trial_ids'])}"
+    ),
+    "trial_proposed": lambda p: f"proposed ({p.get('origin')})",
+    "trial_imported": lambda p: f"imported from {p.get('source')}: {_outcomes(p)}",
+    "trial_dispatched": lambda p: f"sent to {p['driver']} (attempt {p['attempt']})",
+    "trial_completed": lambda p: f"completed: {_outcomes(p)} ({p.get('driver')})",
+    "trial_failed": lambda p: f"failed: {p['reason']} -> {p['status']}",
+    "trial_interrupted": lambda p: f"interrupted: {p['reason']} -> {p['status']}",
+    "trial_abandoned": lambda p: f"abandoned: {p['reason']}",
+    "driver_connected": lambda p: f"driver {p['name']} connected ({p.get('kind')})",
+    "driver_lost": lambda p: f"driver {p['name']} lost: {p.get('reason')}",
+    "driver_left": lambda p: f"driver {p['name']} left: {p.get('reason')}",
+}
+
+
+def timeline(store: Store) -> list[dict[str, Any]]:
+    """One line per event, in words: proposals, dispatches, results, drivers coming and going."""
+    out = []
+    for ev in store.events():
+        describe = _DESCRIBE.get(ev.kind)
+        try:
+            text = describe(ev.payload) if describe else ev.kind
+        except (KeyError, TypeError, ValueError):  # a tampered event still gets a line
+            text = f"{ev.kind} (payload does not fit this kind of event)"
+        out.append({"seq": ev.seq, "time": _when(ev.time), "trial": ev.trial_id, "event": text})
+    return out
+
+
+def provenance(store: Store) -> list[dict[str, Any]]:
+    """Per trial: who chose it, from what, with which model, and who ran it when."""
+    proposals = {p["id"]: p for p in store.proposals()}
+    obs = store.observations()
+    out = []
+    for t in store.trials():
+        p = proposals.get(t["proposal_id"] or "")
+        entry: dict[str, Any] = {
+            "trial": t["id"],
+            "status": t["status"],
+            "origin": t["origin"],
+            "parameters": t["parameters"],
+            "outcomes": {m: v[0] for m, v in obs.get(t["id"], {}).items()},
+            "driver": t["driver"],
+            "attempts": t["attempts"],
+            "started": _when(t["started_at"]),
+            "finished": _when(t["finished_at"]),
+        }
+        if p is not None:
+            diag = p["diagnostics"]
+            cand: dict[str, Any] = next(
+                (c for c in diag.get("candidates", []) if c["trial_id"] == t["id"]), {}
+            )
+            entry["proposal"] = {
+                "id": p["id"],
+                "strategy": p["strategy"],
+                "version": p["version"],
+                "seed": p["seed"],
+                "data_hash": diag.get("data_hash"),
+                "n_train": diag.get("n_train"),
+                "lengthscales": diag.get("lengthscales"),
+                "noise": diag.get("noise"),
+                "acquisition": cand.get("acquisition"),
+                "predicted": cand.get("predicted"),
+                "why": (diag.get("auto") or {}).get("reason"),
+            }
+        out.append(entry)
+    return out
+
+
+def format_audit(report: dict[str, Any], path: str) -> str:
+    lines = [
+        f"audit of {path}: " + ("OK" if report["ok"] else "FAILED"),
+        f"hash chain: {report['chain']}",
+    ]
+    for p in report["problems"]:
+        at = f"event {p['event']}" if p["event"] is not None else "no event"
+        lines.append(f"  PROBLEM ({p['check']}, first bad: {at}): {p['message']}")
+    lines.append("")
+    lines.append("timeline:")
+    for e in report["timeline"]:
+        lines.append(f"  {e['seq']:>5} {e['time']} {e['trial'] or '':<6} {e['event']}")
+    lines.append("")
+    lines.append("provenance:")
+    for t in report["trials"]:
+        pr = t.get("proposal") or {}
+        chosen = (
+            (
+                f"{pr.get('strategy')} {pr.get('version')} seed {pr.get('seed')}"
+                f" ({pr.get('why') or 'no reason recorded'})"
+            )
+            if pr
+            else t["origin"]
+        )
+        lines.append(
+            f"  {t['trial']} {t['status']}: chosen by {chosen}; ran on "
+            f"{t['driver'] or '-'} ({t['attempts']} attempts) {t['started']} -> "
+            f"{t['finished']}"
+        )
+        if pr.get("lengthscales") is not None:
+            lines.append(
+                f"        model saw {pr.get('n_train')} results "
+                f"(data {str(pr.get('data_hash'))[:12]}), lengthscales "
+                f"{[round(x, 3) for x in pr['lengthscales']]}, acquisition "
+                f"{pr.get('acquisition')}, predicted {pr.get('predicted')}"
+            )
+    return "\n".join(lines)
