@@ -309,6 +309,7 @@ class Driver:
             except queue.Empty:
                 return
             self.outbox.put(done.trial, done.message)  # persist before sending
+            log.info("report %s %s", done.message.type, json.dumps(done.message.body))
             self._running.pop(done.trial, None)
             self._send(done.message)
             self._sent_at[done.trial] = time.monotonic()

@@ -135,6 +135,8 @@ _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
     "trial_failed": lambda p: f"failed: {p['reason']} -> {p['status']}",
     "trial_interrupted": lambda p: f"interrupted: {p['reason']} -> {p['status']}",
     "trial_abandoned": lambda p: f"abandoned: {p['reason']}",
+    "trial_in_doubt": lambda p: f"in doubt: {p['reason']}",
+    "trial_reclaimed": lambda p: f"running again: {p['reason']}",
     "driver_connected": lambda p: f"driver {p['name']} connected ({p.get('kind')})",
     "driver_lost": lambda p: f"driver {p['name']} lost: {p.get('reason')}",
     "driver_left": lambda p: f"driver {p['name']} left: {p.get('reason')}",

@@ -176,9 +176,12 @@ class Controller:
         self._wake.set()
 
     def _recover(self, b: Batch) -> None:
-        """Trials left running by an earlier controller go back to the queue."""
+        """Trials left running by a dead controller are in doubt: their drivers may still be
+        working on them. They stay pending points; a driver that reconnects holding one takes
+        it back, and after a grace period of one heartbeat timeout the rest are re-queued."""
+        until = time.time() + self.exe.heartbeat_timeout
         for t in self.store.trials(lifecycle.RUNNING):
-            ledger.record_interrupt(b, t["id"], "controller restarted", self.exe.retries)
+            ledger.record_in_doubt(b, t["id"], until)
 
     async def _shutdown(self) -> None:
         assert self.sock is not None
@@ -320,9 +323,11 @@ class Controller:
             d = DriverConn(identity, name, msg.body["kind"], msg.body["capacity"], time.monotonic())
             self.drivers[identity] = d
         d.capacity, d.last_seen = msg.body["capacity"], time.monotonic()
-        # trials this driver still runs stay with it; others it had are lost
-        for t in self.store.trials(lifecycle.RUNNING):
+        # trials this driver still runs stay with it; in-doubt ones it holds are its again
+        for t in self.store.trials(lifecycle.RUNNING, lifecycle.IN_DOUBT):
             if t["driver"] == name and t["id"] in holds:
+                if t["status"] == lifecycle.IN_DOUBT:
+                    ledger.record_reclaim(b, t["id"], name)
                 d.trials.add(t["id"])
         if not known:  # a repeated HELLO on a live connection is answered, not recorded
             b.add(
@@ -416,7 +421,7 @@ class Controller:
         queued = self.store.trials(lifecycle.PROPOSED)
         if not queued:
             return
-        running = len(self.store.trials(lifecycle.RUNNING))
+        running = len(self.store.trials(lifecycle.RUNNING, lifecycle.IN_DOUBT))
         for t in queued:
             if running >= self.exe.max_in_flight:
                 break
@@ -444,7 +449,7 @@ class Controller:
         """(candidates wanted now, completed, open) under the budget and max_in_flight."""
         counts = ledger.run_counts(self.store)
         done = counts.get(lifecycle.COMPLETED, 0)
-        open_ = counts.get(lifecycle.PROPOSED, 0) + counts.get(lifecycle.RUNNING, 0)
+        open_ = sum(counts.get(s, 0) for s in lifecycle.OPEN)
         want = min(self.target - done - open_, self.exe.max_in_flight - open_)
         return want, done, open_
 
@@ -534,9 +539,14 @@ class Controller:
                     b, d, "driver_lost", f"silent for more than {self.exe.heartbeat_timeout:g} s"
                 )
                 changed = True
-        for t in self.store.trials(lifecycle.RUNNING):
+        for t in self.store.trials(lifecycle.RUNNING, lifecycle.IN_DOUBT):
             if t["deadline"] is not None and wall > t["deadline"]:
-                status = ledger.record_interrupt(b, t["id"], "trial timed out", self.exe.retries)
+                why = (
+                    "in doubt and no driver claimed it in time"
+                    if t["status"] == lifecycle.IN_DOUBT
+                    else "trial timed out"
+                )
+                status = ledger.record_interrupt(b, t["id"], why, self.exe.retries)
                 for d in self.drivers.values():
                     if t["id"] in d.trials:
                         d.trials.discard(t["id"])

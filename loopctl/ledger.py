@@ -183,6 +183,41 @@ def record_interrupt(b: Batch, tid: str, reason: str, retries: int) -> str:
     return status
 
 
+def record_in_doubt(b: Batch, tid: str, grace_until: float) -> None:
+    """A restarted controller cannot know if a running trial's driver still works on it."""
+    t = _trial(b.store, tid)
+    lifecycle.check("trial_in_doubt", tid, t["status"])
+    b.add(
+        "trial_in_doubt",
+        tid,
+        {
+            "reason": "controller restarted while it was running",
+            "driver": t["driver"],
+            "deadline": grace_until,
+            "run_deadline": t["deadline"],
+        },
+    )
+
+
+def record_reclaim(b: Batch, tid: str, driver: str) -> None:
+    """The trial's driver reconnected and still holds it: it is running again."""
+    t = _trial(b.store, tid)
+    lifecycle.check("trial_reclaimed", tid, t["status"])
+    run_deadline = next(
+        (
+            e.payload.get("run_deadline")
+            for e in b.store.trial_events(tid)
+            if e.kind == "trial_in_doubt"
+        ),
+        None,
+    )
+    b.add(
+        "trial_reclaimed",
+        tid,
+        {"reason": f"driver {driver} still holds it", "driver": driver, "deadline": run_deadline},
+    )
+
+
 def record_abandon(b: Batch, tid: str, reason: str) -> None:
     t = _trial(b.store, tid)
     lifecycle.check("trial_abandoned", tid, t["status"])
@@ -319,8 +354,10 @@ class DataView:
         if kind in ("trial_proposed", "trial_imported"):
             self.params[tid] = p["parameters"]
             self.status[tid] = lifecycle.PROPOSED
-        elif kind == "trial_dispatched":
+        elif kind in ("trial_dispatched", "trial_reclaimed"):
             self.status[tid] = lifecycle.RUNNING
+        elif kind == "trial_in_doubt":
+            self.status[tid] = lifecycle.IN_DOUBT
         elif kind in ("trial_failed", "trial_interrupted", "trial_abandoned"):
             self.status[tid] = p["status"]
         if kind in ("trial_completed", "trial_imported"):

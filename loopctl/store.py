@@ -286,6 +286,15 @@ class Store:
         for seq, t, kind, trial_id, payload, h in cur:
             yield Event(seq, t, kind, trial_id, json.loads(payload), h)
 
+    def trial_events(self, trial_id: str) -> list[Event]:
+        """A trial's events, newest first."""
+        cur = self.conn.execute(
+            "SELECT seq, time, kind, trial_id, payload, hash FROM events WHERE trial_id = ? "
+            "ORDER BY seq DESC",
+            (trial_id,),
+        )
+        return [Event(q, t, k, i, json.loads(p), h) for q, t, k, i, p, h in cur]
+
     def trial(self, trial_id: str) -> dict[str, Any] | None:
         rows = self._trial_rows("WHERE id = ?", (trial_id,))
         return rows[0] if rows else None
@@ -547,6 +556,15 @@ def _p_settled(conn: sqlite3.Connection, ev: Event) -> None:
     )
 
 
+def _p_in_doubt(conn: sqlite3.Connection, ev: Event) -> None:
+    """in_doubt: the deadline becomes the grace period; reclaimed: back to running."""
+    status = "in_doubt" if ev.kind == "trial_in_doubt" else "running"
+    conn.execute(
+        "UPDATE trials SET status = ?, deadline = ?, reason = ? WHERE id = ?",
+        (status, ev.payload.get("deadline"), ev.payload.get("reason"), ev.trial_id),
+    )
+
+
 def _p_driver(conn: sqlite3.Connection, ev: Event) -> None:
     p = ev.payload
     if ev.kind == "driver_connected":
@@ -584,6 +602,8 @@ _PROJECTIONS = {
     "trial_failed": _p_settled,
     "trial_interrupted": _p_settled,
     "trial_abandoned": _p_settled,
+    "trial_in_doubt": _p_in_doubt,
+    "trial_reclaimed": _p_in_doubt,
     "driver_connected": _p_driver,
     "driver_lost": _p_driver,
     "driver_left": _p_driver,

@@ -1,0 +1,88 @@
+"""Pull the plug on the controller, again and again: nothing is lost or recorded twice."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Procs, free_endpoint, loopctl, wait_for
+from tests.specs import branin
+from tests.test_campaign_api import branin_fn
+
+pytestmark = pytest.mark.slow
+
+TRIALS = 60
+STARTED = "SELECT COUNT(*) FROM events WHERE kind = 'controller_started'"
+
+
+def count(db: Path, sql: str) -> int:
+    if not db.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return int(conn.execute(sql).fetchone()[0])
+    except sqlite3.OperationalError:  # tables not created yet
+        return 0
+    finally:
+        conn.close()
+
+
+def test_controller_killed_five_times_loses_nothing(tmp_path: Path, procs: Procs) -> None:
+    spec = branin(
+        tmp_path,
+        strategy={"method": "sobol"},
+        budget={"trials": TRIALS},
+        execution={
+            "max_in_flight": 3,
+            "heartbeat_interval": 0.2,
+            "heartbeat_timeout": 1.5,
+            "retries": 10,
+        },
+    )
+    ep, db = free_endpoint(), tmp_path / "crash.db"
+    rng = random.Random(7)
+    drivers = [procs.driver(ep, f"d{i}", "--latency", "0.3") for i in range(3)]
+    ctl = procs.controller(spec, db, ep, log="ctl-0.log")
+    kills = 0
+    while kills < 5:
+        wait_for(lambda: count(db, STARTED) == kills + 1, 30, "the controller to start")
+        time.sleep(rng.uniform(0.4, 1.2))
+        done = count(db, "SELECT COUNT(*) FROM trials WHERE status = 'completed'")
+        assert done < TRIALS, "the campaign finished before five kills; slow the drivers"
+        ctl.send_signal(signal.SIGKILL)
+        ctl.wait(10)
+        kills += 1
+        ctl = procs.start("-v", "resume", str(db), "--bind", ep, log=f"ctl-{kills}.log")
+    assert ctl.wait(120) == 0, procs.log(f"ctl-{kills}.log")
+    for d in drivers:
+        assert d.wait(20) == 0
+
+    assert count(db, "SELECT COUNT(*) FROM trials WHERE status = 'completed'") == TRIALS
+    assert count(db, "SELECT COUNT(*) FROM trials WHERE status != 'completed'") == 0
+    assert count(db, STARTED) == 6
+    # no result recorded twice
+    assert count(db, "SELECT COUNT(*) FROM events WHERE kind = 'trial_completed'") == TRIALS
+    # no result lost: everything a driver reported is in the database, with its value
+    conn = sqlite3.connect(db)
+    recorded = dict(conn.execute("SELECT trial_id, value FROM observations WHERE metric='y'"))
+    params = {t: json.loads(p) for t, p in conn.execute("SELECT id, parameters FROM trials")}
+    conn.close()
+    reported = 0
+    for i in range(3):
+        for line in procs.log(f"d{i}.log").splitlines():
+            if "report RESULT " in line:
+                body = json.loads(line.split("report RESULT ", 1)[1])
+                assert recorded[body["trial"]] == pytest.approx(body["outcomes"]["y"])
+                reported += 1
+        assert not list((tmp_path / f"d{i}.outbox").glob("*.json"))  # all acknowledged
+        assert not list((tmp_path / f"d{i}.outbox" / "rejected").iterdir())
+    assert reported >= TRIALS
+    for tid, value in recorded.items():
+        assert value == pytest.approx(branin_fn(params[tid]["x1"], params[tid]["x2"]))
+    assert loopctl("audit", str(db)).returncode == 0
