@@ -51,7 +51,7 @@ def test_controller_killed_five_times_loses_nothing(tmp_path: Path, procs: Procs
     ctl = procs.controller(spec, db, ep, log="ctl-0.log")
     kills = 0
     while kills < 5:
-        wait_for(lambda: count(db, STARTED) == kills + 1, 30, "the controller to start")
+        wait_for(lambda n=kills + 1: count(db, STARTED) == n, 30, "the controller to start")
         time.sleep(rng.uniform(0.4, 1.2))
         done = count(db, "SELECT COUNT(*) FROM trials WHERE status = 'completed'")
         assert done < TRIALS, "the campaign finished before five kills; slow the drivers"
