@@ -86,3 +86,54 @@ def test_controller_killed_five_times_loses_nothing(tmp_path: Path, procs: Procs
     for tid, value in recorded.items():
         assert value == pytest.approx(branin_fn(params[tid]["x1"], params[tid]["x2"]))
     assert loopctl("audit", str(db)).returncode == 0
+
+
+def test_driver_killed_holding_a_result_delivers_it_after_restart(
+    tmp_path: Path, procs: Procs
+) -> None:
+    spec = branin(
+        tmp_path,
+        strategy={"method": "sobol"},
+        budget={"trials": 3},
+        execution={
+            "max_in_flight": 1,
+            "heartbeat_interval": 0.2,
+            "heartbeat_timeout": 1.0,
+            "retries": 0,
+        },
+    )
+    ep, db = free_endpoint(), tmp_path / "held.db"
+    ctl = procs.controller(spec, db, ep)
+    drv = procs.driver(ep, "keeper", "--latency", "1.5")
+    wait_for(
+        lambda: count(db, "SELECT COUNT(*) FROM trials WHERE status = 'running'") == 1,
+        20,
+        "a trial to be running",
+    )
+    ctl.send_signal(signal.SIGKILL)  # nobody will acknowledge the result
+    ctl.wait(10)
+    outbox = tmp_path / "keeper.outbox"
+    wait_for(lambda: bool(list(outbox.glob("*.json"))), 10, "the result in the outbox")
+    (held,) = [f.stem for f in outbox.glob("*.json")]
+    drv.send_signal(signal.SIGKILL)  # and the driver dies holding it
+    drv.wait(10)
+    ctl = procs.start("-v", "resume", str(db), "--bind", ep, log="resume.log")
+    procs.driver(ep, "keeper", "--latency", "0.1")  # same name, same outbox
+    assert ctl.wait(60) == 0, procs.log("resume.log")
+    conn = sqlite3.connect(db)
+    kinds = [
+        k
+        for (k,) in conn.execute("SELECT kind FROM events WHERE trial_id = ? ORDER BY seq", (held,))
+    ]
+    attempts = conn.execute("SELECT attempts FROM trials WHERE id = ?", (held,)).fetchone()[0]
+    conn.close()
+    # delivered from the outbox, not evaluated again: one dispatch, then the result
+    assert kinds == [
+        "trial_proposed",
+        "trial_dispatched",
+        "trial_in_doubt",
+        "trial_reclaimed",
+        "trial_completed",
+    ]
+    assert attempts == 1
+    assert not list(outbox.glob("*.json"))
