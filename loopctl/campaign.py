@@ -91,7 +91,7 @@ class Campaign:
         with self.store.batch() as b:
             ids = [t["id"] for t in queued]
             if proposal is not None:
-                ids += ledger.record_proposal(b, proposal, origin="api")
+                ids += ledger.record_proposal(b, proposal, data.as_of, origin="api")
             for tid in ids:
                 ledger.record_dispatch(b, tid, API_DRIVER, None)
         return [Trial(tid, self._trial(tid)["parameters"]) for tid in ids]

@@ -135,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("db", metavar="PATH", help="campaign database")
     c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.add_argument(
+        "--replay",
+        action="store_true",
+        help="also recompute every proposal from the recorded data and seed and say, proposal "
+        "by proposal, whether the same candidates come out (loads the models: slower)",
+    )
     c.set_defaults(func=cmd_audit)
 
     c = sub.add_parser(
@@ -416,7 +422,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     with Store.open(args.db, readonly=True) as store:
         report = audit(store)
-    print(json.dumps(report, indent=2) if args.json else format_audit(report, args.db))
+        if args.replay and report["ok"]:
+            from loopctl.campaign import stored_spec
+            from loopctl.replay import format_replay, replay
+
+            report["replay"] = replay(store, stored_spec(store))
+            report["ok"] = all(r["ok"] is not False for r in report["replay"])
+    text = format_audit(report, args.db)
+    if "replay" in report:
+        text += "\n\n" + format_replay(report["replay"])
+    print(json.dumps(report, indent=2) if args.json else text)
     return 0 if report["ok"] else 2
 
 

@@ -461,7 +461,8 @@ class Controller:
         want, done, open_ = self._wanted()
         if want <= 0 or not self.strategy.model_free(done, open_):
             return
-        self._take(b, self.strategy.propose(self.view.refresh(), want))
+        data = self.view.refresh()
+        self._take(b, self.strategy.propose(data, want), data.as_of)
 
     async def _pump(self) -> None:
         """Propose with a model, off the event loop, when slots are free; then dispatch."""
@@ -481,20 +482,20 @@ class Controller:
             return
         finally:
             self._proposing = False
-        await self._record(proposal)
+        await self._record(proposal, data.as_of)
 
-    async def _record(self, proposal: Proposal) -> None:
+    async def _record(self, proposal: Proposal, data_seq: int) -> None:
         def work(b: Batch, out: Outbox) -> bool:
-            self._take(b, proposal)
+            self._take(b, proposal, data_seq)
             self._dispatch(b, out)
             return True
 
         await self._commit(work)
         self._wake.set()
 
-    def _take(self, b: Batch, proposal: Proposal) -> None:
+    def _take(self, b: Batch, proposal: Proposal, data_seq: int) -> None:
         if proposal.candidates:
-            ledger.record_proposal(b, proposal)
+            ledger.record_proposal(b, proposal, data_seq)
         else:
             self._take_nothing()
 

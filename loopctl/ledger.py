@@ -74,7 +74,10 @@ def _outcome(v: Any, where: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------- recording
 
 
-def record_proposal(b: Batch, proposal: Proposal, origin: str = "strategy") -> list[str]:
+def record_proposal(
+    b: Batch, proposal: Proposal, data_seq: int, origin: str = "strategy"
+) -> list[str]:
+    """``data_seq``: the last event of the data the strategy saw, so audits can replay it."""
     store = b.store
     pnum = store.next_number("proposals")
     tnum = store.next_number("trials")
@@ -95,6 +98,7 @@ def record_proposal(b: Batch, proposal: Proposal, origin: str = "strategy") -> l
             "seed": proposal.seed,
             "trial_ids": ids,
             "sobol_drawn": proposal.sobol_drawn,
+            "data_seq": data_seq,
             "diagnostics": dict(proposal.diagnostics, candidates=candidates),
         },
     )
@@ -307,23 +311,26 @@ class DataView:
 
     def __init__(self, store: Store, spec: Spec, space: Space) -> None:
         self.store, self.spec, self.space = store, spec, space
-        self._reset()
+        self.reset()
 
-    def _reset(self) -> None:
+    def reset(self) -> None:
         self.seq, self.last_hash = 0, ""
         self.params: dict[str, Mapping[str, Any]] = {}
         self.status: dict[str, str] = {}
         self.outcomes: dict[str, dict[str, tuple[float, float | None]]] = {}
         self.proposals = self.sobol_drawn = 0
 
-    def refresh(self) -> CampaignData:
+    def refresh(self, until: int | None = None) -> CampaignData:
+        """The data as of now, or as of event ``until`` (for replaying a past proposal)."""
         if self.seq:
             row = self.store.conn.execute(
                 "SELECT hash FROM events WHERE seq = ?", (self.seq,)
             ).fetchone()
             if row is None or row[0] != self.last_hash:
-                self._reset()
+                self.reset()
         for ev in self.store.events(since=self.seq):
+            if until is not None and ev.seq > until:
+                break
             self._apply(ev.kind, ev.trial_id, ev.payload)
             self.seq, self.last_hash = ev.seq, ev.hash
         completed, failed, pending = [], [], []
@@ -342,6 +349,7 @@ class DataView:
             pending=tuple(pending),
             proposal_index=self.proposals,
             sobol_drawn=self.sobol_drawn,
+            as_of=self.seq,
         )
 
     def _apply(self, kind: str, tid: str | None, p: Mapping[str, Any]) -> None:

@@ -49,7 +49,7 @@ def setup(tmp: Path) -> tuple[Controller, Store, str]:
         )
         ctl.handle(b, [GOOD_ID, protocol.encode(protocol.make("READY"))], Outbox())
         data = ledger.snapshot(store, SPEC, Space(SPEC.space))
-        ledger.record_proposal(b, make_strategy(SPEC).propose(data, 2))
+        ledger.record_proposal(b, make_strategy(SPEC).propose(data, 2), data.as_of)
         ctl._dispatch(b, Outbox())
     tid = store.trials("running")[0]["id"]
     return ctl, store, tid

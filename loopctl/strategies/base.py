@@ -32,6 +32,7 @@ class CampaignData:
     pending: tuple[Mapping[str, Any], ...]  # proposed, running or in-doubt candidates
     proposal_index: int  # how many proposals this campaign has recorded before this one
     sobol_drawn: int  # Sobol points consumed by earlier proposals (keeps the sequence going)
+    as_of: int = 0  # the last event this data reflects: replaying the log to it rebuilds it
 
     @property
     def seed(self) -> int:
