@@ -144,10 +144,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_audit)
 
     c = sub.add_parser(
+        "report",
+        help="write a self-contained HTML report and PNG figures (best so far, parameters "
+        "against the objective, model check, trials)",
+    )
+    c.add_argument("db", metavar="PATH", help="campaign database")
+    c.add_argument("--out", default=None, help="folder to write to (default: PATH.report/)")
+    c.set_defaults(func=cmd_report)
+
+    c = sub.add_parser(
         "export", help="write one row per trial (parameters, outcomes, state, driver, timestamps)"
     )
     c.add_argument("db", metavar="PATH", help="campaign database")
-    c.add_argument("--format", choices=("csv", "json"), default="csv")
+    c.add_argument("--format", choices=("csv", "json", "parquet"), default="csv")
     c.add_argument("--out", help="file to write (default: standard output)")
     c.set_defaults(func=cmd_export)
 
@@ -435,13 +444,30 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 2
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from loopctl.report import write_report
+    from loopctl.store import Store
+
+    out = Path(args.out or f"{args.db}.report")
+    with Store.open(args.db, readonly=True) as store:
+        page = write_report(store, out)
+    print(f"wrote {page} and {len(list(out.glob('*.png')))} figures in {out}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from loopctl.campaign import stored_spec
     from loopctl.store import Store
-    from loopctl.tables import to_csv, to_json, trial_rows
+    from loopctl.tables import to_csv, to_json, to_parquet, trial_rows
 
     with Store.open(args.db, readonly=True) as store:
         rows = trial_rows(store, stored_spec(store))
+    if args.format == "parquet":
+        if not args.out:
+            raise LoopctlError("--format parquet writes a binary file: give --out FILE.parquet")
+        to_parquet(rows, args.out)
+        print(f"wrote {len(rows)} trials to {args.out}", file=sys.stderr)
+        return 0
     text = to_csv(rows) if args.format == "csv" else to_json(rows)
     if args.out:
         Path(args.out).write_text(text)

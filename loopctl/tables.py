@@ -65,6 +65,13 @@ def to_json(rows: list[dict[str, Any]]) -> str:
     return json.dumps(rows, indent=2) + "\n"
 
 
+def to_parquet(rows: list[dict[str, Any]], path: str | Path) -> None:
+    """Columnar, typed export for pandas/polars/R users (needs pyarrow)."""
+    import pandas
+
+    pandas.DataFrame(rows).to_parquet(path, index=False)
+
+
 def import_csv(store: Store, spec: Spec, path: str | Path) -> list[str]:
     """Add a lab's earlier measurements as completed, ``imported`` trials (all or nothing)."""
     p = Path(path)

@@ -44,7 +44,7 @@ class BotorchStrategy:
         with torch.random.fork_rng(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             torch.manual_seed(data.seed)
-            model, x, fit_s = _fit(data, notes)
+            model, x, fit_s = fit_model(data, notes)
             t1 = time.perf_counter()
             candidates, acq_values, restarts, raw = _optimise(data, model, x, n)
             opt_s = time.perf_counter() - t1
@@ -82,7 +82,8 @@ def _acq_name(data: CampaignData) -> str:
     return "ucb" if data.spec.strategy.options.get("acquisition") == "ucb" else "qLogNEI"
 
 
-def _fit(data: CampaignData, notes: list[str]) -> tuple[SingleTaskGP, torch.Tensor, float]:
+def fit_model(data: CampaignData, notes: list[str]) -> tuple[SingleTaskGP, torch.Tensor, float]:
+    """The campaign's GP on its completed trials (also used by reports); appends warnings."""
     obj = data.spec.objectives[0]
     x = torch.tensor(data.space.encode_many([o.parameters for o in data.completed]), dtype=DTYPE)
     y = torch.tensor([[obj.sign * o.outcomes[obj.name][0]] for o in data.completed], dtype=DTYPE)
