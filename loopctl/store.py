@@ -441,7 +441,7 @@ def _explain(exc: sqlite3.Error) -> str:
     if "locked" in text or "busy" in text:
         return f"{text} (another program holds a write lock on the database; close it and retry)"
     if "disk is full" in text or "full" in text:
-        return f"{text} (the disk is full; free space and retry; nothing was recorded)"
+        return f"{text} (the disk is full: free space and retry)"
     if "readonly" in text or "read-only" in text:
         return f"{text} (the file or its directory is read-only)"
     if "malformed" in text or "not a database" in text:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ import pytest
 from loopctl import Campaign
 from loopctl.errors import CampaignLocked, StoreError
 from loopctl.store import Store
+from tests.conftest import loopctl
 from tests.specs import branin
 
 
@@ -125,9 +129,47 @@ def test_write_lock_held_by_another_program_is_clear_and_loses_nothing(tmp_path:
         assert len(c.ask(1)) == 1  # works again once the lock is gone
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
-def test_read_only_file_is_clear(tmp_path: Path) -> None:
+def test_full_disk_is_clear_and_loses_nothing(tmp_path: Path) -> None:
     db = small_campaign(tmp_path)
-    db.chmod(0o444)
-    with pytest.raises(StoreError):
-        Campaign.open(db).ask(1)
+    with Campaign.open(db) as c:
+        before = c.store.counts()
+        pages = c.store.conn.execute("PRAGMA page_count").fetchone()[0]
+        c.store.conn.execute(f"PRAGMA max_page_count = {pages}")  # no room to grow: SQLITE_FULL
+        with pytest.raises(StoreError, match="disk is full") as err:
+            for _ in range(100):
+                for t in c.ask(2):
+                    c.tell(t.id, {"y": 1.0})
+        assert "nothing recorded" in str(err.value)
+    with Campaign.open(db) as c:  # space is back
+        assert c.store.verify_chain()[0]
+        assert c.store.counts()["completed"] >= before["completed"]
+        (t,) = c.ask()
+        c.tell(t.id, {"y": 2.0})
+
+
+@contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """Read-only for real, even for root (who ignores permission bits): the immutable flag."""
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "+i", str(path)], check=True)  # ext4 and most others
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+    else:
+        path.chmod(0o444)
+        try:
+            yield
+        finally:
+            path.chmod(0o644)
+
+
+def test_read_only_file_is_clear_and_untouched(tmp_path: Path) -> None:
+    db = small_campaign(tmp_path)
+    content = db.read_bytes()
+    with read_only(db):
+        with Campaign.open(db) as c, pytest.raises(StoreError, match="read-only"):
+            c.ask(1)
+        st = loopctl("status", str(db), "--json")  # reading still works
+        assert '"completed": 3' in st.stdout
+    assert db.read_bytes() == content
