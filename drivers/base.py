@@ -21,6 +21,7 @@ import random
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,7 @@ class Driver:
         self.heartbeat_timeout = 10.0
         self._welcomed = False
         self._configured = False
+        self._session = uuid.uuid4().hex  # lets the controller tell our reconnects from a twin
 
     # ------------------------------------------------------------------ to override
 
@@ -247,6 +249,10 @@ class Driver:
                 self._welcomed = False
                 self._hello()
         elif code == "name_in_use":
+            if self._configured:  # our own old connection still counts as alive: wait it out
+                log.warning("%s; retrying", text)
+                self._welcomed = False
+                return None
             log.error("%s", text)
             print(f"error: {text}", flush=True)
             return EXIT_REFUSED
@@ -350,6 +356,7 @@ class Driver:
         self._send(
             protocol.make(
                 "HELLO",
+                session=self._session,
                 name=self.name,
                 kind=self.kind,
                 version=self.version,

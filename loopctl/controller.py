@@ -64,6 +64,7 @@ class DriverConn:
     trials: set[str] = field(default_factory=set)
     ready: bool = False  # set by READY: the driver accepted the campaign's settings
     last_task: float = 0.0  # for fair dispatch: the longest-idle driver goes first
+    session: str | None = None  # one per driver process: tells a reconnect from a duplicate
 
     @property
     def free(self) -> int:
@@ -72,12 +73,20 @@ class DriverConn:
 
 @dataclass
 class Outbox:
-    """Replies collected while a batch is open; sent only after it commits."""
+    """Replies collected while a batch is open; sent only after it commits.
+
+    HEARTBEAT and ERROR replies state nothing about the database, so they go out
+    even when the commit fails: drivers must not think a controller dead because
+    its disk is briefly locked or full.
+    """
 
     messages: list[tuple[bytes, protocol.Message]] = field(default_factory=list)
 
     def put(self, identity: bytes, msg: protocol.Message) -> None:
         self.messages.append((identity, msg))
+
+    def regardless_of_commit(self) -> Outbox:
+        return Outbox([(i, m) for i, m in self.messages if m.type in ("HEARTBEAT", "ERROR")])
 
 
 class Controller:
@@ -92,6 +101,9 @@ class Controller:
         settings: dict[str, Any] | None = None,
     ) -> None:
         self.store = store
+        # never block the event loop for long on a lock held by someone else: fail the
+        # batch fast (nothing is acknowledged) and let drivers re-send
+        store.conn.execute("PRAGMA busy_timeout = 250")
         self.spec = spec
         self.space = Space(spec.space)
         self.view = ledger.DataView(store, spec, self.space)
@@ -306,15 +318,22 @@ class Controller:
             d.ready = True
 
     def _hello(self, b: Batch, identity: bytes, msg: protocol.Message, out: Outbox) -> None:
-        name = msg.body["name"]
+        name, session = msg.body["name"], msg.get("session")
         for other in list(self.drivers.values()):
-            if other.name == name and other.identity != identity:
-                if time.monotonic() - other.last_seen < self.exe.heartbeat_timeout:
-                    raise ProtocolError(
-                        "name_in_use",
-                        f"a driver named {name!r} is already "
-                        "connected; give each driver its own --name",
-                    )
+            if other.name != name or other.identity == identity:
+                continue
+            if session is not None and other.session == session:
+                # the same driver process on a fresh socket (it thought us gone): take over
+                del self.drivers[other.identity]
+                other.identity = identity
+                self.drivers[identity] = other
+            elif time.monotonic() - other.last_seen < self.exe.heartbeat_timeout:
+                raise ProtocolError(
+                    "name_in_use",
+                    f"a driver named {name!r} is already connected; give each driver its "
+                    "own --name",
+                )
+            else:
                 self._lose(b, other, "driver_lost", "replaced by a new connection")
         holds = set(msg.get("holds") or [])
         d = self.drivers.get(identity)
@@ -322,6 +341,7 @@ class Controller:
         if d is None or not known:
             d = DriverConn(identity, name, msg.body["kind"], msg.body["capacity"], time.monotonic())
             self.drivers[identity] = d
+        d.session = session
         d.capacity, d.last_seen = msg.body["capacity"], time.monotonic()
         # trials this driver still runs stay with it; in-doubt ones it holds are its again
         for t in self.store.trials(lifecycle.RUNNING, lifecycle.IN_DOUBT):
@@ -526,6 +546,7 @@ class Controller:
                 changed = work(b, out)
         except StoreError as exc:
             log.error("%s", exc)
+            await self._flush(out.regardless_of_commit())
             return False
         await self._flush(out)
         self._check_done()

@@ -64,6 +64,7 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
         "version": (_str, True),
         "capacity": (_int_pos, True),
         "holds": (_ids, False),
+        "session": (_str, False),
     },
     "READY": {},
     "RESULT": {"trial": (_str, True), "outcomes": (_map, True), "metadata": (_map, False)},

@@ -137,3 +137,33 @@ def test_driver_killed_holding_a_result_delivers_it_after_restart(
     ]
     assert attempts == 1
     assert not list(outbox.glob("*.json"))
+
+
+def test_controller_survives_a_database_locked_by_another_program(
+    tmp_path: Path, procs: Procs
+) -> None:
+    spec = branin(
+        tmp_path,
+        strategy={"method": "sobol"},
+        budget={"trials": 12},
+        execution={"heartbeat_interval": 0.5, "heartbeat_timeout": 3},
+    )
+    ep, db = free_endpoint(), tmp_path / "locked.db"
+    ctl = procs.controller(spec, db, ep)
+    procs.driver(ep, "d", "--latency", "0.1")
+    wait_for(
+        lambda: count(db, "SELECT COUNT(*) FROM trials WHERE status='completed'") >= 2,
+        20,
+        "two results",
+    )
+    other = sqlite3.connect(db, timeout=5)
+    other.execute("BEGIN IMMEDIATE")  # a person's sqlite3 shell, mid-edit, for 7 s
+    time.sleep(7)
+    other.rollback()
+    other.close()
+    assert ctl.wait(60) == 0, procs.log("controller.log")
+    log = procs.log("controller.log")
+    assert "another program holds a write lock" in log
+    assert count(db, "SELECT COUNT(*) FROM trials WHERE status='completed'") == 12
+    assert count(db, "SELECT COUNT(*) FROM events WHERE kind='trial_completed'") == 12
+    assert loopctl("audit", str(db)).returncode == 0
