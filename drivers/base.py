@@ -31,6 +31,7 @@ import zmq
 
 from loopctl import protocol
 from loopctl.errors import LoopctlError, ProtocolError
+from loopctl.security import secure_client
 
 log = logging.getLogger("loopctl.driver")
 
@@ -121,8 +122,11 @@ class Driver:
         name: str | None = None,
         capacity: int = 1,
         outbox: str | Path | None = None,
+        curve: tuple[str | Path, str | Path] | None = None,
     ) -> None:
+        """``curve``: (this driver's secret key file, the controller's public key file)."""
         self.connect = connect
+        self.curve = curve
         self.name = name or f"{self.kind}-{socket.gethostname()}-{os.getpid()}"
         self.capacity = capacity
         base = Path(outbox) if outbox else _state_dir() / "outbox" / self.name
@@ -338,6 +342,8 @@ class Driver:
     def _open(self) -> None:
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 500)
+        if self.curve is not None:
+            secure_client(self._sock, *self.curve)
         try:
             self._sock.connect(self.connect)
         except zmq.ZMQError as exc:

@@ -31,8 +31,9 @@ class OracleDriver(Driver):
         name: str | None = None,
         capacity: int = 1,
         outbox: str | Path | None = None,
+        curve: tuple[str, str] | None = None,
     ) -> None:
-        super().__init__(connect, name=name, capacity=capacity, outbox=outbox)
+        super().__init__(connect, name=name, capacity=capacity, outbox=outbox, curve=curve)
         self.overrides = dict(overrides or {})
         self._fn: Callable[[dict[str, Any]], dict[str, float]] | None = None
         self.latency = 0.0

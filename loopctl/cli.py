@@ -123,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     _driver_options(o)
     o.set_defaults(func=cmd_driver_oracle)
 
+    c = sub.add_parser("keys", help="CURVE key pairs for encrypted, authenticated connections")
+    ksub = c.add_subparsers(title="actions", metavar="ACTION")
+    k = ksub.add_parser("generate", help="make NAME.key (public) and NAME.key_secret (private)")
+    k.add_argument("name", help="whose key: the controller's or a driver's name")
+    k.add_argument("--out", required=True, metavar="DIR", help="folder to write the two files")
+    k.set_defaults(func=cmd_keys_generate)
+
     c = sub.add_parser("status", help="trials by state, best so far, drivers, budget left")
     c.add_argument("db", metavar="PATH", help="campaign database")
     c.add_argument("--json", action="store_true", help="machine-readable output")
@@ -196,6 +203,24 @@ def _controller_options(c: argparse.ArgumentParser) -> None:
         help="SQLite durability: FULL survives a power cut (default), NORMAL only a "
         "crash of the process",
     )
+    c.add_argument(
+        "--curve-secret-key",
+        metavar="FILE",
+        help="the controller's CURVE secret key (NAME.key_secret); with --authorized-keys "
+        "only drivers with a listed key can connect (default: security.curve_secret_key)",
+    )
+    c.add_argument(
+        "--authorized-keys",
+        metavar="DIR",
+        help="folder of authorised drivers' public keys (*.key) (default: "
+        "security.authorized_keys)",
+    )
+    c.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow binding beyond loopback without CURVE (anyone who can reach the port "
+        "can submit results)",
+    )
 
 
 def _driver_options(c: argparse.ArgumentParser) -> None:
@@ -203,6 +228,14 @@ def _driver_options(c: argparse.ArgumentParser) -> None:
         "--name",
         help="unique driver name (default: KIND-HOST-PID); keep it across "
         "restarts so the outbox is found",
+    )
+    c.add_argument(
+        "--key",
+        metavar="FILE",
+        help="this driver's CURVE secret key (NAME.key_secret), for a controller with CURVE on",
+    )
+    c.add_argument(
+        "--server-key", metavar="FILE", help="the controller's public key (NAME.key), with --key"
     )
     c.add_argument("--capacity", type=int, default=1, help="trials run at once (default: 1)")
     c.add_argument(
@@ -272,7 +305,13 @@ def cmd_start(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.file)
     return run_campaign(
-        spec, args.db, bind=args.bind, trials=args.trials, spawn=args.spawn_drivers, sync=args.sync
+        spec,
+        args.db,
+        bind=args.bind,
+        trials=args.trials,
+        spawn=args.spawn_drivers,
+        sync=args.sync,
+        security=args,
     )
 
 
@@ -296,19 +335,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def run_campaign(
-    spec: Any, db: str, *, bind: str, trials: int | None, spawn: int | None, sync: str
+    spec: Any,
+    db: str,
+    *,
+    bind: str,
+    trials: int | None,
+    spawn: int | None,
+    sync: str,
+    security: argparse.Namespace | None = None,
 ) -> int:
     """`start` and `demo`: create the database, then run the controller on it."""
     from loopctl.controller import check_bindable
     from loopctl.store import Store
     from loopctl.versions import software_versions
 
-    _check_run_options(spec, trials, spawn)
+    curve = _check_run_options(spec, trials, spawn, bind, security)
     check_bindable(bind)  # before the database exists, so a busy port leaves nothing behind
     store = Store.create(
         db, spec.raw, spec.hash, software_versions(), synchronous=sync, source=spec.source_file
     )
-    return _run(store, spec, db, bind=bind, trials=trials, spawn=spawn)
+    return _run(store, spec, db, bind=bind, trials=trials, spawn=spawn, curve=curve)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -318,26 +364,70 @@ def cmd_resume(args: argparse.Namespace) -> int:
     store = Store.open(args.db, synchronous=args.sync)
     try:
         spec = stored_spec(store)
-        _check_run_options(spec, args.trials, args.spawn_drivers)
+        curve = _check_run_options(spec, args.trials, args.spawn_drivers, args.bind, args)
         earlier = (store.meta("controller") or {}).get("target")
     except BaseException:
         store.close()
         raise
     trials = args.trials or earlier
-    return _run(store, spec, args.db, bind=args.bind, trials=trials, spawn=args.spawn_drivers)
+    return _run(
+        store, spec, args.db, bind=args.bind, trials=trials, spawn=args.spawn_drivers, curve=curve
+    )
 
 
-def _check_run_options(spec: Any, trials: int | None, spawn: int | None) -> None:
+def _check_run_options(
+    spec: Any,
+    trials: int | None,
+    spawn: int | None,
+    bind: str,
+    security: argparse.Namespace | None,
+) -> Any:
+    """Refuse what cannot work before anything is created; returns the CURVE set-up."""
+    from loopctl.security import Curve, is_loopback
+
     if trials is not None and trials < 1:
         raise LoopctlError("--trials must be at least 1")
-    if (spec.drivers.spawn if spawn is None else spawn) and spec.oracle is None:
+    n_spawn = spec.drivers.spawn if spawn is None else spawn
+    if n_spawn and spec.oracle is None:
         raise LoopctlError(
             "--spawn-drivers starts oracle drivers, but the campaign file has no `oracle` section"
         )
+    base = spec.base_dir or Path(".")
+    secret = getattr(security, "curve_secret_key", None) or (
+        str(base / spec.security.curve_secret_key) if spec.security.curve_secret_key else None
+    )
+    allowed = getattr(security, "authorized_keys", None) or (
+        str(base / spec.security.authorized_keys) if spec.security.authorized_keys else None
+    )
+    if (secret is None) != (allowed is None):
+        raise LoopctlError("CURVE needs both a secret key and a folder of authorised keys")
+    curve = Curve(Path(secret), Path(allowed)) if secret and allowed else None
+    if curve is not None:
+        curve.allowed()  # fail now on a missing folder or a bad key file
+        if n_spawn:
+            raise LoopctlError(
+                "spawned drivers do not use CURVE keys; start them by hand "
+                "with --key and --server-key"
+            )
+    elif not is_loopback(bind) and not getattr(security, "insecure", False):
+        raise LoopctlError(
+            f"{bind} is reachable from other machines, and without CURVE anyone who can reach "
+            "it can register as a driver and submit results. Set security.curve_secret_key and "
+            "security.authorized_keys (or --curve-secret-key/--authorized-keys; keys come from "
+            "`loopctl keys generate`), or pass --insecure on a network you trust"
+        )
+    return curve
 
 
 def _run(
-    store: Any, spec: Any, db: str, *, bind: str, trials: int | None, spawn: int | None
+    store: Any,
+    spec: Any,
+    db: str,
+    *,
+    bind: str,
+    trials: int | None,
+    spawn: int | None,
+    curve: Any = None,
 ) -> int:
     """Bind, start local drivers if asked, run until done, print the summary."""
     from loopctl.controller import Controller, driver_settings, run_controller
@@ -351,7 +441,7 @@ def _run(
     )
     procs = []
     try:
-        endpoint = ctl.bind(bind)
+        endpoint = ctl.bind(bind, curve)
         print(f"campaign {spec.name!r}: database {db}")
         print(f"controller listening on {endpoint}", flush=True)
         if n_spawn:
@@ -407,14 +497,26 @@ def cmd_driver_oracle(args: argparse.Namespace) -> int:
         "fail_rate": args.fail_rate,
         "seed": args.seed,
     }
+    if (args.key is None) != (args.server_key is None):
+        raise LoopctlError("--key and --server-key go together (CURVE needs both)")
     drv = OracleDriver(
         args.connect,
         name=args.name,
         capacity=args.capacity,
         outbox=args.outbox,
         overrides={k: v for k, v in overrides.items() if v is not None},
+        curve=(args.key, args.server_key) if args.key else None,
     )
     return drv.run()
+
+
+def cmd_keys_generate(args: argparse.Namespace) -> int:
+    from loopctl.security import fingerprint, generate, load_public
+
+    public, secret = generate(args.name, Path(args.out))
+    print(f"public key: {public} (fingerprint {fingerprint(load_public(public))})")
+    print(f"secret key: {secret} (keep it private)")
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ import zmq.asyncio
 
 from loopctl import ledger, lifecycle, protocol
 from loopctl.errors import LoopctlError, ProtocolError, StoreError, TrialError, ValidationError
+from loopctl.security import Curve, secure_server
 from loopctl.space import Space
 from loopctl.spec import Spec
 from loopctl.store import Batch, Store
@@ -118,6 +119,7 @@ class Controller:
         self.ctx = zmq.asyncio.Context()
         self.sock: zmq.asyncio.Socket | None = None
         self._raw: zmq.Socket[bytes] | None = None
+        self._auth: Any = None
         self.endpoint = ""
         self.drivers: dict[bytes, DriverConn] = {}
         self.started = time.monotonic()
@@ -128,10 +130,12 @@ class Controller:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def bind(self, endpoint: str = "tcp://127.0.0.1:*") -> str:
+    def bind(self, endpoint: str = "tcp://127.0.0.1:*", curve: Curve | None = None) -> str:
         """Bind the ROUTER socket; returns the concrete endpoint (a free port if ``*``)."""
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 1000)
+        if curve is not None:
+            self._auth = secure_server(self.ctx, self.sock, curve)
         try:
             self.sock.bind(endpoint)
         except zmq.ZMQError as exc:
@@ -209,6 +213,8 @@ class Controller:
             log.error("%s", exc)
         await asyncio.sleep(0.05)
         self.sock.close(linger=500)
+        if self._auth is not None:
+            self._auth.stop()
         self.ctx.term()
 
     # ------------------------------------------------------------------ receiving

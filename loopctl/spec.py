@@ -129,6 +129,14 @@ class DriversSpec:
 
 
 @dataclass(frozen=True)
+class SecuritySpec:
+    """CURVE: the controller's secret key file and the folder of authorised driver keys."""
+
+    curve_secret_key: str | None = None
+    authorized_keys: str | None = None
+
+
+@dataclass(frozen=True)
 class Spec:
     name: str
     seed: int
@@ -139,6 +147,7 @@ class Spec:
     strategy: StrategySpec = StrategySpec()
     oracle: OracleSpec | None = None
     drivers: DriversSpec = DriversSpec()
+    security: SecuritySpec = SecuritySpec()
     description: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
     source: str | None = field(default=None, compare=False)
@@ -227,6 +236,7 @@ def parse_spec(data: Any, source: str = "campaign") -> Spec:
             "strategy",
             "oracle",
             "drivers",
+            "security",
         },
     )
     name = r.string(data, "name", "", required=True, pattern=NAME_RE) or "unnamed"
@@ -242,6 +252,7 @@ def parse_spec(data: Any, source: str = "campaign") -> Spec:
     strategy = _strategy(r, data.get("strategy", {}))
     oracle = _oracle(r, data.get("oracle"), space, objectives)
     drivers = _drivers(r, data.get("drivers", {}))
+    security = _security(r, data.get("security", {}))
     if strategy.method == "botorch" and len(objectives) > 1:
         r.problem(
             "strategy.method",
@@ -265,6 +276,7 @@ def parse_spec(data: Any, source: str = "campaign") -> Spec:
         strategy=strategy,
         oracle=oracle,
         drivers=drivers,
+        security=security,
         description=description,
         raw=raw,
         source=source,
@@ -709,6 +721,14 @@ def _drivers(r: _Reader, value: Any) -> DriversSpec:
     )
 
 
-def spec_to_dict(spec: Spec) -> dict[str, Any]:
-    """The validated spec as the JSON-able dict it was read from (for storage)."""
-    return dict(spec.raw)
+def _security(r: _Reader, value: Any) -> SecuritySpec:
+    d = r.mapping(value, "security")
+    if d is None:
+        return SecuritySpec()
+    r.unknown_keys(d, "security", {"curve_secret_key", "authorized_keys"})
+    sec = SecuritySpec(
+        r.string(d, "curve_secret_key", "security"), r.string(d, "authorized_keys", "security")
+    )
+    if (sec.curve_secret_key is None) != (sec.authorized_keys is None):
+        r.problem("security", "give both curve_secret_key and authorized_keys, or neither")
+    return sec

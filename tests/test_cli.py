@@ -12,7 +12,19 @@ from loopctl import Campaign
 from tests.conftest import ENV, loopctl
 from tests.specs import branin
 
-COMMANDS = ["init", "validate", "start", "resume", "demo", "status", "export", "import"]
+COMMANDS = [
+    "init",
+    "validate",
+    "start",
+    "resume",
+    "demo",
+    "status",
+    "audit",
+    "report",
+    "export",
+    "import",
+    "keys",
+]
 
 
 def test_help_lists_every_command() -> None:

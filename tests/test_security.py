@@ -1,0 +1,96 @@
+"""CURVE: only drivers with an authorised key get in; loopctl refuses to listen openly."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Procs, free_endpoint, loopctl, wait_for
+from tests.specs import branin
+
+pytestmark = pytest.mark.slow
+
+
+def keys(tmp: Path) -> dict[str, Path]:
+    for name in ("controller", "lab-a", "intruder", "impostor-server"):
+        out = tmp / ("allowed" if name == "lab-a" else "keys")
+        r = loopctl("keys", "generate", name, "--out", str(out))
+        assert "fingerprint" in r.stdout
+    return {
+        "server_secret": tmp / "keys" / "controller.key_secret",
+        "server_public": tmp / "keys" / "controller.key",
+        "allowed": tmp / "allowed",
+        "a": tmp / "allowed" / "lab-a.key_secret",
+        "intruder": tmp / "keys" / "intruder.key_secret",
+        "wrong_server": tmp / "keys" / "impostor-server.key",
+    }
+
+
+def events(db: Path) -> list[tuple[str, str]]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT kind, payload FROM events ORDER BY seq").fetchall()
+    finally:
+        conn.close()
+
+
+def test_only_authorised_drivers_get_in(tmp_path: Path, procs: Procs) -> None:
+    k = keys(tmp_path)
+    spec = branin(
+        tmp_path,
+        strategy={"method": "sobol"},
+        budget={"trials": 5},
+        security={"curve_secret_key": "keys/controller.key_secret", "authorized_keys": "allowed"},
+    )
+    ep, db = free_endpoint(), tmp_path / "s.db"
+    ctl = procs.controller(spec, db, ep)
+    wait_for(
+        lambda: db.exists() and any(e[0] == "proposal_made" for e in events(db)),
+        20,
+        "the controller to start",
+    )
+    before = events(db)
+    intruder = procs.driver(
+        ep, "intruder", "--key", str(k["intruder"]), "--server-key", str(k["server_public"])
+    )
+    impostor = procs.driver(
+        ep, "confused", "--key", str(k["a"]), "--server-key", str(k["wrong_server"])
+    )
+    plain = procs.driver(ep, "plain")  # no keys at all
+    time.sleep(4)
+    assert events(db) == before  # nobody registered, nothing recorded
+    for p in (intruder, impostor, plain):
+        assert p.poll() is None  # still knocking, never welcomed
+    for name in ("intruder", "confused", "plain"):
+        assert "welcomed" not in procs.log(f"{name}.log")
+    assert "refused a driver with an unknown CURVE key (fingerprint" in procs.log("controller.log")
+    procs.driver(ep, "lab-a", "--key", str(k["a"]), "--server-key", str(k["server_public"]))
+    assert ctl.wait(60) == 0, procs.log("controller.log")
+    drivers = {e[1] for e in events(db) if e[0] == "driver_connected"}
+    assert len(drivers) == 1 and '"name":"lab-a"' in drivers.pop()
+
+
+def test_open_bind_needs_curve_or_insecure(tmp_path: Path, procs: Procs) -> None:
+    spec = branin(tmp_path, strategy={"method": "sobol"})
+    port = free_endpoint().rsplit(":", 1)[1]
+    r = loopctl(
+        "start",
+        str(spec),
+        "--db",
+        str(tmp_path / "o.db"),
+        "--bind",
+        f"tcp://0.0.0.0:{port}",
+        check=False,
+    )
+    assert r.returncode == 1 and "--insecure" in r.stderr and "CURVE" in r.stderr
+    assert not (tmp_path / "o.db").exists()
+    ok = procs.controller(spec, tmp_path / "i.db", f"tcp://0.0.0.0:{port}", "--insecure")
+    wait_for(
+        lambda: "listening on tcp://0.0.0.0" in procs.log("controller.log"),
+        20,
+        "the controller to listen",
+    )
+    assert ok.poll() is None
