@@ -12,8 +12,8 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -c constraints.txt torch
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install --quiet --quiet -c constraints.txt torch
+	$(BIN)/pip install --quiet --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 demo: install
