@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,6 +104,25 @@ def procs(tmp_path: Path) -> Iterator[Procs]:
         yield ps
     finally:
         ps.stop_all()
+
+
+def db_rows(db: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:
+    """Read a campaign database the way a user's sqlite3 would, while it is being written."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def count(db: Path, sql: str, *args: object) -> int:
+    """A COUNT(*) query; 0 while the database or its tables do not exist yet."""
+    if not db.exists():
+        return 0
+    try:
+        return int(db_rows(db, sql, *args)[0][0])
+    except sqlite3.OperationalError:
+        return 0
 
 
 def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:

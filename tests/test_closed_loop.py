@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
@@ -12,28 +11,15 @@ import pytest
 
 from loopctl import Campaign
 from loopctl.store import Store
-from tests.conftest import Procs, free_endpoint, loopctl, wait_for
+from tests.conftest import Procs, count, db_rows, free_endpoint, loopctl, wait_for
 from tests.specs import branin
 from tests.test_campaign_api import branin_fn
 
 pytestmark = pytest.mark.slow
 
 
-def db_rows(db: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
-
-
 def completed(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        return int(db_rows(db, "SELECT COUNT(*) FROM trials WHERE status = 'completed'")[0][0])
-    except sqlite3.OperationalError:
-        return 0
+    return count(db, "SELECT COUNT(*) FROM trials WHERE status = 'completed'")
 
 
 def test_three_drivers_complete_twenty_trials(tmp_path: Path, procs: Procs) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Procs, free_endpoint, loopctl, wait_for
+from tests.conftest import Procs, count, free_endpoint, loopctl, wait_for
 from tests.specs import branin
 from tests.test_campaign_api import branin_fn
 
@@ -19,18 +19,6 @@ pytestmark = pytest.mark.slow
 
 TRIALS = 60
 STARTED = "SELECT COUNT(*) FROM events WHERE kind = 'controller_started'"
-
-
-def count(db: Path, sql: str) -> int:
-    if not db.exists():
-        return 0
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return int(conn.execute(sql).fetchone()[0])
-    except sqlite3.OperationalError:  # tables not created yet
-        return 0
-    finally:
-        conn.close()
 
 
 def test_controller_killed_five_times_loses_nothing(tmp_path: Path, procs: Procs) -> None:
