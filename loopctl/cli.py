@@ -123,6 +123,38 @@ def build_parser() -> argparse.ArgumentParser:
     _driver_options(o)
     o.set_defaults(func=cmd_driver_oracle)
 
+    for action, text in (
+        ("approve", "let proposed trials be dispatched (execution.approval: manual)"),
+        ("reject", "turn proposed trials down; they are never run nor proposed again"),
+        ("suggest", "queue a candidate of your own (validated like any other)"),
+        ("pause", "stop dispatching; trials in flight carry on"),
+        ("unpause", "dispatch again after a pause"),
+    ):
+        c = sub.add_parser(action, help=text)
+        c.add_argument("db", metavar="PATH", help="campaign database")
+        if action in ("approve", "reject"):
+            c.add_argument("trials", nargs="+", metavar="TRIAL", help="trial ids, e.g. T0007")
+        if action == "reject":
+            c.add_argument("--reason", required=True, help="why (kept with the trial)")
+        if action == "suggest":
+            c.add_argument(
+                "--set",
+                dest="values",
+                action="append",
+                required=True,
+                metavar="NAME=VALUE",
+                help="a parameter value (repeat for each; compositions as a "
+                "formula, e.g. comp=Cu0.3Pd0.7)",
+            )
+        c.add_argument(
+            "--operator", default=None, help="who is deciding (default: your login name); recorded"
+        )
+        c.add_argument(
+            "--key", metavar="FILE", help="your CURVE secret key, if the controller uses CURVE"
+        )
+        c.add_argument("--server-key", metavar="FILE", help="the controller's public key")
+        c.set_defaults(func=cmd_operator, action=action)
+
     c = sub.add_parser("keys", help="CURVE key pairs for encrypted, authenticated connections")
     ksub = c.add_subparsers(title="actions", metavar="ACTION")
     k = ksub.add_parser("generate", help="make NAME.key (public) and NAME.key_secret (private)")
@@ -508,6 +540,42 @@ def cmd_driver_oracle(args: argparse.Namespace) -> int:
         curve=(args.key, args.server_key) if args.key else None,
     )
     return drv.run()
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    import getpass
+
+    from loopctl.command import send_command
+
+    body: dict[str, Any] = {"action": args.action, "operator": args.operator or getpass.getuser()}
+    if getattr(args, "trials", None):
+        body["trials"] = args.trials
+    if getattr(args, "reason", None):
+        body["reason"] = args.reason
+    if getattr(args, "values", None):
+        body["parameters"] = _parse_settings(args.values)
+    curve = (args.key, args.server_key) if args.key else None
+    print(send_command(args.db, body, curve))
+    return 0
+
+
+def _parse_settings(items: list[str]) -> dict[str, Any]:
+    """NAME=VALUE pairs; values that read as numbers become numbers."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise LoopctlError(f"--set {item!r}: expected NAME=VALUE")
+        value: Any = text
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                pass
+        out[name.strip()] = value
+    return out
 
 
 def cmd_keys_generate(args: argparse.Namespace) -> int:

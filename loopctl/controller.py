@@ -24,6 +24,7 @@ import zmq.asyncio
 
 from loopctl import ledger, lifecycle, protocol
 from loopctl.errors import LoopctlError, ProtocolError, StoreError, TrialError, ValidationError
+from loopctl.operator import apply_command
 from loopctl.security import Curve, secure_server
 from loopctl.space import Space
 from loopctl.spec import Spec
@@ -304,6 +305,11 @@ class Controller:
         if msg.type == "HELLO":
             self._hello(b, identity, msg, out)
             return
+        if msg.type == "COMMAND":  # an operator, not a driver: no HELLO
+            done = apply_command(b, self.spec, self.space, msg.body)
+            log.info("operator %s: %s", msg.body["operator"], done)
+            out.put(identity, protocol.make("DONE", message=done, ref=msg.id))
+            return
         d = self.drivers.get(identity)
         if d is None:
             raise ProtocolError(
@@ -442,9 +448,9 @@ class Controller:
 
     def _dispatch(self, b: Batch, out: Outbox) -> None:
         """Send queued trials to drivers with free slots, up to max_in_flight."""
-        if self.stop_reason is not None:
+        if self.stop_reason is not None or (self.store.meta("paused") or {}).get("paused"):
             return
-        queued = self.store.trials(lifecycle.PROPOSED)
+        queued = ledger.dispatchable(self.store, self.spec)
         if not queued:
             return
         running = len(self.store.trials(lifecycle.RUNNING, lifecycle.IN_DOUBT))

@@ -222,6 +222,44 @@ def record_reclaim(b: Batch, tid: str, driver: str) -> None:
     )
 
 
+def record_approval(b: Batch, tid: str, approve: bool, operator: str, reason: str = "") -> None:
+    """An operator's decision; a rejected candidate is never run nor proposed again."""
+    t = _trial(b.store, tid)
+    kind = "trial_approved" if approve else "trial_rejected"
+    lifecycle.check(kind, tid, t["status"])
+    b.add(kind, tid, {"operator": operator, "reason": reason or None})
+
+
+def record_suggestion(
+    b: Batch, spec: Spec, space: Space, values: Mapping[str, Any], operator: str
+) -> str:
+    """A scientist's own candidate, checked like any other, approved by being suggested."""
+    params = space.validate(values, "suggestion")
+    tid = trial_id(b.store.next_number("trials"))
+    number = b.store.next_number("trials")
+    b.add(
+        "trial_proposed",
+        tid,
+        {"number": number, "origin": "suggested", "parameters": params, "operator": operator},
+    )
+    if spec.execution.approval == "manual":
+        b.add("trial_approved", tid, {"operator": operator, "reason": "suggested"})
+    return tid
+
+
+def record_pause(b: Batch, paused: bool, operator: str) -> None:
+    b.add("campaign_paused" if paused else "campaign_unpaused", None, {"operator": operator})
+
+
+def dispatchable(store: Store, spec: Spec) -> list[dict[str, Any]]:
+    """Trials ready to go out: with manual approval, those approved (or approved before
+    and re-queued after a failure); otherwise every queued one. Oldest first."""
+    queued = store.trials(lifecycle.PROPOSED, lifecycle.APPROVED)
+    if spec.execution.approval == "manual":
+        return [t for t in queued if t["status"] == lifecycle.APPROVED or t["attempts"] > 0]
+    return queued
+
+
 def record_abandon(b: Batch, tid: str, reason: str) -> None:
     t = _trial(b.store, tid)
     lifecycle.check("trial_abandoned", tid, t["status"])
@@ -333,7 +371,7 @@ class DataView:
                 break
             self._apply(ev.kind, ev.trial_id, ev.payload)
             self.seq, self.last_hash = ev.seq, ev.hash
-        completed, failed, pending = [], [], []
+        completed, failed, pending, rejected = [], [], [], []
         for tid, status in self.status.items():
             if status == lifecycle.COMPLETED:
                 completed.append(Observation(tid, self.params[tid], self.outcomes[tid]))
@@ -341,6 +379,8 @@ class DataView:
                 failed.append(self.params[tid])
             elif status in lifecycle.OPEN:
                 pending.append(self.params[tid])
+            elif status == lifecycle.REJECTED:
+                rejected.append(self.params[tid])
         return CampaignData(
             spec=self.spec,
             space=self.space,
@@ -350,6 +390,7 @@ class DataView:
             proposal_index=self.proposals,
             sobol_drawn=self.sobol_drawn,
             as_of=self.seq,
+            rejected=tuple(rejected),
         )
 
     def _apply(self, kind: str, tid: str | None, p: Mapping[str, Any]) -> None:
@@ -362,6 +403,10 @@ class DataView:
         if kind in ("trial_proposed", "trial_imported"):
             self.params[tid] = p["parameters"]
             self.status[tid] = lifecycle.PROPOSED
+        elif kind == "trial_approved":
+            self.status[tid] = lifecycle.APPROVED
+        elif kind == "trial_rejected":
+            self.status[tid] = lifecycle.REJECTED
         elif kind in ("trial_dispatched", "trial_reclaimed"):
             self.status[tid] = lifecycle.RUNNING
         elif kind == "trial_in_doubt":

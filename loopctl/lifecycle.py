@@ -4,21 +4,25 @@ from __future__ import annotations
 
 from loopctl.errors import TrialError
 
-PROPOSED, RUNNING, IN_DOUBT, COMPLETED, FAILED, ABANDONED = (
+PROPOSED, APPROVED, RUNNING, IN_DOUBT, COMPLETED, FAILED, ABANDONED, REJECTED = (
     "proposed",
+    "approved",  # by an operator, when the campaign has execution.approval: manual
     "running",
     "in_doubt",  # was running when a controller died; its driver may still report
     "completed",
     "failed",
     "abandoned",
+    "rejected",  # by an operator: never run, and kept from being proposed again
 )
-STATUSES = (PROPOSED, RUNNING, IN_DOUBT, COMPLETED, FAILED, ABANDONED)
-OPEN = (PROPOSED, RUNNING, IN_DOUBT)  # counted as pending points and against the budget
-TERMINAL = (COMPLETED, FAILED, ABANDONED)
+STATUSES = (PROPOSED, APPROVED, RUNNING, IN_DOUBT, COMPLETED, FAILED, ABANDONED, REJECTED)
+OPEN = (PROPOSED, APPROVED, RUNNING, IN_DOUBT)  # pending points; counted against the budget
+TERMINAL = (COMPLETED, FAILED, ABANDONED, REJECTED)
 
 # event kind -> statuses it may be applied to
 TRANSITIONS: dict[str, frozenset[str]] = {
-    "trial_dispatched": frozenset({PROPOSED}),
+    "trial_approved": frozenset({PROPOSED}),
+    "trial_rejected": frozenset({PROPOSED, APPROVED}),
+    "trial_dispatched": frozenset({PROPOSED, APPROVED}),
     # a result is accepted whenever it arrives for a trial that was sent out, even
     # after it was re-queued or given up on: a real measurement is never thrown away
     "trial_completed": frozenset({RUNNING, IN_DOUBT, PROPOSED, FAILED, ABANDONED}),
@@ -26,7 +30,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "trial_in_doubt": frozenset({RUNNING}),
     "trial_reclaimed": frozenset({IN_DOUBT}),  # its driver came back still holding it
     "trial_interrupted": frozenset({RUNNING, IN_DOUBT}),
-    "trial_abandoned": frozenset({PROPOSED, RUNNING, IN_DOUBT}),
+    "trial_abandoned": frozenset({PROPOSED, APPROVED, RUNNING, IN_DOUBT}),
 }
 
 

@@ -71,6 +71,14 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
     "FAILED": {"trial": (_str, True), "reason": (_text, True), "retryable": (_bool, True)},
     "HEARTBEAT": {},
     "BYE": {"reason": (_text, False)},
+    # operator -> controller (loopctl approve/reject/suggest/pause/unpause), no HELLO needed
+    "COMMAND": {
+        "action": (_str, True),
+        "operator": (_str, True),
+        "trials": (_ids, False),
+        "reason": (_text, False),
+        "parameters": (_map, False),
+    },
     # controller -> driver
     "WELCOME": {
         "campaign": (_str, True),
@@ -93,9 +101,12 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
         "trial": (_str, False),
     },
     "SHUTDOWN": {"reason": (_text, False)},
+    "DONE": {"message": (_text, True), "ref": (_str, False)},  # a COMMAND was carried out
 }
-FROM_DRIVER = frozenset({"HELLO", "READY", "RESULT", "FAILED", "HEARTBEAT", "BYE"})
-FROM_CONTROLLER = frozenset({"WELCOME", "TASK", "CANCEL", "ACK", "ERROR", "SHUTDOWN", "HEARTBEAT"})
+FROM_DRIVER = frozenset({"HELLO", "READY", "RESULT", "FAILED", "HEARTBEAT", "BYE", "COMMAND"})
+FROM_CONTROLLER = frozenset(
+    {"WELCOME", "TASK", "CANCEL", "ACK", "ERROR", "SHUTDOWN", "HEARTBEAT", "DONE"}
+)
 
 
 @dataclass(frozen=True)

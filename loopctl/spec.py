@@ -100,6 +100,7 @@ class Execution:
     retries: int = 2
     heartbeat_interval: float = 1.0
     heartbeat_timeout: float = 10.0
+    approval: str = "auto"  # manual: proposals wait for `loopctl approve`
 
 
 @dataclass(frozen=True)
@@ -630,7 +631,14 @@ def _execution(r: _Reader, value: Any) -> Execution:
     d = r.mapping(value, "execution")
     if d is None:
         return Execution()
-    keys = {"max_in_flight", "trial_timeout", "retries", "heartbeat_interval", "heartbeat_timeout"}
+    keys = {
+        "max_in_flight",
+        "trial_timeout",
+        "retries",
+        "heartbeat_interval",
+        "heartbeat_timeout",
+        "approval",
+    }
     r.unknown_keys(d, "execution", keys)
     e = Execution(
         max_in_flight=r.integer(d, "max_in_flight", "execution", default=2, low=1),
@@ -642,6 +650,8 @@ def _execution(r: _Reader, value: Any) -> Execution:
         or 1.0,
         heartbeat_timeout=r.number(d, "heartbeat_timeout", "execution", default=10.0, positive=True)
         or 10.0,
+        approval=r.string(d, "approval", "execution", choices=("auto", "manual"), default="auto")
+        or "auto",
     )
     if e.heartbeat_timeout <= e.heartbeat_interval:
         r.problem(

@@ -47,6 +47,7 @@ def campaign_status(path: str) -> dict[str, Any]:
             if running
             else 0,
             "finished": store.meta("finished"),
+            "paused": bool((store.meta("paused") or {}).get("paused")),
         }
         if len(spec.objectives) == 1:
             out["best"] = ledger.best(store, spec)
@@ -64,6 +65,8 @@ def format_status(st: dict[str, Any]) -> str:
     )
     if st.get("finished"):
         state += f"; finished: {st['finished'].get('reason')}"
+    if st.get("paused"):
+        state += "; dispatching PAUSED (loopctl unpause)"
     lines = [f"campaign {st['campaign']} ({st['path']})", f"controller: {state}"]
     counts = ", ".join(f"{n} {s}" for s, n in st["trials"].items() if n)
     lines.append(

@@ -565,6 +565,21 @@ def _p_in_doubt(conn: sqlite3.Connection, ev: Event) -> None:
     )
 
 
+def _p_operator(conn: sqlite3.Connection, ev: Event) -> None:
+    """An operator's decision on a trial: approved waits for dispatch, rejected is final."""
+    if ev.kind == "trial_approved":
+        conn.execute("UPDATE trials SET status = 'approved' WHERE id = ?", (ev.trial_id,))
+    else:
+        conn.execute(
+            "UPDATE trials SET status = 'rejected', finished_at = ?, reason = ? WHERE id = ?",
+            (ev.time, ev.payload.get("reason"), ev.trial_id),
+        )
+
+
+def _p_pause(conn: sqlite3.Connection, ev: Event) -> None:
+    _set_meta(conn, "paused", dict(ev.payload, at=ev.time, paused=ev.kind == "campaign_paused"))
+
+
 def _p_driver(conn: sqlite3.Connection, ev: Event) -> None:
     p = ev.payload
     if ev.kind == "driver_connected":
@@ -603,6 +618,10 @@ _PROJECTIONS = {
     "trial_interrupted": _p_settled,
     "trial_abandoned": _p_settled,
     "trial_in_doubt": _p_in_doubt,
+    "trial_approved": _p_operator,
+    "trial_rejected": _p_operator,
+    "campaign_paused": _p_pause,
+    "campaign_unpaused": _p_pause,
     "trial_reclaimed": _p_in_doubt,
     "driver_connected": _p_driver,
     "driver_lost": _p_driver,

@@ -33,6 +33,7 @@ class CampaignData:
     proposal_index: int  # how many proposals this campaign has recorded before this one
     sobol_drawn: int  # Sobol points consumed by earlier proposals (keeps the sequence going)
     as_of: int = 0  # the last event this data reflects: replaying the log to it rebuilds it
+    rejected: tuple[Mapping[str, Any], ...] = ()  # turned down by an operator: avoid them
 
     @property
     def seed(self) -> int:

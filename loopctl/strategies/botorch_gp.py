@@ -116,8 +116,10 @@ def _optimise(
     data: CampaignData, model: SingleTaskGP, x: torch.Tensor, n: int
 ) -> tuple[torch.Tensor, list[float], int, int]:
     space = data.space
+    avoid = data.pending + data.rejected
     pending = (
-        torch.tensor(space.encode_many(list(data.pending)), dtype=DTYPE) if data.pending else None
+        # rejected candidates count as pending: the acquisition sees no gain in going there
+        torch.tensor(space.encode_many(list(avoid)), dtype=DTYPE) if avoid else None
     )
     if _acq_name(data) == "ucb":
         beta = float(data.spec.strategy.options.get("beta", 2.0))
@@ -216,7 +218,8 @@ def _decode_unique(
 ) -> list[dict[str, Any]]:
     """Rounding (integers, choices) can map two candidates onto one; never send a repeat."""
     space = data.space
-    seen = {space.key(p) for p in data.pending} | {space.key(o.parameters) for o in data.completed}
+    seen = {space.key(p) for p in data.pending + data.rejected}
+    seen |= {space.key(o.parameters) for o in data.completed}
     out = []
     rng = np.random.default_rng(data.seed)
     for row in cands.numpy():

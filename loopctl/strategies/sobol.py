@@ -30,7 +30,7 @@ class SobolStrategy:
         # a continuous coordinate never repeats in a Sobol sequence; discrete spaces can
         seen: set[tuple[object, ...]] | None = None
         if data.space.discrete:
-            seen = {data.space.key(p) for p in data.pending}
+            seen = {data.space.key(p) for p in data.pending + data.rejected}
             seen |= {data.space.key(o.parameters) for o in data.completed}
         while len(candidates) < n and drawn < 64 * n + 64:
             u = engine.random(1)[0]

@@ -1,0 +1,81 @@
+"""Operator control of a running campaign: approval gate, rejection, suggestions, pause."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Procs, count, db_rows, free_endpoint, loopctl, wait_for
+from tests.specs import branin
+
+pytestmark = pytest.mark.slow
+
+
+def statuses(db: Path) -> dict[str, str]:
+    if count(db, "SELECT COUNT(*) FROM trials") == 0:
+        return {}
+    return dict(db_rows(db, "SELECT id, status FROM trials"))
+
+
+def test_manual_approval_reject_suggest_pause(tmp_path: Path, procs: Procs) -> None:
+    spec = branin(
+        tmp_path,
+        strategy={"method": "sobol"},
+        budget={"trials": 4},
+        execution={"max_in_flight": 2, "approval": "manual"},
+    )
+    ep, db = free_endpoint(), tmp_path / "op.db"
+    ctl = procs.controller(spec, db, ep)
+    procs.driver(ep, "d", "--latency", "0.2")
+    wait_for(lambda: len(statuses(db)) == 2, 20, "two proposals")
+    wait_for(lambda: "driver d connected" in procs.log("controller.log"), 20, "the driver")
+    assert set(statuses(db).values()) == {"proposed"}  # nothing runs unapproved
+    r = loopctl("approve", str(db), "T0001", "--operator", "ann")
+    assert "approved T0001" in r.stdout
+    wait_for(lambda: statuses(db).get("T0001") == "completed", 20, "T0001 to run")
+    r = loopctl("reject", str(db), "T0002", "--reason", "too hot for the furnace")
+    assert "rejected T0002" in r.stdout
+    assert statuses(db)["T0002"] == "rejected"
+    loopctl("pause", str(db))
+    assert "PAUSED" in loopctl("status", str(db)).stdout
+    r = loopctl("suggest", str(db), "--set", "x1=3.14", "--set", "x2=2.27", "--operator", "bob")
+    (tid,) = [w for w in r.stdout.split() if w.startswith("T")]
+    wait_for(lambda: statuses(db).get(tid) == "approved", 10, "the suggestion")
+    time.sleep(1.0)
+    assert statuses(db)[tid] == "approved"  # paused: not dispatched
+    loopctl("unpause", str(db))
+    wait_for(lambda: statuses(db).get(tid) == "completed", 20, "the suggestion to run")
+    bad = loopctl("suggest", str(db), "--set", "x1=99", "--set", "x2=1", check=False)
+    assert bad.returncode == 1 and "x1: 99 is outside the bounds" in bad.stderr
+    bad = loopctl("approve", str(db), "T0001", check=False)
+    assert bad.returncode == 1 and "T0001 is completed" in bad.stderr
+    # the rest of the budget: approve whatever is proposed until the campaign ends
+    while ctl.poll() is None:
+        for t, s in statuses(db).items():
+            if s == "proposed":
+                loopctl("approve", str(db), t, check=False)
+        time.sleep(0.3)
+    assert ctl.wait(5) == 0, procs.log("controller.log")
+    final = statuses(db)
+    assert list(final.values()).count("completed") == 4 and final["T0002"] == "rejected"
+    origins = dict(db_rows(db, "SELECT id, origin FROM trials"))
+    assert origins[tid] == "suggested"
+    report = json.loads(loopctl("audit", str(db), "--json").stdout)
+    lines = [e["event"] for e in report["timeline"]]
+    assert "approved by ann" in lines and "rejected by " in " ".join(lines)
+    assert "dispatching paused by" in " ".join(lines)
+
+
+def test_commands_apply_to_a_stopped_campaign(tmp_path: Path) -> None:
+    from loopctl import Campaign
+
+    db = tmp_path / "s.db"
+    spec = branin(tmp_path, strategy={"method": "sobol"}, execution={"approval": "manual"})
+    with Campaign.create(spec, db) as c:
+        c.ask(1)
+    r = loopctl("suggest", str(db), "--set", "x1=1", "--set", "x2=2")
+    assert "controller not running" in r.stdout
+    assert statuses(db)["T0002"] == "approved"
