@@ -135,7 +135,8 @@ class Driver:
         self._ctx: zmq.Context[Any] = zmq.Context.instance()
         self._sock: zmq.Socket | None = None
         self._done: queue.Queue[_Done] = queue.Queue()
-        self._wake_r, self._wake_w = os.pipe()  # workers nudge the socket loop when done
+        self._wake_r, self._wake_w = os.pipe()
+        self._thread_state = threading.local()  # workers nudge the socket loop when done
         self._running: dict[str, threading.Thread] = {}
         self._cancelled: set[str] = set()
         self._sent_at: dict[str, float] = {}
@@ -156,6 +157,10 @@ class Driver:
     def cancelled(self, trial: str) -> bool:
         """Long evaluations may poll this to stop early after a CANCEL."""
         return trial in self._cancelled
+
+    def current_trial(self) -> str:
+        """The id of the trial this evaluation thread works on (for logs, cancel checks)."""
+        return str(self._thread_state.trial)
 
     # ------------------------------------------------------------------ main loop
 
@@ -289,6 +294,7 @@ class Driver:
         th.start()
 
     def _work(self, trial: str, attempt: int, parameters: dict[str, Any]) -> None:
+        self._thread_state.trial = trial
         try:
             outcomes = self.evaluate(parameters)
             bad = [k for k, v in _values(outcomes) if not _finite(v)]

@@ -122,6 +122,24 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--seed", type=int, help="seed for noise and failures")
     _driver_options(o)
     o.set_defaults(func=cmd_driver_oracle)
+    rb = dsub.add_parser("robot", help="run campaign trials as jobs on a lab robot's HTTP API")
+    rb.add_argument(
+        "--connect",
+        required=True,
+        metavar="ENDPOINT",
+        help="controller endpoint, e.g. tcp://127.0.0.1:5555",
+    )
+    rb.add_argument(
+        "--robot-url", help="the robot's base URL (default: robot.url from the campaign file)"
+    )
+    rb.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML mapping of job fields and outcomes (default: the campaign's "
+        "`robot:` section; see docs/drivers.md)",
+    )
+    _driver_options(rb)
+    rb.set_defaults(func=cmd_driver_robot)
 
     for action, text in (
         ("approve", "let proposed trials be dispatched (execution.approval: manual)"),
@@ -154,6 +172,17 @@ def build_parser() -> argparse.ArgumentParser:
         )
         c.add_argument("--server-key", metavar="FILE", help="the controller's public key")
         c.set_defaults(func=cmd_operator, action=action)
+
+    c = sub.add_parser(
+        "robot-sim",
+        help="serve a simulated thin-film synthesis robot over HTTP (for demos and tests)",
+    )
+    c.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default: 8765)")
+    c.add_argument("--latency", type=float, default=2.0, help="seconds per job (default: 2)")
+    c.add_argument("--fail-rate", type=float, default=0.0, help="probability a job fails")
+    c.add_argument("--seed", type=int, default=0, help="seed of noise and failures")
+    c.add_argument("--slots", type=int, default=2, help="jobs run at once (default: 2)")
+    c.set_defaults(func=cmd_robot_sim)
 
     c = sub.add_parser("keys", help="CURVE key pairs for encrypted, authenticated connections")
     ksub = c.add_subparsers(title="actions", metavar="ACTION")
@@ -576,6 +605,32 @@ def _parse_settings(items: list[str]) -> dict[str, Any]:
                 pass
         out[name.strip()] = value
     return out
+
+
+def cmd_driver_robot(args: argparse.Namespace) -> int:
+    from drivers.robot import RobotDriver
+
+    if (args.key is None) != (args.server_key is None):
+        raise LoopctlError("--key and --server-key go together (CURVE needs both)")
+    drv = RobotDriver(
+        args.connect,
+        robot_url=args.robot_url,
+        config=args.config,
+        name=args.name,
+        capacity=args.capacity,
+        outbox=args.outbox,
+        curve=(args.key, args.server_key) if args.key else None,
+    )
+    return drv.run()
+
+
+def cmd_robot_sim(args: argparse.Namespace) -> int:
+    from drivers.robot_sim import serve
+
+    if not 0 <= args.fail_rate <= 1 or args.latency < 0 or args.slots < 1:
+        raise LoopctlError("--fail-rate must be in [0, 1], --latency >= 0, --slots >= 1")
+    serve(args.port, args.latency, args.fail_rate, args.seed, args.slots)
+    return 0
 
 
 def cmd_keys_generate(args: argparse.Namespace) -> int:

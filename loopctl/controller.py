@@ -658,6 +658,8 @@ def driver_settings(spec: Spec) -> dict[str, Any]:
         "objectives": [o.name for o in spec.objectives],
         "seed": spec.seed,
     }
+    if spec.robot:
+        settings["robot"] = dict(spec.robot)
     if spec.oracle is not None:
         o = spec.oracle
         base = str(spec.base_dir) if spec.base_dir else None

@@ -149,6 +149,7 @@ class Spec:
     oracle: OracleSpec | None = None
     drivers: DriversSpec = DriversSpec()
     security: SecuritySpec = SecuritySpec()
+    robot: Mapping[str, Any] = field(default_factory=dict)  # checked by the robot driver
     description: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
     source: str | None = field(default=None, compare=False)
@@ -238,6 +239,7 @@ def parse_spec(data: Any, source: str = "campaign") -> Spec:
             "oracle",
             "drivers",
             "security",
+            "robot",
         },
     )
     name = r.string(data, "name", "", required=True, pattern=NAME_RE) or "unnamed"
@@ -254,6 +256,7 @@ def parse_spec(data: Any, source: str = "campaign") -> Spec:
     oracle = _oracle(r, data.get("oracle"), space, objectives)
     drivers = _drivers(r, data.get("drivers", {}))
     security = _security(r, data.get("security", {}))
+    robot = r.mapping(data.get("robot"), "robot") or {}
     if strategy.method == "botorch" and len(objectives) > 1:
         r.problem(
             "strategy.method",
@@ -278,6 +281,7 @@ def parse_spec(data: Any, source: str = "campaign") -> Spec:
         oracle=oracle,
         drivers=drivers,
         security=security,
+        robot=dict(robot),
         description=description,
         raw=raw,
         source=source,
