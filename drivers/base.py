@@ -52,6 +52,14 @@ class CannotEvaluate(Exception):
 
 
 @dataclass
+class Result:
+    """Return this from ``evaluate`` to attach metadata (who, how, notes) to the outcomes."""
+
+    outcomes: dict[str, Any]
+    metadata: dict[str, Any]
+
+
+@dataclass
 class _Done:
     trial: str
     attempt: int
@@ -135,8 +143,9 @@ class Driver:
         self._ctx: zmq.Context[Any] = zmq.Context.instance()
         self._sock: zmq.Socket | None = None
         self._done: queue.Queue[_Done] = queue.Queue()
-        self._wake_r, self._wake_w = os.pipe()
-        self._thread_state = threading.local()  # workers nudge the socket loop when done
+        self._wake_r, self._wake_w = os.pipe()  # workers nudge the socket loop when done
+        self._thread_state = threading.local()
+        self._leaving: str | None = None
         self._running: dict[str, threading.Thread] = {}
         self._cancelled: set[str] = set()
         self._sent_at: dict[str, float] = {}
@@ -151,12 +160,17 @@ class Driver:
     def setup(self, settings: Mapping[str, Any]) -> None:
         """Called with the campaign's settings from WELCOME, before the first task."""
 
-    def evaluate(self, parameters: dict[str, Any]) -> dict[str, Any]:
+    def evaluate(self, parameters: dict[str, Any]) -> dict[str, Any] | Result:
         raise NotImplementedError
 
     def cancelled(self, trial: str) -> bool:
         """Long evaluations may poll this to stop early after a CANCEL."""
         return trial in self._cancelled
+
+    def stop(self, reason: str) -> None:
+        """Leave after delivering what is done: BYE, and the controller re-queues the rest."""
+        self._leaving = reason
+        os.write(self._wake_w, b"!")
 
     def current_trial(self) -> str:
         """The id of the trial this evaluation thread works on (for logs, cancel checks)."""
@@ -185,6 +199,10 @@ class Driver:
                 self._reopen()
                 last_heard = time.monotonic()
             self._drain_done()
+            if self._leaving is not None:  # the driver itself asked to go (e.g. a person quit)
+                self._send(protocol.make("BYE", reason=self._leaving))
+                self._close()
+                return EXIT_OK
             self._resend_stale()
             assert self._sock is not None
             ready = dict(self._poller.poll(100))
@@ -296,7 +314,8 @@ class Driver:
     def _work(self, trial: str, attempt: int, parameters: dict[str, Any]) -> None:
         self._thread_state.trial = trial
         try:
-            outcomes = self.evaluate(parameters)
+            got = self.evaluate(parameters)
+            outcomes, extra = (got.outcomes, got.metadata) if isinstance(got, Result) else (got, {})
             bad = [k for k, v in _values(outcomes) if not _finite(v)]
             if bad:
                 raise TrialFailed(f"evaluate returned a non-finite value for {', '.join(bad)}")
@@ -304,7 +323,7 @@ class Driver:
                 "RESULT",
                 trial=trial,
                 outcomes=outcomes,
-                metadata={"attempt": attempt, "driver_version": self.version},
+                metadata={**extra, "attempt": attempt, "driver_version": self.version},
             )
         except TrialFailed as exc:
             msg = protocol.make(

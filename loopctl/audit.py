@@ -131,7 +131,15 @@ _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
     "trial_proposed": lambda p: f"proposed ({p.get('origin')})",
     "trial_imported": lambda p: f"imported from {p.get('source')}: {_outcomes(p)}",
     "trial_dispatched": lambda p: f"sent to {p['driver']} (attempt {p['attempt']})",
-    "trial_completed": lambda p: f"completed: {_outcomes(p)} ({p.get('driver')})",
+    "trial_completed": lambda p: (
+        f"completed: {_outcomes(p)} ({p.get('driver')}"
+        + (
+            f", entered by {p['metadata']['operator']}"
+            if p.get("metadata", {}).get("operator")
+            else ""
+        )
+        + ")"
+    ),
     "trial_failed": lambda p: f"failed: {p['reason']} -> {p['status']}",
     "trial_interrupted": lambda p: f"interrupted: {p['reason']} -> {p['status']}",
     "trial_abandoned": lambda p: f"abandoned: {p['reason']}",

@@ -140,6 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _driver_options(rb)
     rb.set_defaults(func=cmd_driver_robot)
+    hu = dsub.add_parser("human", help="a person enters results at this terminal")
+    hu.add_argument(
+        "--connect",
+        required=True,
+        metavar="ENDPOINT",
+        help="controller endpoint, e.g. tcp://127.0.0.1:5555",
+    )
+    hu.add_argument(
+        "--operator", required=True, help="who enters the results; recorded with every entry"
+    )
+    _driver_options(hu)
+    hu.set_defaults(func=cmd_driver_human)
 
     for action, text in (
         ("approve", "let proposed trials be dispatched (execution.approval: manual)"),
@@ -618,6 +630,21 @@ def cmd_driver_robot(args: argparse.Namespace) -> int:
         config=args.config,
         name=args.name,
         capacity=args.capacity,
+        outbox=args.outbox,
+        curve=(args.key, args.server_key) if args.key else None,
+    )
+    return drv.run()
+
+
+def cmd_driver_human(args: argparse.Namespace) -> int:
+    from drivers.human import HumanDriver
+
+    if (args.key is None) != (args.server_key is None):
+        raise LoopctlError("--key and --server-key go together (CURVE needs both)")
+    drv = HumanDriver(
+        args.connect,
+        operator=args.operator,
+        name=args.name or f"human-{args.operator}",
         outbox=args.outbox,
         curve=(args.key, args.server_key) if args.key else None,
     )

@@ -656,6 +656,7 @@ def driver_settings(spec: Spec) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "parameters": list(spec.raw.get("space", [])),
         "objectives": [o.name for o in spec.objectives],
+        "units": {o.name: o.unit for o in spec.objectives},
         "seed": spec.seed,
     }
     if spec.robot:

@@ -25,6 +25,12 @@ def trial_rows(store: Store, spec: Spec) -> list[dict[str, Any]]:
     space = Space(spec.space)
     obs = store.observations()
     strategies = {p["id"]: p["strategy"] for p in store.proposals()}
+    entered = {
+        tid: json.loads(payload).get("metadata") or {}
+        for tid, payload in store.conn.execute(
+            "SELECT trial_id, payload FROM events WHERE kind = 'trial_completed'"
+        )
+    }
     rows = []
     for t in store.trials():
         row: dict[str, Any] = {
@@ -46,6 +52,8 @@ def trial_rows(store: Store, spec: Spec) -> list[dict[str, Any]]:
                 "started_at": _iso(t["started_at"]),
                 "finished_at": _iso(t["finished_at"]),
                 "reason": t["reason"],
+                "operator": entered.get(t["id"], {}).get("operator"),
+                "notes": entered.get(t["id"], {}).get("notes"),
             }
         )
         rows.append(row)
