@@ -54,6 +54,7 @@ def trial_rows(store: Store, spec: Spec) -> list[dict[str, Any]]:
                 "reason": t["reason"],
                 "operator": entered.get(t["id"], {}).get("operator"),
                 "notes": entered.get(t["id"], {}).get("notes"),
+                "entered_at": entered.get(t["id"], {}).get("entered_at"),
             }
         )
         rows.append(row)
