@@ -104,12 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulated DFT oracle: EMT alloy energies, benchmark functions or table look-up",
     )
     o.add_argument(
-        "--connect",
-        required=True,
-        metavar="ENDPOINT",
-        help="controller endpoint, e.g. tcp://127.0.0.1:5555",
-    )
-    o.add_argument(
         "--oracle",
         choices=("emt", "function", "table"),
         help="what to compute (default: from the campaign file, sent in WELCOME)",
@@ -124,12 +118,6 @@ def build_parser() -> argparse.ArgumentParser:
     o.set_defaults(func=cmd_driver_oracle)
     rb = dsub.add_parser("robot", help="run campaign trials as jobs on a lab robot's HTTP API")
     rb.add_argument(
-        "--connect",
-        required=True,
-        metavar="ENDPOINT",
-        help="controller endpoint, e.g. tcp://127.0.0.1:5555",
-    )
-    rb.add_argument(
         "--robot-url", help="the robot's base URL (default: robot.url from the campaign file)"
     )
     rb.add_argument(
@@ -142,15 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     rb.set_defaults(func=cmd_driver_robot)
     hu = dsub.add_parser("human", help="a person enters results at this terminal")
     hu.add_argument(
-        "--connect",
-        required=True,
-        metavar="ENDPOINT",
-        help="controller endpoint, e.g. tcp://127.0.0.1:5555",
-    )
-    hu.add_argument(
         "--operator", required=True, help="who enters the results; recorded with every entry"
     )
-    _driver_options(hu)
+    _driver_options(hu, capacity=False)
     hu.set_defaults(func=cmd_driver_human)
 
     for action, text in (
@@ -296,7 +278,13 @@ def _controller_options(c: argparse.ArgumentParser) -> None:
     )
 
 
-def _driver_options(c: argparse.ArgumentParser) -> None:
+def _driver_options(c: argparse.ArgumentParser, capacity: bool = True) -> None:
+    c.add_argument(
+        "--connect",
+        required=True,
+        metavar="ENDPOINT",
+        help="controller endpoint, e.g. tcp://127.0.0.1:5555",
+    )
     c.add_argument(
         "--name",
         help="unique driver name (default: KIND-HOST-PID); keep it across "
@@ -310,7 +298,8 @@ def _driver_options(c: argparse.ArgumentParser) -> None:
     c.add_argument(
         "--server-key", metavar="FILE", help="the controller's public key (NAME.key), with --key"
     )
-    c.add_argument("--capacity", type=int, default=1, help="trials run at once (default: 1)")
+    if capacity:
+        c.add_argument("--capacity", type=int, default=1, help="trials run at once (default: 1)")
     c.add_argument(
         "--outbox",
         help="folder for unacknowledged results (default: ~/.local/state/loopctl/outbox/NAME)",
@@ -570,17 +559,24 @@ def cmd_driver_oracle(args: argparse.Namespace) -> int:
         "fail_rate": args.fail_rate,
         "seed": args.seed,
     }
-    if (args.key is None) != (args.server_key is None):
-        raise LoopctlError("--key and --server-key go together (CURVE needs both)")
     drv = OracleDriver(
         args.connect,
-        name=args.name,
         capacity=args.capacity,
-        outbox=args.outbox,
         overrides={k: v for k, v in overrides.items() if v is not None},
-        curve=(args.key, args.server_key) if args.key else None,
+        **_sdk_options(args),
     )
     return drv.run()
+
+
+def _sdk_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What every driver kind takes from the command line: name, outbox, CURVE keys."""
+    if (args.key is None) != (args.server_key is None):
+        raise LoopctlError("--key and --server-key go together (CURVE needs both)")
+    return {
+        "name": args.name,
+        "outbox": args.outbox,
+        "curve": (args.key, args.server_key) if args.key else None,
+    }
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
@@ -622,16 +618,12 @@ def _parse_settings(items: list[str]) -> dict[str, Any]:
 def cmd_driver_robot(args: argparse.Namespace) -> int:
     from drivers.robot import RobotDriver
 
-    if (args.key is None) != (args.server_key is None):
-        raise LoopctlError("--key and --server-key go together (CURVE needs both)")
     drv = RobotDriver(
         args.connect,
         robot_url=args.robot_url,
         config=args.config,
-        name=args.name,
         capacity=args.capacity,
-        outbox=args.outbox,
-        curve=(args.key, args.server_key) if args.key else None,
+        **_sdk_options(args),
     )
     return drv.run()
 
@@ -639,15 +631,9 @@ def cmd_driver_robot(args: argparse.Namespace) -> int:
 def cmd_driver_human(args: argparse.Namespace) -> int:
     from drivers.human import HumanDriver
 
-    if (args.key is None) != (args.server_key is None):
-        raise LoopctlError("--key and --server-key go together (CURVE needs both)")
-    drv = HumanDriver(
-        args.connect,
-        operator=args.operator,
-        name=args.name or f"human-{args.operator}",
-        outbox=args.outbox,
-        curve=(args.key, args.server_key) if args.key else None,
-    )
+    sdk = _sdk_options(args)
+    sdk["name"] = sdk["name"] or f"human-{args.operator}"
+    drv = HumanDriver(args.connect, operator=args.operator, **sdk)
     return drv.run()
 
 
