@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -150,3 +151,42 @@ def test_ucb_option() -> None:
     obs = [(p := sp.from_unit(rng.random(2)), branin(p["x1"], p["x2"])) for _ in range(6)]
     prop = BotorchStrategy().propose(data(s, obs), 2)
     assert prop.diagnostics["acquisition"] == "ucb" and len(prop.candidates) == 2
+
+
+def test_two_objectives_use_ehvi_and_beat_sobol(tmp_path: Path) -> None:
+    from loopctl import Campaign
+    from tests.specs import branin as branin_spec
+
+    def hypervolume(points: list[tuple[float, float]], ref: float = 100.0) -> float:
+        total, best = 0.0, ref
+        for a, b in sorted(points):
+            if a < ref and b < best:
+                total += (ref - a) * (best - b)
+                best = b
+        return total
+
+    found = {}
+    for method in ("auto", "sobol"):
+        spec = branin_spec(
+            Path("/tmp"),
+            name=f"mo-{method}.yaml",
+            seed=1,
+            oracle=None,
+            objectives=[{"name": "a", "goal": "minimize"}, {"name": "b", "goal": "minimize"}],
+            strategy={"method": method},
+        )
+        c = Campaign.create(spec)
+        points = []
+        for _ in range(16):
+            (t,) = c.ask()
+            x1, x2 = t.parameters["x1"], t.parameters["x2"]
+            a, b = branin(x1, x2), (x1 - 2.5) ** 2 + (x2 - 7.5) ** 2
+            c.tell(t.id, {"a": a, "b": b})
+            points.append((a, b))
+        found[method] = hypervolume(points)
+        if method == "auto":
+            last = c.store.proposals()[-1]
+            assert last["strategy"] == "mobo"
+            assert last["diagnostics"]["acquisition"] == "qLogNEHVI"
+            assert len(last["diagnostics"]["reference_point"]) == 2
+    assert found["auto"] > found["sobol"], found

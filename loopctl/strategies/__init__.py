@@ -26,7 +26,12 @@ def initial_design_size(spec: Spec) -> int:
 
 
 def _model_strategy(spec: Spec) -> Strategy:
-    from loopctl.strategies.botorch_gp import BotorchStrategy  # imports torch: only when needed
+    """Imports torch: only when a model is first needed."""
+    if len(spec.objectives) > 1:
+        from loopctl.strategies.botorch_mobo import MultiObjectiveStrategy
+
+        return MultiObjectiveStrategy()
+    from loopctl.strategies.botorch_gp import BotorchStrategy
 
     return BotorchStrategy()
 
@@ -42,25 +47,30 @@ class AutoStrategy:
         self.n_initial = initial_design_size(spec)
         self.sobol = SobolStrategy()
         self._model: Strategy | None = None
-        self.multi = len(spec.objectives) > 1
+        self.too_many = len(spec.objectives) > 4  # ParEGO-style scalarisation: not yet
 
     def model_free(self, completed: int, pending: int) -> bool:
-        return completed == 0 or completed + pending < self.n_initial or self.multi
+        return completed == 0 or completed + pending < self.n_initial or self.too_many
 
     def propose(self, data: CampaignData, n: int) -> Proposal:
         seen = len(data.completed) + len(data.pending)
         if len(data.completed) == 0 or seen < self.n_initial:
             p = self.sobol.propose(data, n)
             reason = f"initial design: {seen} of {self.n_initial} trials"
-        elif self.multi:
+        elif self.too_many:
             p = self.sobol.propose(data, n)
-            reason = "several objectives: no multi-objective model yet, using Sobol"
+            reason = "more than four objectives: no model for that yet, using Sobol"
         else:
             if self._model is None:
                 self._model = _model_strategy(data.spec)
             try:
                 p = self._model.propose(data, n)
-                reason = f"single objective, {len(data.completed)} observations: GP + log-noisy EI"
+                what = (
+                    "GP + log-noisy EI"
+                    if len(data.spec.objectives) == 1
+                    else f"{len(data.spec.objectives)} objectives: GPs + log-noisy EHVI"
+                )
+                reason = f"{len(data.completed)} observations: {what}"
             except Exception as exc:  # a campaign must not stall on a numerical failure
                 log.warning("model-based proposal failed (%s); using Sobol this time", exc)
                 p = self.sobol.propose(data, n)
