@@ -70,11 +70,7 @@ def test_killed_driver_trial_is_redispatched(tmp_path: Path, procs: Procs) -> No
     victim = procs.driver(ep, "victim", "--latency", "1.5")
     wait_for(
         lambda: (
-            db.exists()
-            and db_rows(
-                db, "SELECT COUNT(*) FROM trials WHERE status='running' AND driver='victim'"
-            )[0][0]
-            == 1
+            count(db, "SELECT COUNT(*) FROM trials WHERE status='running' AND driver='victim'") == 1
         ),
         30,
         "the victim driver to hold a trial",

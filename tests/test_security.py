@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Procs, free_endpoint, loopctl, wait_for
+from tests.conftest import Procs, count, free_endpoint, loopctl, wait_for
 from tests.specs import branin
 
 pytestmark = pytest.mark.slow
@@ -48,7 +48,7 @@ def test_only_authorised_drivers_get_in(tmp_path: Path, procs: Procs) -> None:
     ep, db = free_endpoint(), tmp_path / "s.db"
     ctl = procs.controller(spec, db, ep)
     wait_for(
-        lambda: db.exists() and any(e[0] == "proposal_made" for e in events(db)),
+        lambda: count(db, "SELECT COUNT(*) FROM events WHERE kind = 'proposal_made'") > 0,
         20,
         "the controller to start",
     )
