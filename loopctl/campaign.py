@@ -34,7 +34,7 @@ class Campaign:
     def __init__(self, store: Store, spec: Spec) -> None:
         self.store = store
         self.spec = spec
-        self.space = Space(spec.space)
+        self.space = Space.for_spec(spec)
         self.view = ledger.DataView(store, spec, self.space)
         self.strategy = make_strategy(spec)
 

@@ -27,7 +27,9 @@ def send_command(db: str, body: dict[str, Any], curve: tuple[str, str] | None = 
         with Store.open(db) as store:
             spec = stored_spec(store)
             with store.batch() as b:
-                return apply_command(b, spec, Space(spec.space), body) + " (controller not running)"
+                return (
+                    apply_command(b, spec, Space.for_spec(spec), body) + " (controller not running)"
+                )
     with Store.open(db, readonly=True) as store:
         endpoint = (store.meta("controller") or {}).get("endpoint")
     if not endpoint:

@@ -107,7 +107,7 @@ class Controller:
         # batch fast (nothing is acknowledged) and let drivers re-send
         store.conn.execute("PRAGMA busy_timeout = 250")
         self.spec = spec
-        self.space = Space(spec.space)
+        self.space = Space.for_spec(spec)
         self.view = ledger.DataView(store, spec, self.space)
         self.strategy = strategy
         self.target = trials or spec.budget.trials

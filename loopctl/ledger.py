@@ -35,11 +35,11 @@ def validate_outcomes(
     """
     if not isinstance(outcomes, Mapping):
         raise ValidationError(f"{where}: must be a mapping of objective names to values")
-    names = [o.name for o in spec.objectives]
+    names = spec.metric_names  # objectives and constrained outcomes
     unknown = [k for k in outcomes if k not in names]
     if unknown:
         raise ValidationError(
-            f"{where}: unknown objective {unknown[0]!r}; the campaign has {', '.join(names)}"
+            f"{where}: unknown outcome {unknown[0]!r}; the campaign measures {', '.join(names)}"
         )
     out: dict[str, dict[str, Any]] = {}
     for name in names:
@@ -275,7 +275,7 @@ def record_imports(
     the campaign as it was rather than half-imported.
     """
     clean: list[tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, Any]]] = []
-    objective_names = {o.name for o in spec.objectives}
+    objective_names = set(spec.metric_names)
     known = space.column_names() | objective_names | {f"{k}_sem" for k in objective_names}
     for i, row in enumerate(rows):
         where = f"{source} row {i + 2}"  # +1 header, +1 one-based, as a spreadsheet shows it
@@ -424,15 +424,19 @@ def snapshot(store: Store, spec: Spec, space: Space) -> CampaignData:
 
 
 def best(store: Store, spec: Spec) -> dict[str, Any] | None:
-    """Best completed trial on the first objective (observed value, not a model guess)."""
+    """Best completed trial on the first objective (observed value, not a model guess)
+    among those meeting every outcome constraint."""
     obj = spec.objectives[0]
     order = "DESC" if obj.goal == "maximize" else "ASC"
-    row = store.conn.execute(
+    rows: Iterable[Any] = store.conn.execute(
         f"SELECT o.trial_id, o.value FROM observations o JOIN trials t ON t.id = o.trial_id "
-        f"WHERE o.metric = ? AND t.status = 'completed' ORDER BY o.value {order}, t.number "
-        f"LIMIT 1",
+        f"WHERE o.metric = ? AND t.status = 'completed' ORDER BY o.value {order}, t.number",
         (obj.name,),
-    ).fetchone()
+    )
+    if spec.outcome_constraints:
+        obs = store.observations()
+        rows = (r for r in rows if spec.feasible({m: v[0] for m, v in obs[r[0]].items()}))
+    row = next(iter(rows), None)
     if row is None:
         return None
     t = store.trial(row[0])

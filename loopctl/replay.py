@@ -24,7 +24,7 @@ TOLERANCE = 1e-4  # max |difference| of any encoded coordinate, for model-based 
 
 
 def replay(store: Store, spec: Spec) -> list[dict[str, Any]]:
-    space = Space(spec.space)
+    space = Space.for_spec(spec)
     view = DataView(store, spec, space)
     strategy = make_strategy(spec)
     proposed: dict[str, dict[str, Any]] = {}

@@ -187,7 +187,7 @@ def _loo(store: Store, spec: Spec) -> Any | None:
     """Leave-one-out predictions of the campaign's GP, in closed form from one fit."""
     if len(spec.objectives) != 1:
         return None
-    data = ledger.snapshot(store, spec, Space(spec.space))
+    data = ledger.snapshot(store, spec, Space.for_spec(spec))
     if len(data.completed) < 4:
         return None
     import matplotlib.pyplot as plt
@@ -195,6 +195,7 @@ def _loo(store: Store, spec: Spec) -> Any | None:
 
     from loopctl.strategies.botorch_gp import DTYPE, fit_model
 
+    model: Any
     model, _, _ = fit_model(data, [])
     o = spec.objectives[0]
     y = np.array([ob.outcomes[o.name][0] for ob in data.completed])

@@ -20,9 +20,13 @@ from loopctl.spec import (
     ChoiceParam,
     CompositionParam,
     FixedParam,
+    FormulaParam,
     IntegerParam,
+    LinearConstraint,
     Parameter,
+    PoolSpec,
     RangeParam,
+    Spec,
 )
 
 COMPOSITION_SUM_TOL = 1e-6  # accepted from users and drivers; proposals are exact to 1e-12
@@ -39,16 +43,42 @@ class EqualityConstraint:
     rhs: float
 
 
-class Space:
-    """Encoding, decoding, validation and quasi-random sampling of a campaign's parameters."""
+@dataclass(frozen=True)
+class InequalityConstraint:
+    """sum(coefficients[i] * x[indices[i]]) >= rhs, in encoded coordinates (BoTorch's form)."""
 
-    def __init__(self, params: Sequence[Parameter]) -> None:
+    indices: tuple[int, ...]
+    coefficients: tuple[float, ...]
+    rhs: float
+    text: str
+
+
+class Space:
+    """Encoding, decoding, validation and quasi-random sampling of a campaign's parameters.
+
+    Choices are encoded as their index (one column each, listed in ``cat_dims``)
+    so models can treat them as categories; formulas as element-property
+    descriptors; a pool restricts the space to its rows.
+    """
+
+    @classmethod
+    def for_spec(cls, spec: Spec) -> Space:
+        return cls(spec.space, spec.parameter_constraints, spec.pool)
+
+    def __init__(
+        self,
+        params: Sequence[Parameter],
+        constraints: Sequence[LinearConstraint] = (),
+        pool: PoolSpec | None = None,
+    ) -> None:
         self.params = tuple(params)
+        self.constraints = tuple(constraints)
         self.names = tuple(p.name for p in self.params)
         self._slices: dict[str, slice] = {}
         lows: list[float] = []
         highs: list[float] = []
         equalities: list[EqualityConstraint] = []
+        cat_dims: list[int] = []
         start = 0
         for p in self.params:
             width = _width(p)
@@ -58,16 +88,66 @@ class Space:
                 highs += [b[1] for b in p.bounds]
                 idx = tuple(range(start, start + width))
                 equalities.append(EqualityConstraint(idx, tuple(1.0 for _ in idx), 1.0))
+            elif isinstance(p, ChoiceParam):
+                lows.append(0.0)
+                highs.append(float(len(p.values) - 1))
+                cat_dims.append(start)
             else:
                 lows += [0.0] * width
                 highs += [1.0] * width
             start += width
         self.dim = start
-        self.discrete = all(
-            isinstance(p, (IntegerParam, ChoiceParam, FixedParam)) for p in self.params
-        )
+        self.cat_dims = tuple(cat_dims)
         self.bounds = np.array([lows, highs], dtype=float).reshape(2, self.dim)
         self.equalities = tuple(equalities)
+        self.inequalities = tuple(self._inequality(c) for c in self.constraints)
+        self.pool: tuple[dict[str, Any], ...] = tuple(dict(r) for r in pool.rows) if pool else ()
+        self._pool_index = {self.key(r): i for i, r in enumerate(self.pool)}
+        self.pool_x = self.encode_many(self.pool) if self.pool else np.zeros((0, self.dim))
+        if self.pool:
+            for p in self.params:  # descriptors are scaled by the pool's own range
+                if isinstance(p, FormulaParam):
+                    sl = self._slices[p.name]
+                    self.bounds[0, sl] = self.pool_x[:, sl].min(axis=0)
+                    self.bounds[1, sl] = np.maximum(
+                        self.pool_x[:, sl].max(axis=0), self.bounds[0, sl] + 1e-9
+                    )
+        self.discrete = bool(self.pool) or all(
+            isinstance(p, (IntegerParam, ChoiceParam, FixedParam)) for p in self.params
+        )
+
+    def _inequality(self, c: LinearConstraint) -> InequalityConstraint:
+        """A constraint in parameter units -> BoTorch's ``sum a_i x_i >= r`` on the box."""
+        sign = -1.0 if c.op == "<=" else 1.0
+        idx: list[int] = []
+        coef: list[float] = []
+        rhs = sign * c.bound
+        for name, a in c.terms:
+            if name in self._slices:
+                p = next(q for q in self.params if q.name == name)
+                assert isinstance(p, (RangeParam, IntegerParam))
+                idx.append(self._slices[name].start)
+                coef.append(sign * a * (p.high - p.low))
+                rhs -= sign * a * p.low
+            else:
+                base, _, element = name.rpartition(".")
+                comp = next(q for q in self.params if q.name == base)
+                assert isinstance(comp, CompositionParam)
+                idx.append(self._slices[base].start + comp.elements.index(element))
+                coef.append(sign * a)
+        return InequalityConstraint(tuple(idx), tuple(coef), rhs, c.text)
+
+    def violated(self, values: Mapping[str, Any]) -> list[str]:
+        """The parameter constraints a candidate breaks (beyond rounding), by their text."""
+        return [
+            c.text
+            for c in self.constraints
+            if c.slack(values) < -BOUND_TOL * max(1.0, abs(c.bound))
+        ]
+
+    def in_pool(self, values: Mapping[str, Any]) -> int | None:
+        """Row number of a candidate in the pool (None when absent or there is no pool)."""
+        return self._pool_index.get(self.key(values))
 
     # ------------------------------------------------------------------ validation
 
@@ -94,6 +174,11 @@ class Space:
                     continue
                 raise ValidationError(f"{where}.{p.name}: missing")
             out[p.name] = _validate_value(p, values[p.name], f"{where}.{p.name}")
+        broken = self.violated(out)
+        if broken:
+            raise ValidationError(f"{where}: violates the constraint {broken[0]!r}")
+        if self.pool and self.in_pool(out) is None:
+            raise ValidationError(f"{where}: is not one of the {len(self.pool)} pool candidates")
         return out
 
     # ------------------------------------------------------------------ encoding
@@ -112,7 +197,29 @@ class Space:
     def decode(self, x: np.ndarray) -> dict[str, Any]:
         """Map an encoded point back to values; repairs small infeasibilities exactly."""
         x = np.asarray(x, dtype=float).reshape(self.dim)
+        if self.pool:  # a model's point between candidates means the nearest candidate
+            scale = np.maximum(self.bounds[1] - self.bounds[0], 1e-12)
+            dist = (((self.pool_x - x) / scale) ** 2).sum(axis=1)
+            return dict(self.pool[int(np.argmin(dist))])
+        if self.inequalities:
+            x = self._repair(x)
         return {p.name: _decode(p, x[self._slices[p.name]]) for p in self.params}
+
+    def _repair(self, x: np.ndarray) -> np.ndarray:
+        """Optimisers stop 1e-9 outside linear constraints; step back inside, within bounds."""
+        x = x.copy()
+        for _ in range(50):
+            worst = 0.0
+            for c in self.inequalities:
+                idx, a = list(c.indices), np.array(c.coefficients)
+                gap = c.rhs - float(a @ x[idx])
+                if gap > 0:
+                    worst = max(worst, gap)
+                    x[idx] += a * (gap + 1e-12 * max(1.0, abs(c.rhs))) / float(a @ a)
+            x = np.clip(x, self.bounds[0], self.bounds[1])
+            if worst == 0.0:
+                break
+        return x
 
     def key(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         """A hashable identity of a candidate, for duplicate detection."""
@@ -229,15 +336,17 @@ def _coerce_text(p: Parameter, v: Any) -> Any:
 def _width(p: Parameter) -> int:
     if isinstance(p, FixedParam):
         return 0
-    if isinstance(p, ChoiceParam):
-        return len(p.values)
+    if isinstance(p, FormulaParam):
+        from loopctl.features import NAMES
+
+        return len(NAMES)
     if isinstance(p, CompositionParam):
         return len(p.elements)
     return 1
 
 
 def _sobol_width(p: Parameter) -> int:
-    if isinstance(p, FixedParam):
+    if isinstance(p, (FixedParam, FormulaParam)):
         return 0
     if isinstance(p, CompositionParam):
         return len(p.elements)
@@ -268,6 +377,11 @@ def _validate_value(p: Parameter, v: Any, where: str) -> Any:
         if v != p.value:
             raise ValidationError(f"{where}: is fixed at {p.value!r}, got {v!r}")
         return p.value
+    if isinstance(p, FormulaParam):
+        if not isinstance(v, str):
+            raise ValidationError(f"{where}: must be a chemical formula, got {v!r}")
+        _parse_formula(v, where)
+        return v.strip()
     return _validate_composition(p, v, where)
 
 
@@ -328,11 +442,13 @@ def _encode(p: Parameter, v: Any) -> np.ndarray:
     if isinstance(p, IntegerParam):
         return np.array([(v - p.low) / (p.high - p.low)])
     if isinstance(p, ChoiceParam):
-        onehot = np.zeros(len(p.values))
-        onehot[p.values.index(v)] = 1.0
-        return onehot
+        return np.array([float(p.values.index(v))])
     if isinstance(p, FixedParam):
         return np.zeros(0)
+    if isinstance(p, FormulaParam):
+        from loopctl.features import formula_features
+
+        return np.array(formula_features(v))
     return np.array([v[e] for e in p.elements], dtype=float)
 
 
@@ -346,9 +462,11 @@ def _decode(p: Parameter, x: np.ndarray) -> Any:
         u = float(np.clip(x[0], 0.0, 1.0))
         return round(p.low + u * (p.high - p.low))
     if isinstance(p, ChoiceParam):
-        return p.values[int(np.argmax(x))]
+        return p.values[int(np.clip(np.rint(x[0]), 0, len(p.values) - 1))]
     if isinstance(p, FixedParam):
         return p.value
+    if isinstance(p, FormulaParam):
+        raise ValueError(f"{p.name}: a formula comes from the pool; it cannot be decoded")
     lo = np.array([b[0] for b in p.bounds])
     hi = np.array([b[1] for b in p.bounds])
     # an optimiser's 1e-7 of an element is nothing a lab can weigh out: make it exact

@@ -22,7 +22,7 @@ from loopctl.errors import SpecError
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 ORACLE_KINDS = ("emt", "function", "table")
-STRATEGY_METHODS = ("auto", "sobol", "botorch")
+STRATEGY_METHODS = ("auto", "sobol", "botorch", "mobo", "nsga2", "ax")
 EMT_ELEMENTS = ("Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt")
 
 
@@ -69,7 +69,62 @@ class CompositionParam:
     type: Literal["composition"] = "composition"
 
 
-Parameter = RangeParam | IntegerParam | ChoiceParam | FixedParam | CompositionParam
+@dataclass(frozen=True)
+class FormulaParam:
+    """A chemical formula from a pool (any elements); models see element-property descriptors."""
+
+    name: str
+    type: Literal["formula"] = "formula"
+
+
+Parameter = RangeParam | IntegerParam | ChoiceParam | FixedParam | CompositionParam | FormulaParam
+
+
+@dataclass(frozen=True)
+class LinearConstraint:
+    """``sum(coefficient * parameter) <op> bound`` in the parameters' own units.
+
+    A term names a range or integer parameter, or one element of a composition
+    as ``name.El`` (its fraction).
+    """
+
+    terms: tuple[tuple[str, float], ...]
+    op: Literal["<=", ">="]
+    bound: float
+    text: str
+
+    def slack(self, values: Mapping[str, Any]) -> float:
+        """Positive or zero when satisfied; how far inside the boundary, in its units."""
+        total = sum(c * _term_value(values, name) for name, c in self.terms)
+        return self.bound - total if self.op == "<=" else total - self.bound
+
+
+def _term_value(values: Mapping[str, Any], name: str) -> float:
+    if name in values:
+        return float(values[name])
+    base, _, element = name.rpartition(".")
+    return float(values[base][element])
+
+
+@dataclass(frozen=True)
+class OutcomeConstraint:
+    """A measured quantity that must satisfy ``<op> bound`` for a trial to count as good."""
+
+    name: str
+    op: Literal["<=", ">="]
+    bound: float
+    unit: str | None = None
+
+    def satisfied(self, value: float) -> bool:
+        return value <= self.bound if self.op == "<=" else value >= self.bound
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """The finite set of candidates of a pool campaign, rows keyed by parameter name."""
+
+    rows: tuple[Mapping[str, Any], ...]
+    file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +204,9 @@ class Spec:
     oracle: OracleSpec | None = None
     drivers: DriversSpec = DriversSpec()
     security: SecuritySpec = SecuritySpec()
+    parameter_constraints: tuple[LinearConstraint, ...] = ()
+    outcome_constraints: tuple[OutcomeConstraint, ...] = ()
+    pool: PoolSpec | None = None
     robot: Mapping[str, Any] = field(default_factory=dict)  # checked by the robot driver
     description: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
@@ -181,6 +239,21 @@ class Spec:
             if o.name == name:
                 return o
         raise KeyError(name)
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """Everything a result must report: the objectives, then constrained outcomes."""
+        return tuple(o.name for o in self.objectives) + tuple(
+            c.name for c in self.outcome_constraints if c.name not in self.objective_names
+        )
+
+    @property
+    def objective_names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.objectives)
+
+    def feasible(self, outcomes: Mapping[str, float]) -> bool:
+        """Whether measured outcomes meet every outcome constraint."""
+        return all(c.satisfied(outcomes[c.name]) for c in self.outcome_constraints)
 
 
 def spec_hash(raw: Mapping[str, Any]) -> str:
@@ -240,6 +313,9 @@ def parse_spec(data: Any, source: str = "campaign") -> Spec:
             "drivers",
             "security",
             "robot",
+            "constraints",
+            "outcome_constraints",
+            "pool",
         },
     )
     name = r.string(data, "name", "", required=True, pattern=NAME_RE) or "unnamed"
@@ -257,12 +333,26 @@ def parse_spec(data: Any, source: str = "campaign") -> Spec:
     drivers = _drivers(r, data.get("drivers", {}))
     security = _security(r, data.get("security", {}))
     robot = r.mapping(data.get("robot"), "robot") or {}
+    constraints = _linear_constraints(r, data.get("constraints"), space)
+    outcome_constraints = _outcome_constraints(r, data.get("outcome_constraints"), objectives)
+    pool = _pool(r, data.get("pool"), space, source)
+    if any(isinstance(p, FormulaParam) for p in space) and pool is None:
+        r.problem("space", "a formula parameter needs a `pool` of candidates to choose from")
+    if pool is not None and constraints:
+        r.problem("constraints", "a pool campaign takes its candidates as they are; drop these")
     if strategy.method == "botorch" and len(objectives) > 1:
         r.problem(
             "strategy.method",
             f"botorch handles one objective; this campaign has "
-            f"{len(objectives)} (use auto or sobol)",
+            f"{len(objectives)} (use auto, mobo, nsga2, ax or sobol)",
         )
+    if strategy.method in ("mobo", "nsga2") and len(objectives) < 2:
+        r.problem(
+            "strategy.method",
+            f"{strategy.method} needs two or more objectives (use auto or botorch for one)",
+        )
+    if strategy.method == "ax" and pool is not None:
+        r.problem("strategy.method", "Ax's Client cannot search a pool; use auto")
     if space and all(isinstance(p, FixedParam) for p in space):
         r.problem("space", "every parameter is fixed; there is nothing to optimise")
     if drivers.spawn and oracle is None:
@@ -270,6 +360,10 @@ def parse_spec(data: Any, source: str = "campaign") -> Spec:
     if r.problems:
         raise SpecError(r.problems, source=source)
     raw = json.loads(canonical_json(data))  # plain JSON types only, for storage and hashing
+    if pool is not None:
+        # the database keeps the candidates themselves: a resume or an audit must not
+        # depend on a CSV that may have moved or changed since the campaign started
+        raw["pool"] = {"file": pool.file, "rows": json.loads(canonical_json(pool.rows))}
     return Spec(
         name=name,
         seed=seed,
@@ -281,6 +375,9 @@ def parse_spec(data: Any, source: str = "campaign") -> Spec:
         oracle=oracle,
         drivers=drivers,
         security=security,
+        parameter_constraints=tuple(constraints),
+        outcome_constraints=tuple(outcome_constraints),
+        pool=pool,
         robot=dict(robot),
         description=description,
         raw=raw,
@@ -451,7 +548,7 @@ def _pair(r: _Reader, v: Any, where: str) -> tuple[float, float] | None:
     return lo, hi
 
 
-PARAM_TYPES = ("range", "integer", "choice", "fixed", "composition")
+PARAM_TYPES = ("range", "integer", "choice", "fixed", "composition", "formula")
 
 
 def _space(r: _Reader, value: Any) -> list[Parameter]:
@@ -531,6 +628,9 @@ def _parameter(
             r.problem(f"{where}.value", f"must be text or a number, got {_kind(v)}")
             return None
         return FixedParam(name, v)
+    if ptype == "formula":
+        r.unknown_keys(d, where, common)
+        return FormulaParam(name)
     return _composition(r, d, where, name, common)
 
 
@@ -746,3 +846,212 @@ def _security(r: _Reader, value: Any) -> SecuritySpec:
     if (sec.curve_secret_key is None) != (sec.authorized_keys is None):
         r.problem("security", "give both curve_secret_key and authorized_keys, or neither")
     return sec
+
+
+# ------------------------------------------------------------------ constraints and pools
+
+_TERM_RE = re.compile(
+    r"\s*([+-])?\s*(?:(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)\s*\*?\s*)?"
+    r"([A-Za-z_][A-Za-z0-9_.\-]*)\s*"
+)
+_COMPARE_RE = re.compile(r"^(?P<lhs>.+?)(?P<op><=|>=)(?P<rhs>[^<>=]+)$")
+
+
+def _linear_constraints(r: _Reader, value: Any, space: list[Parameter]) -> list[LinearConstraint]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        r.problem(
+            "constraints", f"must be a list of expressions like 'a + 2*b <= 1', got {_kind(value)}"
+        )
+        return []
+    params = {p.name: p for p in space}
+    out: list[LinearConstraint] = []
+    for i, item in enumerate(value):
+        where = f"constraints[{i}]"
+        if not isinstance(item, str):
+            r.problem(where, f"must be an expression like 'a + 2*b <= 1', got {_kind(item)}")
+            continue
+        c = _parse_linear(item)
+        if isinstance(c, str):
+            r.problem(where, f"{item!r}: {c}")
+            continue
+        bad = [msg for name, _ in c.terms if (msg := _term_problem(name, params))]
+        if bad:
+            r.problem(where, f"{item!r}: {bad[0]}")
+            continue
+        out.append(c)
+    return out
+
+
+def _parse_linear(text: str) -> LinearConstraint | str:
+    """The constraint, or what is wrong with the expression."""
+    m = _COMPARE_RE.match(text.strip())
+    if m is None:
+        return "expected one comparison, <= or >=, with a number on the right"
+    try:
+        bound = float(m["rhs"])
+    except ValueError:
+        return f"the right-hand side {m['rhs'].strip()!r} is not a number"
+    if not math.isfinite(bound):
+        return "the right-hand side must be finite"
+    lhs, pos = m["lhs"], 0
+    coefficients: dict[str, float] = {}
+    while pos < len(lhs):
+        t = _TERM_RE.match(lhs, pos)
+        if t is None or t.end() == pos or (pos > 0 and t[1] is None):
+            return f"cannot read the term starting at {lhs[pos:].strip()!r}; write e.g. '2*a - b'"
+        coef = float(t[2]) if t[2] else 1.0
+        coef = -coef if t[1] == "-" else coef
+        coefficients[t[3]] = coefficients.get(t[3], 0.0) + coef
+        pos = t.end()
+    terms = tuple((n, c) for n, c in coefficients.items() if c != 0.0)
+    if not terms:
+        return "names no parameter"
+    return LinearConstraint(terms, m["op"], bound, " ".join(text.split()))  # type: ignore[arg-type]
+
+
+def _term_problem(name: str, params: Mapping[str, Parameter]) -> str | None:
+    p = params.get(name)
+    if isinstance(p, IntegerParam) or (isinstance(p, RangeParam) and not p.log):
+        return None
+    if isinstance(p, RangeParam):
+        return f"{name!r} is on a log scale; a linear constraint on it is not linear"
+    if p is not None:
+        return (
+            f"{name!r} is a {p.type} parameter; only ranges, integers and "
+            "composition fractions can appear"
+        )
+    base, _, element = name.rpartition(".")
+    comp = params.get(base)
+    if isinstance(comp, CompositionParam) and element in comp.elements:
+        return None
+    return f"{name!r} is not a parameter (nor composition.Element) of this campaign"
+
+
+def _outcome_constraints(
+    r: _Reader, value: Any, objectives: list[Objective]
+) -> list[OutcomeConstraint]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        r.problem("outcome_constraints", f"must be a list, got {_kind(value)}")
+        return []
+    out: list[OutcomeConstraint] = []
+    for i, item in enumerate(value):
+        where = f"outcome_constraints[{i}]"
+        if isinstance(item, str):
+            m = _COMPARE_RE.match(item.strip())
+            name = m["lhs"].strip() if m else ""
+            try:
+                bound = float(m["rhs"]) if m else math.nan
+            except ValueError:
+                bound = math.nan
+            if m is None or not NAME_RE.match(name) or not math.isfinite(bound):
+                r.problem(where, f"{item!r}: expected 'name >= number' or 'name <= number'")
+                continue
+            out.append(OutcomeConstraint(name, m["op"], bound))  # type: ignore[arg-type]
+            continue
+        d = r.mapping(item, where)
+        if d is None:
+            continue
+        r.unknown_keys(d, where, {"name", "op", "bound", "unit", "description"})
+        name_ = r.string(d, "name", where, required=True, pattern=NAME_RE)
+        op = r.string(d, "op", where, required=True, choices=("<=", ">="))
+        bound_ = r.number(d, "bound", where, required=True)
+        unit = r.string(d, "unit", where)
+        if name_ and op and bound_ is not None:
+            out.append(OutcomeConstraint(name_, op, bound_, unit))  # type: ignore[arg-type]
+    return out
+
+
+def _pool(r: _Reader, value: Any, space: list[Parameter], source: str) -> PoolSpec | None:
+    """Read the candidates (CSV or inline rows) and check each against the space."""
+    if value is None:
+        return None
+    d = r.mapping(value, "pool")
+    if d is None:
+        return None
+    r.unknown_keys(d, "pool", {"file", "rows", "columns"})
+    file = r.string(d, "file", "pool")
+    columns = r.mapping(d.get("columns"), "pool.columns") or {}
+    rows_in: list[Mapping[str, Any]]
+    if d.get("rows") is not None:
+        rows_in = d["rows"] if isinstance(d["rows"], list) else []
+        if not rows_in:
+            r.problem(
+                "pool.rows", f"must be a non-empty list of candidates, got {_kind(d['rows'])}"
+            )
+            return None
+    elif file is not None:
+        read = _read_pool_csv(r, file, source)
+        if read is None:
+            return None
+        rows_in = read
+    else:
+        r.problem("pool", "give `file` (a CSV of candidates) or `rows`")
+        return None
+    for pname, col in columns.items():
+        if pname not in {p.name for p in space}:
+            r.problem(f"pool.columns.{pname}", "is not a parameter of this campaign")
+        elif not isinstance(col, str):
+            r.problem(f"pool.columns.{pname}", f"must be a column name, got {_kind(col)}")
+    if r.problems:
+        return None
+    from loopctl.errors import ValidationError
+    from loopctl.space import Space  # space imports this module; only needed here
+
+    check = Space(space)
+    rename = {col: pname for pname, col in columns.items()}
+    rows: list[Mapping[str, Any]] = []
+    seen: dict[tuple[Any, ...], int] = {}
+    bad = 0
+    for i, row in enumerate(rows_in):
+        where = f"pool row {i + 2 if file and d.get('rows') is None else i + 1}"
+        if not isinstance(row, Mapping):
+            r.problem(where, f"must be a mapping of parameter values, got {_kind(row)}")
+            return None
+        named = {rename.get(k, k): v for k, v in row.items()}
+        try:
+            values = check.validate(check.unflat(named, where), where)
+        except ValidationError as exc:
+            bad += 1
+            if bad <= 5:
+                r.problem("pool", str(exc))
+            continue
+        key = check.key(values)
+        if key in seen:
+            r.problem(where, f"repeats candidate {seen[key]}; a pool lists each candidate once")
+            continue
+        seen[key] = i + 1
+        rows.append(values)
+    if bad > 5:
+        r.problem("pool", f"... and {bad - 5} more rows with problems")
+    if len(rows) < 2 and not r.problems:
+        r.problem("pool", "needs at least two candidates")
+    return PoolSpec(tuple(rows), file)
+
+
+def _read_pool_csv(r: _Reader, file: str, source: str) -> list[Mapping[str, Any]] | None:
+    import csv
+
+    path = Path(file)
+    if not path.is_absolute() and Path(source).is_file():
+        path = Path(source).resolve().parent / path
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:  # some CSVs start with a BOM
+            reader = csv.DictReader(f)
+            return [{k: _cell(v) for k, v in row.items() if k is not None} for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        r.problem("pool.file", f"cannot read {path}: {exc}")
+        return None
+
+
+def _cell(text: str | None) -> Any:
+    """CSV text to a number where it is one; formulas and labels stay text."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text.strip()

@@ -22,7 +22,7 @@ def _iso(t: float | None) -> str | None:
 
 def trial_rows(store: Store, spec: Spec) -> list[dict[str, Any]]:
     """One row per trial: id, state, parameters, outcomes (with sem), driver, timestamps."""
-    space = Space(spec.space)
+    space = Space.for_spec(spec)
     obs = store.observations()
     strategies = {p["id"]: p["strategy"] for p in store.proposals()}
     entered = {
@@ -40,10 +40,10 @@ def trial_rows(store: Store, spec: Spec) -> list[dict[str, Any]]:
             "strategy": strategies.get(t["proposal_id"]),
         }
         row.update(space.flat(t["parameters"]))
-        for o in spec.objectives:
-            value, sem = obs.get(t["id"], {}).get(o.name, (None, None))
-            row[o.name] = value
-            row[f"{o.name}_sem"] = sem
+        for name in spec.metric_names:
+            value, sem = obs.get(t["id"], {}).get(name, (None, None))
+            row[name] = value
+            row[f"{name}_sem"] = sem
         row.update(
             {
                 "driver": t["driver"],
@@ -92,7 +92,7 @@ def import_csv(store: Store, spec: Spec, path: str | Path) -> list[str]:
             rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ValidationError(f"{p}: cannot read CSV: {exc}") from None
-    missing = [o.name for o in spec.objectives if o.name not in (reader.fieldnames or [])]
+    missing = [n for n in spec.metric_names if n not in (reader.fieldnames or [])]
     if missing:
         raise ValidationError(
             f"{p}: no column for objective {missing[0]!r}; columns are "
@@ -104,4 +104,4 @@ def import_csv(store: Store, spec: Spec, path: str | Path) -> list[str]:
         if None in row:
             raise ValidationError(f"{p.name} row {i + 2}: more cells than the header has columns")
     with store.batch() as b:
-        return ledger.record_imports(b, spec, Space(spec.space), rows, p.name)
+        return ledger.record_imports(b, spec, Space.for_spec(spec), rows, p.name)

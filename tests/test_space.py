@@ -36,11 +36,12 @@ def space() -> Space:
 def test_round_trip(space: Space) -> None:
     v = {"t": 10.0, "n": 3, "solvent": "dmf", "p": 2.5, "c": {"Cu": 0.2, "Pd": 0.5, "Au": 0.3}}
     x = space.encode(v)
-    assert x.shape == (space.dim,) == (1 + 1 + 3 + 3,)
+    assert x.shape == (space.dim,) == (1 + 1 + 1 + 3,)  # a choice is one categorical column
+    assert space.cat_dims == (2,) and x[2] == 2.0
     back = space.decode(x)
     assert back["t"] == pytest.approx(10.0) and back["n"] == 3 and back["solvent"] == "dmf"
     assert back["c"] == pytest.approx(v["c"])
-    assert space.equalities[0].indices == (5, 6, 7)
+    assert space.equalities[0].indices == (3, 4, 5)
 
 
 def test_sobol_points_are_feasible(space: Space) -> None:

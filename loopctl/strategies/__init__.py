@@ -25,64 +25,78 @@ def initial_design_size(spec: Spec) -> int:
     return max(4, min(2 * free, spec.budget.trials // 3))
 
 
-def _model_strategy(spec: Spec) -> Strategy:
-    """Imports torch: only when a model is first needed."""
-    if len(spec.objectives) > 1:
-        from loopctl.strategies.botorch_mobo import MultiObjectiveStrategy
+def _model_strategy(spec: Spec) -> tuple[Strategy, str]:
+    """The model after the initial design, and why; imports torch only when first needed."""
+    method, m = spec.strategy.method, len(spec.objectives)
+    if method == "nsga2":
+        from loopctl.strategies.nsga2 import Nsga2Strategy
 
-        return MultiObjectiveStrategy()
+        return Nsga2Strategy(), f"{m} objectives: NSGA-II over the GPs' predictions"
+    if m > 1:
+        from loopctl.strategies.botorch_mobo import MAX_EHVI_OBJECTIVES, MultiObjectiveStrategy
+
+        if m > MAX_EHVI_OBJECTIVES:
+            why = f"{m} objectives: GPs + ParEGO (EHVI grows exponentially beyond 4)"
+        else:
+            why = f"{m} objectives: GPs + log-noisy EHVI"
+        return MultiObjectiveStrategy(), why
     from loopctl.strategies.botorch_gp import BotorchStrategy
 
-    return BotorchStrategy()
+    acq = "UCB" if spec.strategy.options.get("acquisition") == "ucb" else "log-noisy EI"
+    return BotorchStrategy(), f"one objective: GP + {acq}"
 
 
 class AutoStrategy:
-    """Sobol for the initial design, then a GP with log-noisy EI; records why."""
+    """Sobol for the initial design, then the model chosen by :func:`_model_strategy`;
+    every proposal records what was picked and why."""
 
     name = "auto"
 
     def __init__(self, spec: Spec) -> None:
         from loopctl.strategies.sobol import SobolStrategy
 
+        self.spec = spec
         self.n_initial = initial_design_size(spec)
         self.sobol = SobolStrategy()
-        self._model: Strategy | None = None
-        self.too_many = len(spec.objectives) > 4  # ParEGO-style scalarisation: not yet
+        self._model: tuple[Strategy, str] | None = None
 
     def model_free(self, completed: int, pending: int) -> bool:
-        return completed == 0 or completed + pending < self.n_initial or self.too_many
+        return completed == 0 or completed + pending < self.n_initial
 
     def propose(self, data: CampaignData, n: int) -> Proposal:
         seen = len(data.completed) + len(data.pending)
         if len(data.completed) == 0 or seen < self.n_initial:
             p = self.sobol.propose(data, n)
             reason = f"initial design: {seen} of {self.n_initial} trials"
-        elif self.too_many:
-            p = self.sobol.propose(data, n)
-            reason = "more than four objectives: no model for that yet, using Sobol"
+            if data.space.pool:
+                reason += " (random pool rows)"
         else:
             if self._model is None:
-                self._model = _model_strategy(data.spec)
+                self._model = _model_strategy(self.spec)
+            model, why = self._model
             try:
-                p = self._model.propose(data, n)
-                what = (
-                    "GP + log-noisy EI"
-                    if len(data.spec.objectives) == 1
-                    else f"{len(data.spec.objectives)} objectives: GPs + log-noisy EHVI"
-                )
-                reason = f"{len(data.completed)} observations: {what}"
+                p = model.propose(data, n)
+                reason = f"{len(data.completed)} observations; {why}"
+                if data.space.pool:
+                    reason += f", maximised over the {len(data.space.pool)}-row pool"
             except Exception as exc:  # a campaign must not stall on a numerical failure
                 log.warning("model-based proposal failed (%s); using Sobol this time", exc)
                 p = self.sobol.propose(data, n)
-                reason = f"the GP proposal failed ({type(exc).__name__}: {exc}); used Sobol"
+                reason = (
+                    f"the {model.name} proposal failed ({type(exc).__name__}: {exc}); used Sobol"
+                )
         p.diagnostics["auto"] = {"picked": p.strategy, "reason": reason}
         return p
 
 
 def make_strategy(spec: Spec) -> Strategy:
-    """`botorch` and `auto` share the path (Sobol first, then the GP); `sobol` stays model-free."""
+    """`sobol` and `ax` stand alone; the others start with a Sobol design, then their model."""
     if spec.strategy.method == "sobol":
         from loopctl.strategies.sobol import SobolStrategy
 
         return SobolStrategy()
+    if spec.strategy.method == "ax":
+        from loopctl.strategies.ax_backend import AxStrategy
+
+        return AxStrategy()
     return AutoStrategy(spec)

@@ -1,29 +1,42 @@
-"""Two to four objectives: independent GPs and log-noisy expected hypervolume improvement.
+"""Several objectives: log-noisy expected hypervolume improvement, ParEGO beyond four.
 
 Every objective is turned into "larger is better" by its sign. The reference
 point comes from the objectives' thresholds where the campaign gives them, and
-otherwise from the data (the worst observed value, a tenth of the range beyond).
+otherwise from the data (the worst observed value, a tenth of the range
+beyond). Hypervolume computations grow exponentially with the number of
+objectives, so above four each pick instead maximises log-noisy EI of a
+Chebyshev scalarisation with its own seeded random weights (ParEGO), which
+spreads a batch over the front.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import botorch
+import numpy as np
 import torch
+from botorch.acquisition import AcquisitionFunction
+from botorch.acquisition.logei import qLogNoisyExpectedImprovement
 from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
-from botorch.fit import fit_gpytorch_mll
-from botorch.models import ModelListGP, SingleTaskGP
-from botorch.models.transforms import Normalize, Standardize
-from botorch.optim import optimize_acqf
-from gpytorch.mlls import SumMarginalLogLikelihood
+from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputObjective
+from botorch.acquisition.objective import GenericMCObjective
+from botorch.models.model import Model
+from botorch.sampling import SobolQMCNormalSampler
+from botorch.utils.multi_objective.scalarization import get_chebyshev_scalarization
 
+from loopctl.strategies import surrogate
 from loopctl.strategies.base import CampaignData, Candidate, Proposal
-from loopctl.strategies.botorch_gp import DTYPE, data_hash
+from loopctl.strategies.botorch_gp import MC_SAMPLES, warning_texts
+from loopctl.strategies.feasibility import failure_aware
+from loopctl.strategies.search import Pick, Search
 
-MAX_OBJECTIVES = 4
+MAX_EHVI_OBJECTIVES = 4
 
 
 class MultiObjectiveStrategy:
@@ -36,92 +49,114 @@ class MultiObjectiveStrategy:
         if not data.completed:
             raise ValueError("multi-objective BO needs completed trials")
         t0 = time.perf_counter()
-        space, objs = data.space, data.spec.objectives
-        x = torch.tensor(space.encode_many([o.parameters for o in data.completed]), dtype=DTYPE)
-        y = torch.tensor(
-            [[o.sign * ob.outcomes[o.name][0] for o in objs] for ob in data.completed], dtype=DTYPE
-        )
-        bounds = torch.tensor(space.bounds, dtype=DTYPE)
         notes: list[str] = []
+        diagnostics: dict[str, Any] = {}
+        m = len(data.spec.objectives)
         with torch.random.fork_rng(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             torch.manual_seed(data.seed)
-            models = [
-                SingleTaskGP(
-                    x,
-                    y[:, i : i + 1],
-                    input_transform=Normalize(d=x.shape[-1], bounds=bounds),
-                    outcome_transform=Standardize(m=1),
-                )
-                for i in range(len(objs))
-            ]
-            model = ModelListGP(*models)
-            try:
-                fit_gpytorch_mll(SumMarginalLogLikelihood(model.likelihood, model))
-            except Exception as exc:  # keep prior hyperparameters rather than stop
-                notes.append(f"model fit failed, using prior hyperparameters: {exc}")
-            fit_s = time.perf_counter() - t0
-            ref = reference_point(data, y)
-            pending = (
-                torch.tensor(space.encode_many(list(data.pending + data.rejected)), dtype=DTYPE)
-                if data.pending or data.rejected
-                else None
-            )
-            acq = qLogNoisyExpectedHypervolumeImprovement(
-                model=model,
-                ref_point=ref.tolist(),
-                X_baseline=x,
-                X_pending=pending,
-                prune_baseline=True,
-            )
-            eq = [
-                (torch.tensor(c.indices), torch.tensor(c.coefficients, dtype=DTYPE), c.rhs)
-                for c in space.equalities
-            ]
-            d = space.dim
-            cands, values = optimize_acqf(
-                acq,
-                bounds=bounds,
-                q=n,
-                num_restarts=min(6, 2 + d),
-                raw_samples=min(256, 32 * d),
-                sequential=True,
-                equality_constraints=eq or None,
-                options={"batch_limit": 5, "maxiter": 150},
-            )
-        notes += sorted({f"{w.category.__name__}: {w.message}" for w in caught})
-        chosen = [space.decode(row) for row in cands.detach().numpy()]
-        with torch.no_grad():
-            post = model.posterior(torch.tensor(space.encode_many(chosen), dtype=DTYPE))
-            mean, sd = post.mean, post.variance.clamp_min(0).sqrt()
-        acq_values = values.reshape(-1).tolist() if values is not None else [None] * n
+            model, tr, fit_s = surrogate.fit(data, notes)
+            t1 = time.perf_counter()
+            if m <= MAX_EHVI_OBJECTIVES:
+                ref = reference_point(data, tr.y[:, :m])
+                diagnostics["reference_point"] = ref.tolist()
+                acq = failure_aware(data, _ehvi(data, model, tr, ref), True, diagnostics)
+                search = Search(data, acq, notes)
+                picks = search.run(n)
+                name = "qLogNEHVI"
+            else:
+                picks, search, weights = _parego(data, model, tr, n, notes, diagnostics)
+                diagnostics["parego_weights"] = weights
+                name = "ParEGO (qLogNEI of a Chebyshev scalarisation)"
+            opt_s = time.perf_counter() - t1
+            preds = surrogate.predict(data, model, tr, [p.values for p in picks])
+        notes += warning_texts(caught)
         candidates = [
-            Candidate(
-                p,
-                {o.name: (o.sign * float(mean[i, j]), float(sd[i, j])) for j, o in enumerate(objs)},
-                a,
-            )
-            for i, (p, a) in enumerate(zip(chosen, acq_values, strict=True))
+            Candidate(dict(p.values), pred, p.acq) for p, pred in zip(picks, preds, strict=True)
         ]
+        diagnostics |= surrogate.hyperparameters(model, tr.names) | {
+            "acquisition": name,
+            "acq_values": [p.acq for p in picks],
+            "n_train": len(data.completed),
+            "n_failed": len(data.failed),
+            "n_pending": len(data.pending),
+            "search": search.method,
+            "fit_time_s": fit_s,
+            "opt_time_s": opt_s,
+            "time_total_s": time.perf_counter() - t0,
+            "data_hash": surrogate.data_hash(data),
+            "warnings": notes,
+        }
         return Proposal(
             strategy=self.name,
             version=f"botorch-{botorch.__version__}",
             seed=data.seed,
             candidates=candidates,
-            diagnostics={
-                "acquisition": "qLogNEHVI",
-                "reference_point": ref.tolist(),
-                "lengthscales": [
-                    m.covar_module.lengthscale.detach().reshape(-1).tolist() for m in models
-                ],
-                "n_train": len(data.completed),
-                "n_pending": len(data.pending),
-                "fit_time_s": fit_s,
-                "time_total_s": time.perf_counter() - t0,
-                "data_hash": data_hash(data),
-                "warnings": notes,
-            },
+            diagnostics=diagnostics,
         )
+
+
+def _sampler(seed: int) -> SobolQMCNormalSampler:
+    return SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=seed)
+
+
+def _ehvi(
+    data: CampaignData, model: Model, tr: surrogate.Training, ref: torch.Tensor
+) -> AcquisitionFunction:
+    m = tr.n_objectives
+    return qLogNoisyExpectedHypervolumeImprovement(
+        model=model,
+        ref_point=ref.tolist(),
+        X_baseline=tr.x,
+        sampler=_sampler(data.seed),
+        objective=IdentityMCMultiOutputObjective(outcomes=list(range(m))),
+        constraints=surrogate.outcome_constraints(data, tr) or None,
+        prune_baseline=True,
+    )
+
+
+def _parego(
+    data: CampaignData,
+    model: Model,
+    tr: surrogate.Training,
+    n: int,
+    notes: list[str],
+    diagnostics: dict[str, Any],
+) -> tuple[list[Pick], Search, list[list[float]]]:
+    """One pick per random weight vector; earlier picks are pending for later ones."""
+    m = tr.n_objectives
+    rng = np.random.default_rng(data.seed)
+    picks: list[Pick] = []
+    weights: list[list[float]] = []
+    search: Search | None = None
+    for _ in range(n):
+        w = rng.dirichlet(np.ones(m))
+        weights.append([float(v) for v in w])
+        scalarise = get_chebyshev_scalarization(surrogate.tensor(w), tr.y[:, :m])
+        objective = GenericMCObjective(partial(_scalarised, f=scalarise, m=m))
+        acq: AcquisitionFunction = qLogNoisyExpectedImprovement(
+            model,
+            X_baseline=tr.x,
+            sampler=_sampler(data.seed),
+            objective=objective,
+            constraints=surrogate.outcome_constraints(data, tr) or None,
+            prune_baseline=True,
+        )
+        acq = failure_aware(data, acq, True, diagnostics)
+        sofar = dataclasses.replace(data, pending=data.pending + tuple(p.values for p in picks))
+        search = Search(sofar, acq, notes)
+        got = search.run(1)
+        if not got:
+            break
+        picks += got
+    assert search is not None
+    return picks, search, weights
+
+
+def _scalarised(
+    z: torch.Tensor, X: torch.Tensor | None = None, *, f: Callable[..., torch.Tensor], m: int
+) -> torch.Tensor:
+    return f(z[..., :m], X)
 
 
 def reference_point(data: CampaignData, y: torch.Tensor) -> torch.Tensor:
@@ -131,4 +166,4 @@ def reference_point(data: CampaignData, y: torch.Tensor) -> torch.Tensor:
     ref: list[Any] = []
     for i, o in enumerate(data.spec.objectives):
         ref.append(o.sign * o.threshold if o.threshold is not None else float(inferred[i]))
-    return torch.tensor(ref, dtype=DTYPE)
+    return torch.tensor(ref, dtype=surrogate.DTYPE)

@@ -1,9 +1,15 @@
-"""Scrambled Sobol design: the initial design and the model-free baseline."""
+"""Scrambled Sobol design: the initial design and the model-free baseline.
+
+On a pool it is a seeded random order of the candidates (the pool-based
+active-learning baseline); with linear constraints, infeasible points are skipped.
+"""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
+import numpy as np
 from scipy.stats import qmc
 
 from loopctl.strategies.base import CampaignData, Candidate, Proposal
@@ -24,24 +30,40 @@ class SobolStrategy:
         dim = data.space.sobol_dim()
         candidates: list[Candidate] = []
         drawn = 0
-        engine = qmc.Sobol(d=dim, scramble=True, seed=data.spec.seed)
-        if data.sobol_drawn:
-            engine.fast_forward(data.sobol_drawn)
+        space = data.space
         # a continuous coordinate never repeats in a Sobol sequence; discrete spaces can
         seen: set[tuple[object, ...]] | None = None
-        if data.space.discrete:
-            seen = {data.space.key(p) for p in data.pending + data.rejected}
-            seen |= {data.space.key(o.parameters) for o in data.completed}
-        while len(candidates) < n and drawn < 64 * n + 64:
-            u = engine.random(1)[0]
+        if space.discrete:
+            seen = {space.key(p) for p in data.pending + data.rejected + data.failed}
+            seen |= {space.key(o.parameters) for o in data.completed}
+        if space.pool:
+            order = np.random.default_rng(data.spec.seed).permutation(len(space.pool))
+            source: Any = (space.pool[i] for i in order[data.sobol_drawn :])
+            limit = len(space.pool)
+        else:
+            engine = qmc.Sobol(d=dim, scramble=True, seed=data.spec.seed)
+            if data.sobol_drawn:
+                engine.fast_forward(data.sobol_drawn)
+            source = (space.from_unit(engine.random(1)[0]) for _ in iter(int, 1))
+            limit = (4096 if space.inequalities else 64) * (n + 1)
+        for values in source:
+            if len(candidates) >= n or drawn >= limit:
+                break
             drawn += 1
-            values = data.space.from_unit(u)
+            if space.violated(values):
+                continue
             if seen is not None:
                 k = data.space.key(values)
                 if k in seen:  # never send a repeat
                     continue
                 seen.add(k)
-            candidates.append(Candidate(values))
+            candidates.append(Candidate(dict(values)))
+        if not candidates and space.inequalities:
+            raise ValueError(
+                f"no point of {drawn} quasi-random samples satisfies the constraints "
+                f"{'; '.join(c.text for c in space.inequalities)}: check that they can hold "
+                "together within the parameter bounds"
+            )
         return Proposal(
             strategy=self.name,
             version=VERSION,

@@ -1,0 +1,265 @@
+"""Maximising an acquisition over a campaign's space, one candidate at a time.
+
+Shared by the model-based strategies, so that every one of them honours the
+same rules: compositions sum to one exactly, linear constraints hold,
+choices are searched as categories (every combination, or a seeded sample
+of them when there are many), a pool is searched row by row, and no
+candidate repeats a completed, pending, rejected or failed one. The batch is
+built greedily: each decoded pick becomes a pending point before the next,
+which also covers rounding that the optimiser cannot see.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from botorch.acquisition import AcquisitionFunction
+from botorch.optim import optimize_acqf
+from scipy.stats import qmc
+
+from loopctl.space import EqualityConstraint, Space
+from loopctl.strategies.base import CampaignData
+from loopctl.strategies.surrogate import tensor
+
+MAXITER = 200
+MAX_COMBINATIONS = 12  # categorical combinations searched per pick
+POOL_CHUNK = 256
+
+Key = tuple[Any, ...]
+
+
+@dataclass
+class Pick:
+    values: dict[str, Any]
+    acq: float
+
+
+class Search:
+    def __init__(self, data: CampaignData, acq: AcquisitionFunction, notes: list[str]) -> None:
+        self.data, self.space, self.acq, self.notes = data, data.space, acq, notes
+        space, d = self.space, self.space.dim
+        avoid = list(data.pending) + list(data.rejected)
+        # rejected candidates are pending for the model too: it sees no gain in going there
+        self.base_pending = [tensor(space.encode_many(avoid))] if avoid else []
+        self.chosen: list[torch.Tensor] = []
+        self.seen: set[Key] = {space.key(p) for p in avoid + list(data.failed)}
+        self.seen |= {space.key(o.parameters) for o in data.completed}
+        self.acq.set_X_pending(self._pending())
+        cont = d - len(space.cat_dims)
+        self.restarts = min(10, 2 + cont)
+        self.raw_samples = min(512, 64 * max(cont, 1))
+        self.method = "pool" if space.pool else "box"
+        if space.equalities and not space.pool:
+            simple = _projectable(space) and not space.inequalities
+            self.method = "projection" if simple else "slsqp"
+            if self.method == "slsqp":
+                self.restarts = min(self.restarts, 4)  # SLSQP costs ~5x L-BFGS-B per restart
+        elif space.inequalities:
+            self.method = "slsqp"
+        self.combinations = self._combinations()
+
+    def run(self, n: int) -> list[Pick]:
+        picks = []
+        for i in range(n):
+            pick = self._next(i)
+            if pick is None:
+                self.notes.append(f"no new candidate left for pick {i + 1}; the batch is shorter")
+                break
+            picks.append(pick)
+        return picks
+
+    # ------------------------------------------------------------------ one pick
+
+    def _next(self, i: int) -> Pick | None:
+        if self.method == "pool":
+            return self._best_pool_row()
+        best: tuple[float, torch.Tensor] | None = None
+        for combo in self.combinations:
+            x, value = self._optimise(seed=self.data.seed + 7919 * i, fixed=combo)
+            if best is None or value > best[0]:
+                best = (value, x)
+        assert best is not None
+        values = self.space.decode(best[1].numpy())
+        if self.space.key(values) in self.seen or self.space.violated(values):
+            self.notes.append(
+                f"pick {i + 1} repeated a known point (or broke a constraint) after "
+                "rounding; replaced by the best new quasi-random sample"
+            )
+            found = self._best_new_sample()
+            if found is None:
+                return None
+            values = found
+        return self._accept(values)
+
+    def _accept(self, values: dict[str, Any]) -> Pick:
+        x = tensor(self.space.encode(values)).unsqueeze(0)
+        with torch.no_grad():
+            acq = float(self.acq(x.unsqueeze(0)))
+        self.seen.add(self.space.key(values))
+        self.chosen.append(x)
+        self.acq.set_X_pending(self._pending())
+        return Pick(values, acq)
+
+    def _pending(self) -> torch.Tensor | None:
+        parts = self.base_pending + self.chosen
+        return torch.cat(parts, dim=0) if parts else None
+
+    def _optimise(self, seed: int, fixed: Mapping[int, float]) -> tuple[torch.Tensor, float]:
+        space = self.space
+        bounds = tensor(space.bounds)
+        acq: AcquisitionFunction = self.acq
+        eq = ineq = None
+        if self.method == "projection":
+            acq = _Projected(self.acq, space.equalities, bounds)
+        if self.method == "slsqp":
+            eq = [
+                (torch.tensor(c.indices), tensor(c.coefficients), float(c.rhs))
+                for c in space.equalities
+            ] or None
+            ineq = [
+                (torch.tensor(c.indices), tensor(c.coefficients), float(c.rhs))
+                for c in space.inequalities
+            ] or None
+        x, value = optimize_acqf(
+            acq,
+            bounds=bounds,
+            q=1,
+            num_restarts=self.restarts,
+            raw_samples=self.raw_samples,
+            options={"seed": seed, "maxiter": MAXITER},
+            fixed_features=dict(fixed) or None,
+            equality_constraints=eq,
+            inequality_constraints=ineq,
+        )
+        x = x.detach().reshape(1, -1)
+        if isinstance(acq, _Projected):
+            x = acq.to_x(x)
+        return x.reshape(-1), float(value.reshape(-1)[0]) if value is not None else -np.inf
+
+    # ------------------------------------------------------------------ categories
+
+    def _combinations(self) -> list[dict[int, float]]:
+        """Every combination of choices, or a seeded sample when there are many."""
+        if not self.space.cat_dims or self.method == "pool":
+            return [{}]
+        levels = [range(int(self.space.bounds[1, i]) + 1) for i in self.space.cat_dims]
+        total = int(np.prod([len(lv) for lv in levels]))
+        if total <= MAX_COMBINATIONS:
+            combos = list(itertools.product(*levels))
+        else:
+            rng = np.random.default_rng(self.data.seed)
+            combos = list({tuple(int(rng.integers(len(lv))) for lv in levels) for _ in range(64)})[
+                :MAX_COMBINATIONS
+            ]
+            self.notes.append(
+                f"{total} combinations of choices: searched a seeded sample of {len(combos)}"
+            )
+        self.restarts = max(2, self.restarts // min(len(combos), 3))
+        return [{d: float(v) for d, v in zip(self.space.cat_dims, c, strict=True)} for c in combos]
+
+    # ------------------------------------------------------------------ finite sets
+
+    def _best_pool_row(self) -> Pick | None:
+        space = self.space
+        free = [i for i, row in enumerate(space.pool) if space.key(row) not in self.seen]
+        if not free:
+            return None
+        x = tensor(space.pool_x[free]).unsqueeze(1)
+        with torch.no_grad():
+            vals = torch.cat(
+                [self.acq(x[j : j + POOL_CHUNK]) for j in range(0, len(x), POOL_CHUNK)]
+            )
+        return self._accept(dict(space.pool[free[int(torch.argmax(vals))]]))
+
+    def _best_new_sample(self) -> dict[str, Any] | None:
+        """Feasible quasi-random points ranked by the acquisition."""
+        space = self.space
+        rows = [
+            v
+            for v in _sobol_values(space, self.data.seed, 4 * self.raw_samples)
+            if space.key(v) not in self.seen and not space.violated(v)
+        ]
+        if not rows:
+            return None
+        x = tensor(space.encode_many(rows)).unsqueeze(1)
+        with torch.no_grad():
+            vals = self.acq(x)
+        return rows[int(torch.argmax(vals))]
+
+
+def _sobol_values(space: Space, seed: int, count: int) -> list[dict[str, Any]]:
+    engine = qmc.Sobol(d=max(space.sobol_dim(), 1), scramble=True, seed=seed)
+    return [space.from_unit(u) for u in engine.random(count)]
+
+
+# ---------------------------------------------------------------------- compositions
+
+
+def _projectable(space: Space) -> bool:
+    """Equalities that are plain sums over disjoint blocks: the projection handles those."""
+    used: set[int] = set()
+    for c in space.equalities:
+        if any(a != 1.0 for a in c.coefficients) or used & set(c.indices):
+            return False
+        used |= set(c.indices)
+    return True
+
+
+class _Projected(AcquisitionFunction):
+    """The acquisition at the Euclidean projection of z onto each composition's polytope.
+
+    Every feasible x projects to itself, so the box of per-element bounds covers
+    the whole feasible set and the equality disappears from the optimiser:
+    plain L-BFGS-B instead of SLSQP, measured 5-10x faster on a 5-element
+    simplex for the same optimum.
+    """
+
+    def __init__(
+        self,
+        inner: AcquisitionFunction,
+        equalities: Sequence[EqualityConstraint],
+        bounds: torch.Tensor,
+    ) -> None:
+        super().__init__(model=inner.model)
+        self.inner = inner
+        self.blocks = [
+            (list(c.indices), bounds[0, list(c.indices)], bounds[1, list(c.indices)], c.rhs)
+            for c in equalities
+        ]
+
+    def to_x(self, z: torch.Tensor) -> torch.Tensor:
+        x = z.clone()
+        for idx, lo, hi, total in self.blocks:
+            x[..., idx] = project(z[..., idx], lo, hi, total)
+        return x
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.inner(self.to_x(z))
+
+
+def project(y: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, total: float) -> torch.Tensor:
+    """Batched projection onto {sum x = total, lo <= x <= hi}, differentiable almost everywhere.
+
+    The shift t in x = clip(y - t, lo, hi) is found exactly from the 2k kinks of
+    the piecewise-linear sum; it is then recomputed from the free coordinates
+    so that gradients flow.
+    """
+    with torch.no_grad():
+        kinks = torch.cat([y - hi, y - lo], dim=-1).sort(dim=-1).values
+        sums = torch.clamp(y.unsqueeze(-2) - kinks.unsqueeze(-1), lo, hi).sum(dim=-1)
+        j = ((sums >= total).sum(dim=-1, keepdim=True) - 1).clamp(0, kinks.shape[-1] - 2)
+        t0, t1 = kinks.gather(-1, j), kinks.gather(-1, j + 1)
+        s0, s1 = sums.gather(-1, j), sums.gather(-1, j + 1)
+        drop = (s0 - s1).clamp_min(1e-300)
+        t = torch.where(s0 > s1, t0 + (s0 - total) * (t1 - t0) / drop, t0)
+        clipped = torch.clamp(y - t, lo, hi)
+        free = (y - t > lo) & (y - t < hi)
+    rest = total - (clipped * ~free).sum(dim=-1, keepdim=True)
+    n_free = free.sum(dim=-1, keepdim=True).clamp_min(1)
+    shift = ((y * free).sum(dim=-1, keepdim=True) - rest) / n_free
+    return torch.where(free, y - shift, clipped)

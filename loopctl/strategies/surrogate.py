@@ -1,0 +1,220 @@
+"""The campaign's GP surrogates: one per outcome, on the space's encoded box.
+
+Shared by every model-based strategy so they agree on what the model saw:
+objectives are turned into "larger is better" by their sign, constrained
+outcomes are modelled in their own units, choices get a categorical kernel
+(BoTorch's mixed GP) instead of being rounded from a continuous relaxation,
+and observed standard errors become fixed noise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import MixedSingleTaskGP, ModelListGP, SingleTaskGP
+from botorch.models.model import Model
+from botorch.models.transforms import Normalize, Standardize
+from gpytorch.mlls import ExactMarginalLogLikelihood
+
+from loopctl.space import Space
+from loopctl.strategies.base import CampaignData
+
+torch.set_num_threads(2)
+
+DTYPE = torch.float64
+# Hyperparameters are fitted on at most this many points (a seeded subset that
+# keeps the best); the model is then conditioned on all of them. An exact fit
+# costs O(n^3) per optimiser step, conditioning O(n^3) once.
+MAX_FIT = 400
+
+
+@dataclass
+class Training:
+    """What the models were fitted on, in model coordinates."""
+
+    x: torch.Tensor  # n x d encoded parameters
+    y: torch.Tensor  # n x m: signed objectives, then constrained outcomes as measured
+    yvar: torch.Tensor | None  # n x m squared standard errors, when every trial reported one
+    names: tuple[str, ...]  # outcome of each column
+    n_objectives: int
+
+
+def tensor(values: Any) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(values, dtype=float), dtype=DTYPE)
+
+
+def training_data(data: CampaignData, notes: list[str]) -> Training:
+    spec = data.spec
+    objs = spec.objectives
+    extra = [c.name for c in spec.outcome_constraints if c.name not in spec.objective_names]
+    names = tuple(o.name for o in objs) + tuple(extra)
+    signs = [o.sign for o in objs] + [1.0] * len(extra)
+    x = tensor(data.space.encode_many([o.parameters for o in data.completed]))
+    y = tensor(
+        [
+            [s * ob.outcomes[n][0] for n, s in zip(names, signs, strict=True)]
+            for ob in data.completed
+        ]
+    )
+    if len(data.completed) == 1:
+        notes.append("only one observation: the model is its prior and the proposal explores")
+    elif bool((y.std(dim=0) == 0).any()):
+        flat = [n for n, sd in zip(names, y.std(dim=0).tolist(), strict=True) if sd == 0]
+        notes.append(
+            f"all observed values of {', '.join(flat)} are equal: the model of it is flat "
+            "and the proposal is driven by its uncertainty"
+        )
+    sems = [[ob.outcomes[n][1] for n in names] for ob in data.completed]
+    yvar = None
+    if all(s is not None for row in sems for s in row):
+        yvar = tensor(sems) ** 2
+        # a reported error of zero makes the kernel matrix singular at repeated points
+        var = y.var(dim=0) if len(y) > 1 else torch.ones(len(names), dtype=DTYPE)
+        floor = 1e-6 * torch.where(var > 0, var, torch.ones_like(var))
+        if bool((yvar < floor).any()):
+            notes.append("standard errors below 1e-3 of the spread were raised to it")
+        yvar = torch.maximum(yvar, floor)
+    return Training(x, y, yvar, names, len(objs))
+
+
+def _gp(space: Space, x: torch.Tensor, y: torch.Tensor, yvar: torch.Tensor | None) -> Model:
+    """BoTorch's default priors; inputs scaled to the unit cube, the outcome standardised."""
+    cont = [i for i in range(space.dim) if i not in space.cat_dims]
+    bounds = tensor(space.bounds)
+    normalize = Normalize(d=space.dim, indices=cont, bounds=bounds[:, cont]) if cont else None
+    if space.cat_dims:
+        return MixedSingleTaskGP(
+            x,
+            y,
+            cat_dims=list(space.cat_dims),
+            train_Yvar=yvar,
+            input_transform=normalize,
+            outcome_transform=Standardize(m=1),
+        )
+    return SingleTaskGP(
+        x, y, train_Yvar=yvar, input_transform=normalize, outcome_transform=Standardize(m=1)
+    )
+
+
+def fit(data: CampaignData, notes: list[str]) -> tuple[Model, Training, float]:
+    """One GP per outcome column (a ModelListGP when there are several); appends warnings."""
+    t0 = time.perf_counter()
+    tr = training_data(data, notes)
+    models = [_fit_one(data, tr, j, notes) for j in range(tr.y.shape[1])]
+    model: Model = models[0] if len(models) == 1 else ModelListGP(*models)  # type: ignore[arg-type]
+    return model, tr, time.perf_counter() - t0
+
+
+def _fit_one(data: CampaignData, tr: Training, j: int, notes: list[str]) -> Model:
+    y = tr.y[:, j : j + 1]
+    yvar = tr.yvar[:, j : j + 1] if tr.yvar is not None else None
+    n = len(y)
+    subset = _fit_subset(y, data.seed) if n > MAX_FIT else None
+    fx, fy = (tr.x, y) if subset is None else (tr.x[subset], y[subset])
+    fvar = yvar if subset is None or yvar is None else yvar[subset]
+    model = _gp(data.space, fx, fy, fvar)
+    try:
+        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+    except Exception as exc:  # a failed fit still leaves a usable model at the prior's values
+        notes.append(f"fit of {tr.names[j]} failed, kept the prior's hyperparameters: {exc}")
+    if subset is None:
+        return model
+    notes.append(
+        f"{tr.names[j]}: hyperparameters fitted on {len(subset)} of {n} points "
+        "(the best and a seeded sample), the model conditioned on all"
+    )
+    full = _gp(data.space, tr.x, y, yvar)
+    state = {k: v for k, v in model.state_dict().items() if "outcome_transform" not in k}
+    full.load_state_dict(state, strict=False)
+    return full
+
+
+def _fit_subset(y: torch.Tensor, seed: int) -> torch.Tensor:
+    """The best quarter (where the optimum is being resolved) plus a seeded spread."""
+    n = len(y)
+    order = torch.argsort(y.reshape(-1), descending=True)
+    best = order[: MAX_FIT // 4]
+    rest = order[MAX_FIT // 4 :]
+    g = torch.Generator().manual_seed(seed)
+    pick = rest[torch.randperm(len(rest), generator=g)[: MAX_FIT - len(best)]]
+    assert len(best) + len(pick) <= n
+    return torch.cat([best, pick]).sort().values
+
+
+def outcome_constraints(
+    data: CampaignData, tr: Training
+) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+    """BoTorch constraint callables (feasible where <= 0) on the model's output samples."""
+    out: list[Callable[[torch.Tensor], torch.Tensor]] = []
+    for c in data.spec.outcome_constraints:
+        j = tr.names.index(c.name)
+        sign = data.spec.objective(c.name).sign if j < tr.n_objectives else 1.0
+        direction = -1.0 if c.op == ">=" else 1.0  # >= b  <=>  b - v <= 0
+        out.append(partial(_constraint, j=j, sign=sign, direction=direction, bound=c.bound))
+    return out
+
+
+def _constraint(
+    z: torch.Tensor, j: int, sign: float, direction: float, bound: float
+) -> torch.Tensor:
+    return direction * (sign * z[..., j] - bound)
+
+
+def submodels(model: Model) -> list[Model]:
+    return list(model.models) if isinstance(model, ModelListGP) else [model]  # type: ignore[arg-type]
+
+
+def hyperparameters(model: Model, names: tuple[str, ...]) -> dict[str, Any]:
+    """Plain floats an auditor can read without torch; noise in standardised units."""
+    per: dict[str, Any] = {}
+    for name, m in zip(names, submodels(model), strict=True):
+        out: dict[str, Any] = {}
+        for mod_name, module in m.named_modules():
+            ls = getattr(module, "raw_lengthscale", None)
+            if ls is not None and "covar_module" in mod_name + ".":
+                out.setdefault("lengthscales", []).extend(
+                    float(v) for v in module.lengthscale.detach().reshape(-1).tolist()
+                )
+        noise = getattr(m.likelihood, "noise", None)
+        if noise is not None:
+            values = [float(v) for v in noise.detach().reshape(-1).tolist()]
+            out["noise"] = values[0] if len(values) == 1 else values[:5]
+        mean = getattr(getattr(m, "mean_module", None), "constant", None)
+        if mean is not None:
+            out["mean_constant"] = float(mean.detach().reshape(-1)[0])
+        per[name] = out
+    if len(per) == 1:
+        return next(iter(per.values()))
+    return {"models": per}
+
+
+def predict(
+    data: CampaignData, model: Model, tr: Training, chosen: list[dict[str, Any]]
+) -> list[dict[str, tuple[float, float]]]:
+    """Posterior mean and sd of each objective, in the objective's own units."""
+    if not chosen:
+        return []
+    with torch.no_grad():
+        post: Any = model.posterior(tensor(data.space.encode_many(chosen)))
+        mean, sd = post.mean, post.variance.clamp_min(0.0).sqrt()
+    objs = data.spec.objectives
+    return [
+        {o.name: (o.sign * float(mean[i, j]), float(sd[i, j])) for j, o in enumerate(objs)}
+        for i in range(len(chosen))
+    ]
+
+
+def data_hash(data: CampaignData) -> str:
+    """What the model saw, so an auditor can tell whether two proposals had the same data."""
+    rows = sorted((o.trial_id, sorted(o.outcomes.items())) for o in data.completed)
+    rows_failed = sorted(json.dumps(p, sort_keys=True) for p in data.failed)
+    return hashlib.sha256(json.dumps([rows, rows_failed]).encode()).hexdigest()
