@@ -40,7 +40,7 @@ def test_tell_validates(tmp_path: Path) -> None:
     (t,) = c.ask()
     with pytest.raises(ValidationError, match="y: must be a finite number"):
         c.tell(t.id, {"y": float("nan")})
-    with pytest.raises(ValidationError, match="unknown objective 'z'"):
+    with pytest.raises(ValidationError, match="unknown outcome 'z'"):
         c.tell(t.id, {"y": 1.0, "z": 2.0})
     with pytest.raises(ValidationError, match="y: missing"):
         c.tell(t.id, {})
