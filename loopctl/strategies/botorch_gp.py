@@ -102,7 +102,7 @@ def _acquisition(
         return qUpperConfidenceBound(model, beta=beta, sampler=sampler, objective=objective), "qUCB"
     acq = qLogNoisyExpectedImprovement(
         model,
-        X_baseline=tr.x,
+        X_baseline=surrogate.baseline(tr),
         sampler=sampler,
         objective=objective,
         constraints=surrogate.outcome_constraints(data, tr) or None,

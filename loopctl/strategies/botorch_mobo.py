@@ -107,7 +107,7 @@ def _ehvi(
     return qLogNoisyExpectedHypervolumeImprovement(
         model=model,
         ref_point=ref.tolist(),
-        X_baseline=tr.x,
+        X_baseline=surrogate.baseline(tr),
         sampler=_sampler(data.seed),
         objective=IdentityMCMultiOutputObjective(outcomes=list(range(m))),
         constraints=surrogate.outcome_constraints(data, tr) or None,
@@ -136,7 +136,7 @@ def _parego(
         objective = GenericMCObjective(partial(_scalarised, f=scalarise, m=m))
         acq: AcquisitionFunction = qLogNoisyExpectedImprovement(
             model,
-            X_baseline=tr.x,
+            X_baseline=surrogate.baseline(tr),
             sampler=_sampler(data.seed),
             objective=objective,
             constraints=surrogate.outcome_constraints(data, tr) or None,
