@@ -37,6 +37,7 @@ from loopctl.strategies.feasibility import failure_aware
 from loopctl.strategies.search import Pick, Search
 
 MAX_EHVI_OBJECTIVES = 4
+EFFORT = 0.6  # restarts and raw samples relative to single-objective EI
 
 
 class MultiObjectiveStrategy:
@@ -61,7 +62,7 @@ class MultiObjectiveStrategy:
                 ref = reference_point(data, tr.y[:, :m])
                 diagnostics["reference_point"] = ref.tolist()
                 acq = failure_aware(data, _ehvi(data, model, tr, ref), True, diagnostics)
-                search = Search(data, acq, notes)
+                search = Search(data, acq, notes, effort=EFFORT)
                 picks = search.run(n)
                 name = "qLogNEHVI"
             else:
@@ -144,7 +145,7 @@ def _parego(
         )
         acq = failure_aware(data, acq, True, diagnostics)
         sofar = dataclasses.replace(data, pending=data.pending + tuple(p.values for p in picks))
-        search = Search(sofar, acq, notes)
+        search = Search(sofar, acq, notes, effort=EFFORT)
         got = search.run(1)
         if not got:
             break

@@ -40,7 +40,15 @@ class Pick:
 
 
 class Search:
-    def __init__(self, data: CampaignData, acq: AcquisitionFunction, notes: list[str]) -> None:
+    def __init__(
+        self,
+        data: CampaignData,
+        acq: AcquisitionFunction,
+        notes: list[str],
+        effort: float = 1.0,
+    ) -> None:
+        """``effort`` scales restarts and raw samples (hypervolume acquisitions cost
+        several times more per evaluation than EI, for a similar benefit per restart)."""
         self.data, self.space, self.acq, self.notes = data, data.space, acq, notes
         space, d = self.space, self.space.dim
         avoid = list(data.pending) + list(data.rejected)
@@ -51,8 +59,8 @@ class Search:
         self.seen |= {space.key(o.parameters) for o in data.completed}
         self.acq.set_X_pending(self._pending())
         cont = d - len(space.cat_dims)
-        self.restarts = min(10, 2 + cont)
-        self.raw_samples = min(512, 64 * max(cont, 1))
+        self.restarts = max(2, round(effort * min(10, 2 + cont)))
+        self.raw_samples = max(32, round(effort * min(512, 64 * max(cont, 1))))
         self.method = "pool" if space.pool else "box"
         if space.equalities and not space.pool:
             simple = _projectable(space) and not space.inequalities
