@@ -2,7 +2,7 @@
 
 Every objective is turned into "larger is better" by its sign. The reference
 point comes from the objectives' thresholds where the campaign gives them, and
-otherwise from the data (the worst observed value, a tenth of the range
+otherwise from the observed Pareto front (its nadir, a tenth of its range
 beyond). Hypervolume computations grow exponentially with the number of
 objectives, so above four each pick instead maximises log-noisy EI of a
 Chebyshev scalarisation with its own seeded random weights (ParEGO), which
@@ -28,6 +28,8 @@ from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputO
 from botorch.acquisition.objective import GenericMCObjective
 from botorch.models.model import Model
 from botorch.sampling import SobolQMCNormalSampler
+from botorch.utils.multi_objective.hypervolume import infer_reference_point
+from botorch.utils.multi_objective.pareto import is_non_dominated
 from botorch.utils.multi_objective.scalarization import get_chebyshev_scalarization
 
 from loopctl.strategies import surrogate
@@ -161,9 +163,13 @@ def _scalarised(
 
 
 def reference_point(data: CampaignData, y: torch.Tensor) -> torch.Tensor:
-    """Thresholds where given (in the maximised orientation), else just below the worst."""
-    lo, hi = y.min(dim=0).values, y.max(dim=0).values
-    inferred = lo - 0.1 * (hi - lo).clamp_min(1e-9)
+    """Thresholds where given (in the maximised orientation), else inferred from the
+    observed Pareto front: its nadir less a tenth of its range (BoTorch's heuristic).
+
+    A reference point below the worst observation instead (the first version) spends
+    the hypervolume on regions far from the front: on DTLZ2 it did no better than Sobol.
+    """
+    inferred = infer_reference_point(y[is_non_dominated(y)])
     ref: list[Any] = []
     for i, o in enumerate(data.spec.objectives):
         ref.append(o.sign * o.threshold if o.threshold is not None else float(inferred[i]))
