@@ -336,6 +336,13 @@ def parse_spec(data: Any, source: str = "campaign") -> Spec:
     constraints = _linear_constraints(r, data.get("constraints"), space)
     outcome_constraints = _outcome_constraints(r, data.get("outcome_constraints"), objectives)
     pool = _pool(r, data.get("pool"), space, source)
+    extra = [c.name for c in outcome_constraints if c.name not in {o.name for o in objectives}]
+    if oracle is not None and extra:
+        r.problem(
+            "outcome_constraints",
+            f"the built-in oracle computes only the objectives, not {extra[0]!r}; "
+            "use a driver that measures it",
+        )
     if any(isinstance(p, FormulaParam) for p in space) and pool is None:
         r.problem("space", "a formula parameter needs a `pool` of candidates to choose from")
     if pool is not None and constraints:

@@ -269,3 +269,10 @@ def test_formula_pool_is_featurised_and_searched() -> None:
     assert len(set(picked)) == 8 and set(picked) <= set(formulas)
     assert proposals[-1]["strategy"] == "botorch"
     assert "pool" in proposals[-1]["diagnostics"]["auto"]["reason"]
+
+
+def test_the_builtin_oracle_cannot_measure_constrained_outcomes() -> None:
+    text = problems(
+        make(oracle={"kind": "function", "function": "sphere"}, outcome_constraints=["c >= 1"])
+    )
+    assert "the built-in oracle computes only the objectives, not 'c'" in text
