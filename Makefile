@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --quiet -c constraints.txt torch
 	$(BIN)/pip install --quiet --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m loopctl.strategies.fused_kernel
 	touch $(STAMP)
 
 demo: install

@@ -168,7 +168,7 @@ def test_two_objectives_use_ehvi_and_beat_sobol(tmp_path: Path) -> None:
     found = {}
     for method in ("auto", "sobol"):
         spec = branin_spec(
-            Path("/tmp"),
+            tmp_path,
             name=f"mo-{method}.yaml",
             seed=1,
             oracle=None,

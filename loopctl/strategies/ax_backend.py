@@ -31,6 +31,7 @@ from loopctl.spec import (
     RangeParam,
     Spec,
 )
+from loopctl.strategies import fused_kernel
 from loopctl.strategies.base import CampaignData, Candidate, Proposal
 
 AX_INITIAL_TRIALS = 5  # Ax's default initialization budget
@@ -46,6 +47,7 @@ class AxStrategy:
         import ax
         from ax import Client
 
+        fused_kernel.no_jit()
         if data.space.pool:
             raise ValueError("Ax's Client cannot choose from a pool; use method auto")
         t0 = time.perf_counter()

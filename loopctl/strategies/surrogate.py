@@ -27,9 +27,11 @@ from botorch.utils.multi_objective.pareto import is_non_dominated
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
 from loopctl.space import Space
+from loopctl.strategies import fused_kernel
 from loopctl.strategies.base import CampaignData
 
 torch.set_num_threads(2)
+fused_kernel.no_jit()  # every model-based strategy imports this module
 
 DTYPE = torch.float64
 # Hyperparameters are fitted on at most this many points (a seeded subset that
