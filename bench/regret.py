@@ -11,7 +11,8 @@ strategy) directly. Problems are in bench/problems.py.
 
 Methods: ``loopctl`` (the default, ``auto``), ``sobol``, ``ax``, ``loopctl-<method>``
 for any strategy method (``loopctl-nsga2``, ``loopctl-ax``, ...), and
-``loopctl-nofail`` (``auto`` with ``learn_failures: false``).
+``loopctl-nofail`` (``auto`` with ``learn_failures: false``, run on failure problems
+only); ``loopctl-nsga2`` runs on the multi-objective problems only.
 """
 
 from __future__ import annotations
@@ -134,7 +135,10 @@ def run_one(job: tuple[str, str, int, int]) -> dict[str, Any]:
     problem, method, batch, seed = job
     import torch
 
+    from loopctl.strategies import fused_kernel
+
     torch.set_num_threads(1)
+    fused_kernel.no_jit()  # Ax and loopctl alike: the kernel make install built, never a JIT build
     warnings.simplefilter("ignore")
     p = problems()[problem]
     record: dict[str, Any] = {"problem": problem, "method": method, "batch": batch, "seed": seed}
@@ -370,6 +374,7 @@ def main() -> None:
             for b in args.batch.split(",")
             if (p, m, int(b), s) not in done
             and not (m == "loopctl-nofail" and problems()[p].kind != "fail")
+            and not (m == "loopctl-nsga2" and problems()[p].kind != "multi")
         ]
         print(f"{len(jobs)} runs on {args.workers} workers", flush=True)
         t0 = time.time()

@@ -24,6 +24,10 @@ class SpecError(LoopctlError):
             else f"{source}: {len(problems)} problems\n  " + "\n  ".join(problems)
         )
 
+    def __reduce__(self) -> tuple[type[SpecError], tuple[list[str], str]]:
+        # rebuilt from its fields, not its message, when it crosses a process boundary
+        return (SpecError, (self.problems, self.source))
+
 
 class ValidationError(LoopctlError):
     """A value (parameters, outcomes, a CSV row) does not fit the campaign."""
@@ -44,6 +48,9 @@ class ProtocolError(LoopctlError):
         self.code = code
         super().__init__(message)
 
+    def __reduce__(self) -> tuple[type[LoopctlError], tuple[str, str]]:
+        return (type(self), (self.code, str(self)))
+
 
 class TrialError(LoopctlError):
     """An operation does not fit a trial's state (unknown id, already settled...)."""
@@ -51,3 +58,6 @@ class TrialError(LoopctlError):
     def __init__(self, code: str, message: str) -> None:
         self.code = code
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[type[LoopctlError], tuple[str, str]]:
+        return (type(self), (self.code, str(self)))

@@ -194,9 +194,10 @@ def _loo(store: Store, spec: Spec) -> Any | None:
     import torch
 
     from loopctl.strategies.botorch_gp import DTYPE, fit_model
+    from loopctl.strategies.surrogate import unwarp
 
     model: Any
-    model, _, _ = fit_model(data, [])
+    model, tr, _ = fit_model(data, [])
     o = spec.objectives[0]
     y = np.array([ob.outcomes[o.name][0] for ob in data.completed])
     model.eval()
@@ -211,11 +212,11 @@ def _loo(store: Store, spec: Spec) -> Any | None:
         diag = torch.diagonal(kinv)
         mu_t = model.train_targets.reshape(-1) - alpha / diag
         var_t = 1.0 / diag
-    # back to the objective's units: undo Standardize and the sign used for maximising
+    # back to the objective's units: undo Standardize, the warp and the sign for maximising
     tf: Any = model.outcome_transform
-    mean_std = float(tf.means.reshape(-1)[0]), float(tf.stdvs.reshape(-1)[0])
-    mu = o.sign * (mu_t.numpy() * mean_std[1] + mean_std[0])
-    sd = np.sqrt(var_t.numpy()) * mean_std[1]
+    loc, scale = tf.means.reshape(-1)[0], tf.stdvs.reshape(-1)[0]
+    median, half = unwarp(tr.warp(0), mu_t * scale + loc, var_t.sqrt() * scale)
+    mu, sd = o.sign * median.numpy(), half.numpy()
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.errorbar(
         y,

@@ -23,6 +23,14 @@ from loopctl.errors import SpecError
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 ORACLE_KINDS = ("emt", "function", "table")
 STRATEGY_METHODS = ("auto", "sobol", "botorch", "mobo", "nsga2", "ax")
+# strategy.options: a choice of strings, a flag, or a positive number
+STRATEGY_OPTIONS: dict[str, tuple[str, ...] | type] = {
+    "acquisition": ("ei", "ucb"),
+    "beta": float,
+    "learn_failures": bool,
+    "warp_outcomes": bool,
+    "nsga2_bound": ("ucb", "mean"),
+}
 EMT_ELEMENTS = ("Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt")
 
 
@@ -162,7 +170,11 @@ class Execution:
 class StrategySpec:
     method: str = "auto"
     initial_trials: int | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)  # validated by _strategy
+
+    @property
+    def warp_outcomes(self) -> bool:
+        return bool(self.options.get("warp_outcomes", True))
 
 
 @dataclass(frozen=True)
@@ -787,6 +799,17 @@ def _strategy(r: _Reader, value: Any) -> StrategySpec:
         else None
     )
     options = r.mapping(d.get("options"), "strategy.options") or {}
+    path = "strategy.options"
+    r.unknown_keys(options, path, set(STRATEGY_OPTIONS))
+    for key, kind in STRATEGY_OPTIONS.items():
+        if key not in options:
+            continue
+        if isinstance(kind, tuple):
+            r.string(options, key, path, choices=kind)
+        elif kind is bool:
+            r.boolean(options, key, path, default=True)
+        else:
+            r.number(options, key, path, positive=True)
     return StrategySpec(method=method, initial_trials=init, options=dict(options))
 
 

@@ -67,6 +67,13 @@ BAD = [
         "execution.heartbeat_timeout: must be longer than heartbeat_interval",
     ),
     ("strategy: {method: magic}", "strategy.method: 'magic' is not one of"),
+    (
+        "strategy: {options: {learn_falures: false}}",
+        "strategy.options.learn_falures: unknown field; expected one of",
+    ),
+    ("strategy: {options: {acquisition: pi}}", "strategy.options.acquisition: 'pi' is not one"),
+    ("strategy: {options: {beta: 0}}", "strategy.options.beta: must be greater than 0"),
+    ("strategy: {options: {warp_outcomes: maybe}}", "strategy.options.warp_outcomes: must be true"),
     ("oracle: {kind: function}", "oracle.function: is required when kind is function"),
     (
         "space:\n  - {name: c, type: composition, elements: [Cu, Fe]}\noracle: {kind: emt}",
@@ -114,6 +121,16 @@ def test_all_problems_reported_at_once() -> None:
     with pytest.raises(SpecError) as err:
         parse_spec_text(text)
     assert len(err.value.problems) == 2
+
+
+def test_errors_survive_a_process_boundary() -> None:
+    """Benchmarks and workers pickle errors; the problems must come back as they were."""
+    import pickle
+
+    with pytest.raises(SpecError) as err:
+        parse_spec_text(mutate("budget: {trials: 0}").replace("goal: minimize", "goal: up"))
+    again = pickle.loads(pickle.dumps(err.value))
+    assert again.problems == err.value.problems and str(again) == str(err.value)
 
 
 def test_not_yaml_names_the_line() -> None:

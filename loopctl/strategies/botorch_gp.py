@@ -63,7 +63,7 @@ class BotorchStrategy:
         candidates = [
             Candidate(dict(p.values), pred, p.acq) for p, pred in zip(picks, preds, strict=True)
         ]
-        diagnostics |= surrogate.hyperparameters(model, tr.names) | {
+        diagnostics |= surrogate.hyperparameters(model, tr) | {
             "acquisition": name,
             "acq_values": [p.acq for p in picks],
             "n_train": len(data.completed),
@@ -115,10 +115,10 @@ def _first(samples: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor
     return samples[..., 0]
 
 
-def fit_model(data: CampaignData, notes: list[str]) -> tuple[Model, torch.Tensor, float]:
+def fit_model(data: CampaignData, notes: list[str]) -> tuple[Model, surrogate.Training, float]:
     """The campaign's objective GP (reports draw it); appends warnings to ``notes``."""
     model, tr, seconds = surrogate.fit(data, notes)
-    return surrogate.submodels(model)[0], tr.x, seconds
+    return surrogate.submodels(model)[0], tr, seconds
 
 
 def warning_texts(caught: Sequence[warnings.WarningMessage]) -> list[str]:

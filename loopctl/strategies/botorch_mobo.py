@@ -61,8 +61,8 @@ class MultiObjectiveStrategy:
             model, tr, fit_s = surrogate.fit(data, notes)
             t1 = time.perf_counter()
             if m <= MAX_EHVI_OBJECTIVES:
-                ref = reference_point(data, tr.y[:, :m])
-                diagnostics["reference_point"] = ref.tolist()
+                ref = reference_point(data, tr)
+                diagnostics["reference_point"] = in_units(data, tr, ref)
                 acq = failure_aware(data, _ehvi(data, model, tr, ref), True, diagnostics)
                 search = Search(data, acq, notes, effort=EFFORT)
                 picks = search.run(n)
@@ -77,7 +77,7 @@ class MultiObjectiveStrategy:
         candidates = [
             Candidate(dict(p.values), pred, p.acq) for p, pred in zip(picks, preds, strict=True)
         ]
-        diagnostics |= surrogate.hyperparameters(model, tr.names) | {
+        diagnostics |= surrogate.hyperparameters(model, tr) | {
             "acquisition": name,
             "acq_values": [p.acq for p in picks],
             "n_train": len(data.completed),
@@ -162,15 +162,25 @@ def _scalarised(
     return f(z[..., :m], X)
 
 
-def reference_point(data: CampaignData, y: torch.Tensor) -> torch.Tensor:
-    """Thresholds where given (in the maximised orientation), else inferred from the
-    observed Pareto front: its nadir less a tenth of its range (BoTorch's heuristic).
+def reference_point(data: CampaignData, tr: surrogate.Training) -> torch.Tensor:
+    """In model coordinates: thresholds where given (maximised and warped like the data),
+    else inferred from the observed Pareto front: its nadir less a tenth of its range
+    (BoTorch's heuristic).
 
     A reference point below the worst observation instead (the first version) spends
     the hypervolume on regions far from the front: on DTLZ2 it did no better than Sobol.
     """
+    y = tr.y[:, : len(data.spec.objectives)]
     inferred = infer_reference_point(y[is_non_dominated(y)])
     ref: list[Any] = []
     for i, o in enumerate(data.spec.objectives):
-        ref.append(o.sign * o.threshold if o.threshold is not None else float(inferred[i]))
+        if o.threshold is None:
+            ref.append(float(inferred[i]))
+        else:
+            ref.append(float(tr.warp(i).forward(torch.tensor(o.sign * o.threshold, dtype=y.dtype))))
     return torch.tensor(ref, dtype=surrogate.DTYPE)
+
+
+def in_units(data: CampaignData, tr: surrogate.Training, ref: torch.Tensor) -> list[float]:
+    """A reference point in the objectives' own units and directions, for the record."""
+    return [o.sign * float(tr.warp(i).inverse(ref[i])) for i, o in enumerate(data.spec.objectives)]

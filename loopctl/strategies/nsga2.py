@@ -25,7 +25,7 @@ from botorch.models.model import Model
 from loopctl.strategies import surrogate
 from loopctl.strategies.base import CampaignData, Candidate, Proposal
 from loopctl.strategies.botorch_gp import warning_texts
-from loopctl.strategies.botorch_mobo import reference_point
+from loopctl.strategies.botorch_mobo import in_units, reference_point
 from loopctl.strategies.search import project
 
 POPULATION = 64
@@ -66,7 +66,7 @@ class Nsga2Strategy:
             opt_s = time.perf_counter() - t1
             preds = surrogate.predict(data, model, tr, [p for p, _ in picks])
         notes += warning_texts(caught)
-        ref = reference_point(data, tr.y[:, :m])
+        ref = reference_point(data, tr)
         return Proposal(
             strategy=self.name,
             version=f"botorch-{botorch.__version__}",
@@ -74,12 +74,12 @@ class Nsga2Strategy:
             candidates=[
                 Candidate(dict(p), pred, c) for (p, c), pred in zip(picks, preds, strict=True)
             ],
-            diagnostics=surrogate.hyperparameters(model, tr.names)
+            diagnostics=surrogate.hyperparameters(model, tr)
             | {
                 "acquisition": "NSGA-II on "
                 + (f"mean + {beta:g} sd" if optimistic else "posterior mean")
                 + ", batch by hypervolume contribution",
-                "reference_point": ref.tolist(),
+                "reference_point": in_units(data, tr, ref),
                 "population": POPULATION,
                 "generations": generations,
                 "hv_contributions": [c for _, c in picks],
@@ -199,7 +199,7 @@ def _select(
     in_flight = list(data.pending + data.rejected)
     if in_flight:
         covered = np.vstack([covered, score(space.encode_many(in_flight))[0]])
-    ref = reference_point(data, tr.y[:, : score.m]).numpy()
+    ref = reference_point(data, tr).numpy()
     top = np.maximum(f.max(axis=0), covered.max(axis=0))
     samples = np.random.default_rng(data.seed).uniform(
         ref, np.maximum(top, ref + 1e-9), (MC_POINTS, score.m)

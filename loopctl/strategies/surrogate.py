@@ -29,6 +29,7 @@ from gpytorch.mlls import ExactMarginalLogLikelihood
 from loopctl.space import Space
 from loopctl.strategies import fused_kernel
 from loopctl.strategies.base import CampaignData
+from loopctl.strategies.warping import Warp
 
 torch.set_num_threads(2)
 fused_kernel.no_jit()  # every model-based strategy imports this module
@@ -50,6 +51,10 @@ class Training:
     yvar: torch.Tensor | None  # n x m squared standard errors, when every trial reported one
     names: tuple[str, ...]  # outcome of each column
     n_objectives: int
+    warps: tuple[Warp, ...] = ()  # per column: y holds warp.forward(signed value)
+
+    def warp(self, j: int) -> Warp:
+        return self.warps[j] if self.warps else Warp()
 
 
 def tensor(values: Any) -> torch.Tensor:
@@ -87,7 +92,17 @@ def training_data(data: CampaignData, notes: list[str]) -> Training:
         if bool((yvar < floor).any()):
             notes.append("standard errors below 1e-3 of the spread were raised to it")
         yvar = torch.maximum(yvar, floor)
-    return Training(x, y, yvar, names, len(objs))
+    warps = tuple(
+        Warp.fit(y[:, j].numpy()) if j < len(objs) and spec.strategy.warp_outcomes else Warp()
+        for j in range(len(names))
+    )
+    if any(not w.linear for w in warps):
+        signed = y
+        y = torch.stack([w.forward(signed[:, j]) for j, w in enumerate(warps)], dim=-1)
+        if yvar is not None:
+            slopes = torch.stack([w.slope(signed[:, j]) for j, w in enumerate(warps)], dim=-1)
+            yvar = yvar * slopes**2
+    return Training(x, y, yvar, names, len(objs), warps)
 
 
 def _gp(space: Space, x: torch.Tensor, y: torch.Tensor, yvar: torch.Tensor | None) -> Model:
@@ -185,25 +200,32 @@ def outcome_constraints(
         j = tr.names.index(c.name)
         sign = data.spec.objective(c.name).sign if j < tr.n_objectives else 1.0
         direction = -1.0 if c.op == ">=" else 1.0  # >= b  <=>  b - v <= 0
-        out.append(partial(_constraint, j=j, sign=sign, direction=direction, bound=c.bound))
+        out.append(
+            partial(
+                _constraint, j=j, sign=sign, direction=direction, bound=c.bound, warp=tr.warp(j)
+            )
+        )
     return out
 
 
 def _constraint(
-    z: torch.Tensor, j: int, sign: float, direction: float, bound: float
+    z: torch.Tensor, j: int, sign: float, direction: float, bound: float, warp: Warp
 ) -> torch.Tensor:
-    return direction * (sign * z[..., j] - bound)
+    value = z[..., j] if warp.linear else warp.inverse(z[..., j])
+    return direction * (sign * value - bound)
 
 
 def submodels(model: Model) -> list[Model]:
     return list(model.models) if isinstance(model, ModelListGP) else [model]  # type: ignore[arg-type]
 
 
-def hyperparameters(model: Model, names: tuple[str, ...]) -> dict[str, Any]:
+def hyperparameters(model: Model, tr: Training) -> dict[str, Any]:
     """Plain floats an auditor can read without torch; noise in standardised units."""
     per: dict[str, Any] = {}
-    for name, m in zip(names, submodels(model), strict=True):
+    for j, (name, m) in enumerate(zip(tr.names, submodels(model), strict=True)):
         out: dict[str, Any] = {}
+        if not tr.warp(j).linear:
+            out["outcome_warping"] = {"yeo_johnson_lambda": tr.warp(j).lam}
         for mod_name, module in m.named_modules():
             ls = getattr(module, "raw_lengthscale", None)
             if ls is not None and "covar_module" in mod_name + ".":
@@ -226,17 +248,29 @@ def hyperparameters(model: Model, names: tuple[str, ...]) -> dict[str, Any]:
 def predict(
     data: CampaignData, model: Model, tr: Training, chosen: list[dict[str, Any]]
 ) -> list[dict[str, tuple[float, float]]]:
-    """Posterior mean and sd of each objective, in the objective's own units."""
+    """Posterior mean and sd of each objective, in the objective's own units.
+
+    With a warped objective these are the posterior median and half its central
+    68 % interval, mapped back: the warp keeps quantiles, not means.
+    """
     if not chosen:
         return []
     with torch.no_grad():
         post: Any = model.posterior(tensor(data.space.encode_many(chosen)))
         mean, sd = post.mean, post.variance.clamp_min(0.0).sqrt()
-    objs = data.spec.objectives
-    return [
-        {o.name: (o.sign * float(mean[i, j]), float(sd[i, j])) for j, o in enumerate(objs)}
-        for i in range(len(chosen))
-    ]
+    out: list[dict[str, tuple[float, float]]] = [{} for _ in chosen]
+    for j, o in enumerate(data.spec.objectives):
+        mu, s = unwarp(tr.warp(j), mean[:, j], sd[:, j])
+        for i in range(len(chosen)):
+            out[i][o.name] = (o.sign * float(mu[i]), float(s[i]))
+    return out
+
+
+def unwarp(warp: Warp, mean: torch.Tensor, sd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A Gaussian prediction in warped units as (median, half 68 % interval) in signed units."""
+    if warp.linear:
+        return mean, sd
+    return warp.inverse(mean), (warp.inverse(mean + sd) - warp.inverse(mean - sd)) / 2
 
 
 def data_hash(data: CampaignData) -> str:
