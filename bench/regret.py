@@ -12,7 +12,8 @@ strategy) directly. Problems are in bench/problems.py.
 Methods: ``loopctl`` (the default, ``auto``), ``sobol``, ``ax``, ``loopctl-<method>``
 for any strategy method (``loopctl-nsga2``, ``loopctl-ax``, ...), and
 ``loopctl-nofail`` (``auto`` with ``learn_failures: false``, run on failure problems
-only); ``loopctl-nsga2`` runs on the multi-objective problems only.
+only); ``loopctl-nsga2`` runs on the multi-objective problems only. ``--budget``
+sets the trials per run for every problem; by default each has its own (bench/problems.py).
 """
 
 from __future__ import annotations
@@ -131,8 +132,8 @@ def _run_ax(p: Problem, batch: int, seed: int) -> dict[str, Any]:
     return {"outcomes": ys, "times": times, "failed": failed, "strategies": ["ax-client"]}
 
 
-def run_one(job: tuple[str, str, int, int]) -> dict[str, Any]:
-    problem, method, batch, seed = job
+def run_one(job: tuple[str, str, int, int, int | None]) -> dict[str, Any]:
+    problem, method, batch, seed, budget = job
     import torch
 
     from loopctl.strategies import fused_kernel
@@ -141,7 +142,10 @@ def run_one(job: tuple[str, str, int, int]) -> dict[str, Any]:
     fused_kernel.no_jit()  # Ax and loopctl alike: the kernel make install built, never a JIT build
     warnings.simplefilter("ignore")
     p = problems()[problem]
+    if budget is not None:
+        p.budget = budget
     record: dict[str, Any] = {"problem": problem, "method": method, "batch": batch, "seed": seed}
+    record["budget"] = p.budget
     t0 = time.perf_counter()
     try:
         if method == "ax":
@@ -353,6 +357,9 @@ def main() -> None:
     ap.add_argument("--methods", default="loopctl,ax,sobol")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--batch", default="1,4")
+    ap.add_argument(
+        "--budget", type=int, default=None, help="trials per run (default: each problem's own)"
+    )
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default="bench/regret.json")
     ap.add_argument("--markdown", default=None)
@@ -367,7 +374,7 @@ def main() -> None:
         records = json.loads(out.read_text())["records"] if args.resume and out.exists() else []
         done = {(r["problem"], r["method"], r["batch"], r["seed"]) for r in records}
         jobs = [
-            (p, m, int(b), s)
+            (p, m, int(b), s, args.budget)
             for s in range(args.seeds)
             for p in args.problems.split(",")
             for m in args.methods.split(",")
