@@ -21,6 +21,8 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("LOOPCTL_TORCH_THREADS", "1")  # the workers share the cores
 
 import argparse
 import json
@@ -134,11 +136,9 @@ def _run_ax(p: Problem, batch: int, seed: int) -> dict[str, Any]:
 
 def run_one(job: tuple[str, str, int, int, int | None]) -> dict[str, Any]:
     problem, method, batch, seed, budget = job
-    import torch
-
+    import loopctl.strategies.surrogate  # noqa: F401  sets torch's threads (Ax's runs too)
     from loopctl.strategies import fused_kernel
 
-    torch.set_num_threads(1)
     fused_kernel.no_jit()  # Ax and loopctl alike: the kernel make install built, never a JIT build
     warnings.simplefilter("ignore")
     p = problems()[problem]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +32,8 @@ from loopctl.strategies import fused_kernel
 from loopctl.strategies.base import CampaignData
 from loopctl.strategies.warping import Warp
 
-torch.set_num_threads(2)
+# two cores by default; LOOPCTL_TORCH_THREADS=1 when several fitting processes share them
+torch.set_num_threads(int(os.environ.get("LOOPCTL_TORCH_THREADS", "2")))
 fused_kernel.no_jit()  # every model-based strategy imports this module
 
 DTYPE = torch.float64
