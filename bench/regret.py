@@ -277,13 +277,16 @@ def _quartiles(values: list[float]) -> list[float]:
 # ---------------------------------------------------------------------- markdown
 
 
-def markdown(summary: dict[str, Any], command: str) -> str:
+def markdown(summary: dict[str, Any], commands: list[str]) -> str:
     rows = summary["rows"]
     seeds = max((r["runs"] for r in rows), default=0)
+    short = sorted({f"{r['method']} q={r['batch']}" for r in rows if r["runs"] < seeds})
     lines = [
         "# Optimisation benchmark",
         "",
-        f"Command: `{command}`",
+        "Commands (in the order run):",
+        "",
+        *(f"    {c}" for c in commands),
         "",
         f"Machine: 2 cores, no GPU; workers run one thread each. Seeds per cell: up to {seeds}.",
         "Single objective: log10 simple regret (EMT: against the best value any run found).",
@@ -294,6 +297,8 @@ def markdown(summary: dict[str, Any], command: str) -> str:
         "Time: median seconds per proposal (ask / get_next_trials), first proposal excluded.",
         "",
     ]
+    if short:
+        lines += [f"Fewer than {seeds} seeds (see `runs`): {', '.join(short)}.", ""]
     by_problem: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         by_problem.setdefault(r["problem"], []).append(r)
@@ -368,10 +373,20 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     command = "bench/regret.py " + " ".join(sys.argv[1:])
+    # the commands that produced the records, kept with them through --resume and --merge
+    commands: list[str] = []
     if args.merge is not None:
-        records = [r for f in args.merge for r in json.loads(Path(f).read_text())["records"]]
+        records = []
+        for f in args.merge:
+            got = json.loads(Path(f).read_text())
+            records += got["records"]
+            commands += got.get("commands", [])
     else:
-        records = json.loads(out.read_text())["records"] if args.resume and out.exists() else []
+        records = []
+        if args.resume and out.exists():
+            got = json.loads(out.read_text())
+            records, commands = got["records"], got.get("commands", [])
+        commands.append(command)
         done = {(r["problem"], r["method"], r["batch"], r["seed"]) for r in records}
         jobs = [
             (p, m, int(b), s, args.budget)
@@ -388,7 +403,7 @@ def main() -> None:
         with mp.get_context("spawn").Pool(args.workers) as pool:
             for i, r in enumerate(pool.imap_unordered(run_one, jobs), 1):
                 records.append(r)
-                out.write_text(json.dumps({"records": records}))
+                out.write_text(json.dumps({"records": records, "commands": commands}))
                 state = r.get(
                     "error", f"{len(r.get('outcomes', []))} trials, {r.get('wall_s', 0):.0f} s"
                 )
@@ -398,9 +413,9 @@ def main() -> None:
                     flush=True,
                 )
     summary = summarise(records)
-    out.write_text(json.dumps({"records": records, "summary": summary}))
+    out.write_text(json.dumps({"records": records, "commands": commands, "summary": summary}))
     if args.markdown:
-        Path(args.markdown).write_text(markdown(summary, command))
+        Path(args.markdown).write_text(markdown(summary, commands or [command]))
         print(f"wrote {args.markdown}")
 
 
