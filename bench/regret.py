@@ -144,8 +144,13 @@ def run_one(job: tuple[str, str, int, int, int | None]) -> dict[str, Any]:
     p = problems()[problem]
     if budget is not None:
         p.budget = budget
-    record: dict[str, Any] = {"problem": problem, "method": method, "batch": batch, "seed": seed}
-    record["budget"] = p.budget
+    record: dict[str, Any] = {
+        "problem": problem,
+        "method": method,
+        "batch": batch,
+        "seed": seed,
+        "budget": p.budget,
+    }
     t0 = time.perf_counter()
     try:
         if method == "ax":
