@@ -136,9 +136,9 @@ def _run_ax(p: Problem, batch: int, seed: int) -> dict[str, Any]:
 
 def run_one(job: tuple[str, str, int, int, int | None]) -> dict[str, Any]:
     problem, method, batch, seed, budget = job
-    import loopctl.strategies.surrogate  # noqa: F401  sets torch's threads (Ax's runs too)
-    from loopctl.strategies import fused_kernel
+    from loopctl.strategies import fused_kernel, surrogate
 
+    surrogate.set_threads(0)  # LOOPCTL_TORCH_THREADS=1 for Ax's runs too: the workers share
     fused_kernel.no_jit()  # Ax and loopctl alike: the kernel make install built, never a JIT build
     warnings.simplefilter("ignore")
     p = problems()[problem]

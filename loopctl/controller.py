@@ -150,6 +150,7 @@ class Controller:
         """Run until the budget is used, a stop condition holds or a signal arrives."""
         if self.sock is None:
             self.bind()
+        self.strategy.prepare()  # before any driver is served: see Strategy.prepare
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop, f"signal {signal.Signals(sig).name}")

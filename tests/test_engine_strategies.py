@@ -118,7 +118,7 @@ def test_learning_from_failures_wastes_fewer_trials_at_no_worse_regret() -> None
     for learn in (True, False):
         for seed in range(3):
             spec = campaign(seed, strategy={"options": {"learn_failures": learn}})
-            c = run(spec, lambda p: {"y": branin(p)}, 24, fails=lambda p: p["x1"] < 0)
+            c = run(spec, lambda p: {"y": branin(p)}, 16, fails=lambda p: p["x1"] < 0)
             failed[learn].append(sum(t["status"] == "failed" for t in c.trials()))
             b = c.best()
             best[learn].append(b["value"] if b else math.inf)

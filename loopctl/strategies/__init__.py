@@ -60,8 +60,16 @@ class AutoStrategy:
         self.sobol = SobolStrategy()
         self._model: tuple[Strategy, str] | None = None
 
+    def prepare(self) -> None:
+        self._model_strategy()  # even a short campaign may resume on imported data
+
     def model_free(self, completed: int, pending: int) -> bool:
         return completed == 0 or completed + pending < self.n_initial
+
+    def _model_strategy(self) -> tuple[Strategy, str]:
+        if self._model is None:
+            self._model = _model_strategy(self.spec)
+        return self._model
 
     def propose(self, data: CampaignData, n: int) -> Proposal:
         seen = len(data.completed) + len(data.pending)
@@ -71,9 +79,7 @@ class AutoStrategy:
             if data.space.pool:
                 reason += " (random pool rows)"
         else:
-            if self._model is None:
-                self._model = _model_strategy(self.spec)
-            model, why = self._model
+            model, why = self._model_strategy()
             try:
                 p = model.propose(data, n)
                 reason = f"{len(data.completed)} observations; {why}"

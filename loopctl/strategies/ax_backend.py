@@ -40,6 +40,9 @@ AX_INITIAL_TRIALS = 5  # Ax's default initialization budget
 class AxStrategy:
     name = "ax"
 
+    def prepare(self) -> None:
+        import ax  # noqa: F401  (about 3 s: torch, BoTorch and Ax itself)
+
     def model_free(self, completed: int, pending: int) -> bool:
         return False
 
@@ -47,7 +50,10 @@ class AxStrategy:
         import ax
         from ax import Client
 
+        from loopctl.strategies.surrogate import set_threads
+
         fused_kernel.no_jit()
+        set_threads(len(data.completed))  # Ax's GPs are as small as ours
         if data.space.pool:
             raise ValueError("Ax's Client cannot choose from a pool; use method auto")
         t0 = time.perf_counter()

@@ -67,3 +67,10 @@ class Strategy(Protocol):
         """True when the next proposal fits no model and takes microseconds: the
         controller then proposes inline instead of in a worker thread."""
         ...
+
+    def prepare(self) -> None:
+        """Import what later proposals need (torch, BoTorch, Ax) now, before the
+        controller serves drivers: loading a compiled library holds the GIL, and
+        doing it in the first proposal's worker thread froze the event loop for
+        half a second."""
+        ...

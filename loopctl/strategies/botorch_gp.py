@@ -39,6 +39,9 @@ class BotorchStrategy:
 
     name = "botorch"
 
+    def prepare(self) -> None:
+        pass  # everything it needs is imported with its module
+
     def model_free(self, completed: int, pending: int) -> bool:
         return False
 

@@ -45,6 +45,9 @@ EFFORT = 0.6  # restarts and raw samples relative to single-objective EI
 class MultiObjectiveStrategy:
     name = "mobo"
 
+    def prepare(self) -> None:
+        pass  # everything it needs is imported with its module
+
     def model_free(self, completed: int, pending: int) -> bool:
         return False
 

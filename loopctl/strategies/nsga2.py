@@ -36,6 +36,9 @@ MC_POINTS = 4096
 class Nsga2Strategy:
     name = "nsga2"
 
+    def prepare(self) -> None:
+        pass  # everything it needs is imported with its module
+
     def model_free(self, completed: int, pending: int) -> bool:
         return False
 

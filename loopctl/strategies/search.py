@@ -140,6 +140,7 @@ class Search:
             num_restarts=self.restarts,
             raw_samples=self.raw_samples,
             options={"seed": seed, "maxiter": MAXITER},
+            retry_on_optimization_warning=False,
             fixed_features=dict(fixed) or None,
             equality_constraints=eq,
             inequality_constraints=ineq,

@@ -22,6 +22,9 @@ class SobolStrategy:
 
     name = "sobol"
 
+    def prepare(self) -> None:
+        pass  # everything it needs is imported with its module
+
     def model_free(self, completed: int, pending: int) -> bool:
         return True
 

@@ -32,8 +32,6 @@ from loopctl.strategies import fused_kernel
 from loopctl.strategies.base import CampaignData
 from loopctl.strategies.warping import Warp
 
-# two cores by default; LOOPCTL_TORCH_THREADS=1 when several fitting processes share them
-torch.set_num_threads(int(os.environ.get("LOOPCTL_TORCH_THREADS", "2")))
 fused_kernel.no_jit()  # every model-based strategy imports this module
 
 DTYPE = torch.float64
@@ -42,6 +40,18 @@ DTYPE = torch.float64
 # costs O(n^3) per optimiser step, conditioning O(n^3) once.
 MAX_FIT = 400
 MAX_BASELINE = 256
+# Below this many observations one torch thread is faster than two: a proposal on
+# 50-200 points took 0.55-0.70 s with one and 0.81-0.93 s with two (Hartmann6, 2
+# cores), the second thread costing more in hand-offs than its share of small
+# matrices; from 500 on two win (2.05 s against 2.40 s at 1,000).
+MULTI_THREAD_FROM = 500
+
+
+def set_threads(n: int) -> None:
+    """Torch's threads for a model on ``n`` points; LOOPCTL_TORCH_THREADS overrides."""
+    fixed = os.environ.get("LOOPCTL_TORCH_THREADS")
+    many = min(2, os.cpu_count() or 1)
+    torch.set_num_threads(int(fixed) if fixed else 1 if n < MULTI_THREAD_FROM else many)
 
 
 @dataclass
@@ -129,6 +139,7 @@ def _gp(space: Space, x: torch.Tensor, y: torch.Tensor, yvar: torch.Tensor | Non
 def fit(data: CampaignData, notes: list[str]) -> tuple[Model, Training, float]:
     """One GP per outcome column (a ModelListGP when there are several); appends warnings."""
     t0 = time.perf_counter()
+    set_threads(len(data.completed))
     tr = training_data(data, notes)
     models = [_fit_one(data, tr, j, notes) for j in range(tr.y.shape[1])]
     model: Model = models[0] if len(models) == 1 else ModelListGP(*models)  # type: ignore[arg-type]
