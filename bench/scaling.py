@@ -5,7 +5,8 @@
 Hartmann6 (6-d) observations at random points, one proposal of one candidate
 with the default single-objective strategy; prints seconds (fit, search, total)
 and the process's peak resident memory after each size. Hyperparameters are
-fitted on at most ``surrogate.MAX_FIT`` points and the GP conditioned on all.
+fitted on at most ``surrogate.MAX_FIT`` points and the GP conditioned on at most
+``surrogate.MAX_CONDITION``.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ STRATEGY_METHODS = ("auto", "sobol", "botorch", "mobo", "nsga2", "ax")
 STRATEGY_OPTIONS: dict[str, tuple[str, ...] | type] = {
     "acquisition": ("ei", "ucb"),
     "beta": float,
+    "center_point": bool,
     "learn_failures": bool,
     "warp_outcomes": bool,
     "nsga2_bound": ("ucb", "mean"),

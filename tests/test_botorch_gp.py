@@ -190,3 +190,28 @@ def test_two_objectives_use_ehvi_and_beat_sobol(tmp_path: Path) -> None:
             assert last["diagnostics"]["acquisition"] == "qLogNEHVI"
             assert len(last["diagnostics"]["reference_point"]) == 2
     assert found["auto"] > found["sobol"], found
+
+
+def test_large_campaigns_fit_and_condition_on_subsets_that_keep_the_best(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from loopctl.strategies import surrogate
+
+    # the real limits are 400 and 2,000 points; the same code path at a tenth of the cost
+    monkeypatch.setattr(surrogate, "MAX_FIT", 20)
+    monkeypatch.setattr(surrogate, "MAX_CONDITION", 40)
+    rng = np.random.default_rng(3)
+    pts = [{"x1": float(a), "x2": float(b)} for a, b in rng.uniform([-5, 0], [10, 15], (90, 2))]
+    values = [branin(p["x1"], p["x2"]) for p in pts]
+    d = data(spec(), list(zip(pts, values, strict=True)))
+    notes: list[str] = []
+    model, tr, _ = surrogate.fit(d, notes)
+    (x,) = model.train_inputs
+    assert x.shape[0] == 40
+    best = tr.x[int(tr.y[:, 0].argmax())]
+    assert bool((x == best).all(dim=-1).any()), "the best observation was dropped"
+    assert any("conditioned on 40" in n for n in notes)
+    proposal = BotorchStrategy().propose(d, 2)
+    known = {(p["x1"], p["x2"]) for p in pts}
+    assert len(proposal.candidates) == 2
+    assert not known & {(c.parameters["x1"], c.parameters["x2"]) for c in proposal.candidates}

@@ -63,7 +63,12 @@ def run(
 def test_auto_records_what_it_picked_and_why() -> None:
     one = run(campaign(strategy={"initial_trials": 3}), lambda p: {"y": branin(p)}, 5)
     reasons = [p["diagnostics"]["auto"] for p in one.store.proposals()]
-    assert reasons[0] == {"picked": "sobol", "reason": "initial design: 0 of 3 trials"}
+    assert reasons[0] == {
+        "picked": "sobol",
+        "reason": "initial design: 0 of 3 trials, the first at the centre of the space",
+    }
+    assert reasons[1] == {"picked": "sobol", "reason": "initial design: 1 of 3 trials"}
+    assert one.trials()[0]["parameters"] == {"x1": 2.5, "x2": 7.5}
     assert reasons[-1]["picked"] == "botorch"
     assert "one objective: GP + log-noisy EI" in reasons[-1]["reason"]
 
