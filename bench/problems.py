@@ -275,6 +275,11 @@ def problems() -> dict[str, Problem]:
     for p in out.values():
         if p.kind == "multi":
             p.ref = PROBLEM_REFS[p.name]
+            # both tools are given the reference point the hypervolume is scored against,
+            # as objective thresholds, as BoTorch's and Ax's own benchmarks do; inferred
+            # from the data instead, it lay at a = 210 on mixed_mo (scored up to 18), and
+            # both tools spent their budgets on a stretch of the front that scores nothing
+            p.objectives = [o | {"threshold": r} for o, r in zip(p.objectives, p.ref, strict=True)]
             # BraninCurrin's front in closed form is not known; 59.3601 is BoTorch's figure
             p.optimum = 59.36011874867746 if p.name == "branincurrin" else _true_hv(p.name)
     return out

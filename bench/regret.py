@@ -113,7 +113,9 @@ def _run_ax(p: Problem, batch: int, seed: int) -> dict[str, Any]:
     client.configure_experiment(
         parameters=names.parameters(), parameter_constraints=names.constraints()
     )
-    client.configure_optimization(objective=names.objective())
+    client.configure_optimization(
+        objective=names.objective(), outcome_constraints=names.outcome_constraints()
+    )
     ys: list[dict[str, float]] = []
     times: list[float] = []
     failed = asked = 0

@@ -64,7 +64,7 @@ def test_retryable_failure_is_asked_again(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_bo_with_ask_tell_beats_first_guesses(tmp_path: Path) -> None:
     c = Campaign.create(branin(tmp_path, seed=3))
-    for _ in range(14):
+    for _ in range(16):
         (t,) = c.ask()
         c.tell(t.id, {"y": branin_fn(t.parameters["x1"], t.parameters["x2"])})
     strategies = [p["strategy"] for p in c.store.proposals()]

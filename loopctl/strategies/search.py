@@ -59,8 +59,11 @@ class Search:
         self.seen |= {space.key(o.parameters) for o in data.completed}
         self.acq.set_X_pending(self._pending())
         cont = d - len(space.cat_dims)
-        self.restarts = max(2, round(effort * min(10, 2 + cont)))
-        self.raw_samples = max(32, round(effort * min(512, 64 * max(cont, 1))))
+        # floors of 6 and 256: with 2 and 77 (the old floors with effort 0.6), EHVI on
+        # BraninCurrin missed the better of its optima in 4 of 10 runs (median final
+        # log10 HV gap -1.10, against -1.19 with the floors, for 0.04 s more a proposal)
+        self.restarts = max(6, round(effort * min(10, 2 + cont)))
+        self.raw_samples = max(256, round(effort * min(512, 64 * max(cont, 1))))
         self.method = "pool" if space.pool else "box"
         if space.equalities and not space.pool:
             simple = _projectable(space) and not space.inequalities
