@@ -14,6 +14,8 @@ for any strategy method (``loopctl-nsga2``, ``loopctl-ax``, ...), and
 ``loopctl-nofail`` (``auto`` with ``learn_failures: false``, run on failure problems
 only); ``loopctl-nsga2`` runs on the multi-objective problems only. ``--budget``
 sets the trials per run for every problem; by default each has its own (bench/problems.py).
+On the two-objective problems both tools are given the reference point the hypervolume is
+scored against, as objective thresholds.
 """
 
 from __future__ import annotations
