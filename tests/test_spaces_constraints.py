@@ -276,3 +276,39 @@ def test_the_builtin_oracle_cannot_measure_constrained_outcomes() -> None:
         make(oracle={"kind": "function", "function": "sphere"}, outcome_constraints=["c >= 1"])
     )
     assert "the built-in oracle computes only the objectives, not 'c'" in text
+
+
+def test_a_fresh_campaign_starts_at_the_centre_of_its_space() -> None:
+    space = [
+        {"name": "t", "type": "range", "bounds": [300, 600]},
+        {"name": "rate", "type": "range", "bounds": [0.01, 100], "log": True},
+        {"name": "n", "type": "integer", "bounds": [1, 5]},
+        {"name": "solvent", "type": "choice", "values": ["water", "ethanol", "dmf"]},
+        {
+            "name": "alloy",
+            "type": "composition",
+            "elements": ["Cu", "Ni", "Pd"],
+            "bounds": {"Pd": [0.1, 0.7]},
+        },
+    ]
+    with Campaign.create(make(space=space)) as c:
+        first, *rest = c.ask(3)
+    assert first.parameters["t"] == 450 and first.parameters["n"] == 3
+    assert first.parameters["rate"] == pytest.approx(1.0)  # the geometric middle
+    assert first.parameters["solvent"] == "ethanol"
+    assert first.parameters["alloy"] == pytest.approx({"Cu": 0.3, "Ni": 0.3, "Pd": 0.4})
+    assert all(r.parameters != first.parameters for r in rest)
+
+    # one integer with two levels: the rest of the first batch must not repeat the centre
+    with Campaign.create(make(space=[{"name": "n", "type": "integer", "bounds": [1, 2]}])) as c:
+        assert sorted(t.parameters["n"] for t in c.ask(2)) == [1, 2]
+    # the centre breaks the constraint, or the option is off: Sobol from the first trial
+    for extra in (
+        {"constraints": ["a + b >= 6"]},
+        {"strategy": {"options": {"center_point": False}}},
+    ):
+        with Campaign.create(make(**extra)) as c:
+            (t,) = c.ask()
+            assert t.parameters["a"] != 5.0
+            reason = c.store.proposals()[0]["diagnostics"]["auto"]["reason"]
+            assert "centre" not in reason

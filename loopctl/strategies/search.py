@@ -143,6 +143,8 @@ class Search:
             num_restarts=self.restarts,
             raw_samples=self.raw_samples,
             options={"seed": seed, "maxiter": MAXITER},
+            # a failed line search in one restart does not rerun them all from new
+            # starting points: the best of the others stands (the warning is kept)
             retry_on_optimization_warning=False,
             fixed_features=dict(fixed) or None,
             equality_constraints=eq,
