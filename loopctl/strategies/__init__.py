@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from loopctl.spec import CompositionParam, Spec
-from loopctl.strategies.base import CampaignData, Candidate, Proposal, Strategy
+from loopctl.strategies.base import CampaignData, Candidate, ModelStrategy, Proposal, Strategy
 
 __all__ = ["AutoStrategy", "initial_design_size", "make_strategy"]
 
@@ -36,7 +36,7 @@ def initial_design_size(spec: Spec) -> int:
     return max(4, min(free // 2 + 2, spec.budget.trials // 3))
 
 
-def _model_strategy(spec: Spec) -> tuple[Strategy, str]:
+def _model_strategy(spec: Spec) -> tuple[ModelStrategy, str]:
     """The model after the initial design, and why; imports torch only when first needed."""
     method, m = spec.strategy.method, len(spec.objectives)
     if method == "nsga2":
@@ -69,7 +69,7 @@ class AutoStrategy:
         self.spec = spec
         self.n_initial = initial_design_size(spec)
         self.sobol = SobolStrategy()
-        self._model: tuple[Strategy, str] | None = None
+        self._model: tuple[ModelStrategy, str] | None = None
 
     def prepare(self) -> None:
         self._model_strategy()  # even a short campaign may resume on imported data
@@ -92,7 +92,7 @@ class AutoStrategy:
         centre = space.from_unit(np.full(space.sobol_dim(), 0.5))
         return None if space.violated(centre) else centre
 
-    def _model_strategy(self) -> tuple[Strategy, str]:
+    def _model_strategy(self) -> tuple[ModelStrategy, str]:
         if self._model is None:
             self._model = _model_strategy(self.spec)
         return self._model

@@ -58,10 +58,16 @@ class Proposal:
     sobol_drawn: int = 0  # Sobol points this proposal consumed
 
 
-class Strategy(Protocol):
+class ModelStrategy(Protocol):
+    """A model-based engine `auto` hands over to after its initial design."""
+
     name: str
 
     def propose(self, data: CampaignData, n: int) -> Proposal: ...
+
+
+class Strategy(ModelStrategy, Protocol):
+    """What the controller and ``Campaign`` drive: one of these per campaign."""
 
     def model_free(self, completed: int, pending: int) -> bool:
         """True when the next proposal fits no model and takes microseconds: the

@@ -39,12 +39,6 @@ class BotorchStrategy:
 
     name = "botorch"
 
-    def prepare(self) -> None:
-        pass  # everything it needs is imported with its module
-
-    def model_free(self, completed: int, pending: int) -> bool:
-        return False
-
     def propose(self, data: CampaignData, n: int) -> Proposal:
         if not data.completed:
             raise ValueError("the GP strategy needs at least one completed trial; use Sobol")

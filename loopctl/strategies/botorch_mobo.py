@@ -45,12 +45,6 @@ EFFORT = 0.6  # restarts and raw samples relative to single-objective EI
 class MultiObjectiveStrategy:
     name = "mobo"
 
-    def prepare(self) -> None:
-        pass  # everything it needs is imported with its module
-
-    def model_free(self, completed: int, pending: int) -> bool:
-        return False
-
     def propose(self, data: CampaignData, n: int) -> Proposal:
         if not data.completed:
             raise ValueError("multi-objective BO needs completed trials")

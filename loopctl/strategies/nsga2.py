@@ -36,12 +36,6 @@ MC_POINTS = 4096
 class Nsga2Strategy:
     name = "nsga2"
 
-    def prepare(self) -> None:
-        pass  # everything it needs is imported with its module
-
-    def model_free(self, completed: int, pending: int) -> bool:
-        return False
-
     def propose(self, data: CampaignData, n: int) -> Proposal:
         m = len(data.spec.objectives)
         if m < 2:

@@ -154,9 +154,7 @@ def _fit_one(data: CampaignData, tr: Training, j: int, notes: list[str]) -> Mode
     yvar = tr.yvar[:, j : j + 1] if tr.yvar is not None else None
     n = len(y)
     subset = _subset(y, data.seed, MAX_FIT) if n > MAX_FIT else None
-    fx, fy = (tr.x, y) if subset is None else (tr.x[subset], y[subset])
-    fvar = yvar if subset is None or yvar is None else yvar[subset]
-    model = _gp(data.space, fx, fy, fvar)
+    model = _gp(data.space, *_rows(subset, tr.x, y, yvar))
     try:
         # the mixed kernel's likelihood surface is flat in its category weights: L-BFGS
         # crawled for 600+ steps (7 s) to gains in the fourth digit; 100 steps suffice
@@ -174,14 +172,18 @@ def _fit_one(data: CampaignData, tr: Training, j: int, notes: list[str]) -> Mode
         f"{tr.names[j]}: hyperparameters fitted on {len(subset)} of {n} points, the model "
         f"conditioned on {n if keep is None else len(keep)} (the best quarter and a seeded sample)"
     )
-    if keep is not None:
-        x, y, yvar = tr.x[keep], y[keep], None if yvar is None else yvar[keep]
-    else:
-        x = tr.x
-    full = _gp(data.space, x, y, yvar)
+    full = _gp(data.space, *_rows(keep, tr.x, y, yvar))
     state = {k: v for k, v in model.state_dict().items() if "outcome_transform" not in k}
     full.load_state_dict(state, strict=False)
     return full
+
+
+def _rows(
+    index: torch.Tensor | None, x: torch.Tensor, y: torch.Tensor, yvar: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    if index is None:
+        return x, y, yvar
+    return x[index], y[index], None if yvar is None else yvar[index]
 
 
 def _subset(y: torch.Tensor, seed: int, size: int) -> torch.Tensor:
