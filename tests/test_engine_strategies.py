@@ -114,6 +114,12 @@ def test_outcome_constraint_steers_proposals_to_the_feasible_side() -> None:
         best = c.best()
         assert best is not None and best["parameters"]["x1"] >= 0 and best["value"] < 2.0
     assert sum(feasible) / len(feasible) > 0.7
+    # objective and constraint share one batched GP; the audit still reads per outcome
+    models = c.store.proposals()[-1]["diagnostics"]["models"]
+    assert set(models) == {"y", "g"}
+    for m in models.values():
+        assert len(m["lengthscales"]) == 2 and m["noise"] > 0
+    assert models["y"]["lengthscales"] != models["g"]["lengthscales"]
 
 
 def test_learning_from_failures_wastes_fewer_trials_at_no_worse_regret() -> None:

@@ -114,8 +114,11 @@ def _first(samples: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor
 
 def fit_model(data: CampaignData, notes: list[str]) -> tuple[Model, surrogate.Training, float]:
     """The campaign's objective GP (reports draw it); appends warnings to ``notes``."""
-    model, tr, seconds = surrogate.fit(data, notes)
-    return surrogate.submodels(model)[0], tr, seconds
+    t0 = time.perf_counter()
+    surrogate.set_threads(len(data.completed))
+    tr = surrogate.training_data(data, notes)
+    model = surrogate.fit_columns(data, tr, [0], notes)
+    return model, tr, time.perf_counter() - t0
 
 
 def warning_texts(caught: Sequence[warnings.WarningMessage]) -> list[str]:
