@@ -1,4 +1,4 @@
-"""The campaign's GP surrogates: one per outcome, on the space's encoded box.
+"""The campaign's GP surrogates: an independent GP per outcome, on the space's encoded box.
 
 Shared by every model-based strategy so they agree on what the model saw:
 objectives are turned into "larger is better" by their sign, constrained
