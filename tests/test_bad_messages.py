@@ -20,7 +20,7 @@ class RawDriver:
     """A hand-driven DEALER: sends exactly the frames a test wants."""
 
     def __init__(self, endpoint: str) -> None:
-        self.sock = zmq.Context.instance().socket(zmq.DEALER)
+        self.sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(endpoint)
         self.n = 0
@@ -92,7 +92,7 @@ def test_result_is_acked_once_and_repeat_changes_nothing(session: Any) -> None:
     assert procs.procs[0].poll() is None
 
 
-BAD = {
+BAD: dict[str, tuple[dict[str, Any], str]] = {
     "unknown trial": (
         {"type": "RESULT", "trial": "T9999", "outcomes": {"y": 1.0}},
         "unknown_trial",

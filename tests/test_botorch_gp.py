@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -205,6 +205,7 @@ def test_large_campaigns_fit_and_condition_on_subsets_that_keep_the_best(
     values = [branin(p["x1"], p["x2"]) for p in pts]
     d = data(spec(), list(zip(pts, values, strict=True)))
     notes: list[str] = []
+    model: Any
     model, tr, _ = surrogate.fit(d, notes)
     (x,) = model.train_inputs
     assert x.shape[0] == 40
@@ -215,3 +216,37 @@ def test_large_campaigns_fit_and_condition_on_subsets_that_keep_the_best(
     known = {(p["x1"], p["x2"]) for p in pts}
     assert len(proposal.candidates) == 2
     assert not known & {(c.parameters["x1"], c.parameters["x2"]) for c in proposal.candidates}
+
+
+def test_outcomes_share_one_batched_gp_until_each_needs_its_own_subset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from botorch.models import ModelListGP
+
+    from loopctl.strategies import surrogate
+
+    monkeypatch.setattr(surrogate, "MAX_FIT", 30)
+    monkeypatch.setattr(surrogate, "MAX_CONDITION", 40)
+    s = spec(outcome_constraints=["g <= 5"])
+    rng = np.random.default_rng(4)
+    pts = [{"x1": float(a), "x2": float(b)} for a, b in rng.uniform([-5, 0], [10, 15], (60, 2))]
+
+    def campaign(n: int) -> CampaignData:
+        obs = tuple(
+            Observation(f"T{i}", p, {"y": (branin(p["x1"], p["x2"]), None), "g": (p["x1"], None)})
+            for i, p in enumerate(pts[:n])
+        )
+        return CampaignData(s, Space(s.space), obs, (), (), 0, 0)
+
+    small, tr, _ = surrogate.fit(campaign(25), [])
+    assert not isinstance(small, ModelListGP) and small.num_outputs == 2
+    hp = surrogate.hyperparameters(small, tr)["models"]
+    # g is linear in x1 alone: its GP has the longer x2 lengthscale, y's does not
+    assert hp["g"]["lengthscales"][1] > hp["y"]["lengthscales"][1]
+    notes: list[str] = []
+    large, tr, _ = surrogate.fit(campaign(60), notes)
+    assert isinstance(large, ModelListGP)
+    sizes = [len(x) for m in large.models for x in cast(tuple[Any, ...], m.train_inputs)]
+    assert sizes == [40, 40]
+    assert set(surrogate.hyperparameters(large, tr)["models"]) == {"y", "g"}
+    assert sum("conditioned on 40" in n for n in notes) == 2

@@ -7,6 +7,7 @@ import random
 import signal
 import sqlite3
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,10 @@ pytestmark = pytest.mark.slow
 
 TRIALS = 60
 STARTED = "SELECT COUNT(*) FROM events WHERE kind = 'controller_started'"
+
+
+def _started(db: Path, n: int) -> bool:
+    return count(db, STARTED) == n
 
 
 def test_controller_killed_five_times_loses_nothing(tmp_path: Path, procs: Procs) -> None:
@@ -39,7 +44,7 @@ def test_controller_killed_five_times_loses_nothing(tmp_path: Path, procs: Procs
     ctl = procs.controller(spec, db, ep, log="ctl-0.log")
     kills = 0
     while kills < 5:
-        wait_for(lambda n=kills + 1: count(db, STARTED) == n, 30, "the controller to start")
+        wait_for(partial(_started, db, kills + 1), 30, "the controller to start")
         time.sleep(rng.uniform(0.4, 1.2))
         done = count(db, "SELECT COUNT(*) FROM trials WHERE status = 'completed'")
         assert done < TRIALS, "the campaign finished before five kills; slow the drivers"

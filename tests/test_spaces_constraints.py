@@ -113,8 +113,8 @@ def test_sobol_and_gp_candidates_satisfy_the_constraints() -> None:
         strategies = {p["strategy"] for p in c.store.proposals()}
     assert "botorch" in strategies
     space = c.space
-    for t in trials:
-        p = t["parameters"]
+    for row in trials:
+        p = row["parameters"]
         assert space.violated(p) == [], p
         assert sum(p["c"].values()) == pytest.approx(1.0, abs=1e-9)
 

@@ -13,7 +13,7 @@ from loopctl.spec import parse_spec
 
 pytestmark = pytest.mark.slow
 
-MIXED = [
+MIXED: list[dict[str, Any]] = [
     {"name": "t", "type": "range", "bounds": [300, 600]},
     {"name": "rate", "type": "range", "bounds": [0.01, 10], "log": True},
     {"name": "layers", "type": "integer", "bounds": [1, 6]},

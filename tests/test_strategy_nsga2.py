@@ -78,8 +78,8 @@ def test_nsga2_compositions_are_exact_and_never_repeat() -> None:
         assert c.store.proposals()[-1]["strategy"] == "nsga2"
     keys = {tuple(round(v, 9) for v in t["parameters"]["c"].values()) for t in trials}
     assert len(keys) == len(trials) == 12
-    for t in trials:
-        fr = t["parameters"]["c"]
+    for row in trials:
+        fr = row["parameters"]["c"]
         assert abs(sum(fr.values()) - 1.0) <= 1e-9 and 0.1 <= fr["Cu"] <= 0.6
 
 

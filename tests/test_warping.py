@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from loopctl.spec import parse_spec
+from loopctl.spec import Spec, parse_spec
 from loopctl.strategies.botorch_gp import BotorchStrategy
 from loopctl.strategies.warping import Warp
 from tests.test_botorch_gp import branin, data
@@ -37,7 +37,7 @@ def test_fitted_lambda_follows_the_skew() -> None:
     assert Warp.fit(np.ones(20)).linear
 
 
-def _branin_data(warp: bool, n: int = 14) -> tuple[object, list[dict[str, float]]]:
+def _branin_data(warp: bool, n: int = 14) -> tuple[Spec, list[tuple[dict[str, float], float]]]:
     s = parse_spec(
         {
             "name": "w",
@@ -58,7 +58,7 @@ def _branin_data(warp: bool, n: int = 14) -> tuple[object, list[dict[str, float]
 
 def test_proposal_records_the_warp_and_predicts_in_the_objectives_units() -> None:
     s, obs = _branin_data(True)
-    p = BotorchStrategy().propose(data(s, obs), 2)  # type: ignore[arg-type]
+    p = BotorchStrategy().propose(data(s, obs), 2)
     lam = p.diagnostics["outcome_warping"]["yeo_johnson_lambda"]
     assert 1.0 < lam <= 2.0  # Branin's long tail of bad values is compressed
     values = [v for _, v in obs]
@@ -68,5 +68,5 @@ def test_proposal_records_the_warp_and_predicts_in_the_objectives_units() -> Non
         # a prediction in warped units would be O(1) and could be negative
         assert 0 <= mean <= max(values) and sd > 0 and math.isfinite(sd)
     s_off, _ = _branin_data(False)
-    off = BotorchStrategy().propose(data(s_off, obs), 1)  # type: ignore[arg-type]
+    off = BotorchStrategy().propose(data(s_off, obs), 1)
     assert "outcome_warping" not in off.diagnostics

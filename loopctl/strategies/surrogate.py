@@ -168,6 +168,8 @@ def fit_columns(data: CampaignData, tr: Training, cols: list[int], notes: list[s
     y = tr.y[:, cols]
     yvar = tr.yvar[:, cols] if tr.yvar is not None else None
     n = len(y)
+    if n > MAX_FIT and len(cols) > 1:
+        raise ValueError("beyond MAX_FIT rows each column needs its own subset, so its own model")
     subset = _subset(y, data.seed, MAX_FIT) if n > MAX_FIT else None
     model = _gp(data.space, *_rows(subset, tr.x, y, yvar))
     names = ", ".join(tr.names[j] for j in cols)
