@@ -119,6 +119,31 @@ def test_sobol_and_gp_candidates_satisfy_the_constraints() -> None:
         assert sum(p["c"].values()) == pytest.approx(1.0, abs=1e-9)
 
 
+def test_a_composition_and_a_choice_are_searched_together() -> None:
+    """The projected composition search with starts spread over the choice's levels."""
+    space: list[dict[str, Any]] = [
+        {"name": "c", "type": "composition", "elements": ["Fe", "Ni", "Co"]},
+        {"name": "phase", "type": "choice", "values": ["fcc", "bcc", "hcp"]},
+    ]
+    space[0]["bounds"] = {"Fe": [0.1, 0.8]}
+    penalty = {"fcc": 0.2, "bcc": 0.0, "hcp": 0.4}
+    spec = make(space=space, budget={"trials": 14}, seed=1)
+    spec["strategy"] = {"initial_trials": 4}
+    with Campaign.create(spec) as c:
+        for _ in range(7):
+            for t in c.ask(2):
+                x = t.parameters
+                y = (x["c"]["Fe"] - 0.5) ** 2 + (x["c"]["Ni"] - 0.3) ** 2 + penalty[x["phase"]]
+                c.tell(t.id, {"y": y})
+        trials = c.trials()
+    for row in trials:
+        fractions = row["parameters"]["c"]
+        assert sum(fractions.values()) == pytest.approx(1.0, abs=1e-9)
+        assert 0.1 <= fractions["Fe"] <= 0.8
+    later = [row["parameters"]["phase"] for row in trials[6:]]
+    assert later.count("bcc") >= 6, later
+
+
 def test_infeasible_constraints_give_a_clear_error() -> None:
     with (
         Campaign.create(make(constraints=["a >= 9", "a <= 1"])) as c,

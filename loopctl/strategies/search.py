@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from botorch.acquisition import AcquisitionFunction
 from botorch.optim import optimize_acqf
+from botorch.optim.initializers import initialize_q_batch
 from scipy.stats import qmc
 
 from loopctl.space import EqualityConstraint, Space
@@ -89,13 +90,18 @@ class Search:
     def _next(self, i: int) -> Pick | None:
         if self.method == "pool":
             return self._best_pool_row()
-        best: tuple[float, torch.Tensor] | None = None
-        for combo in self.combinations:
-            x, value = self._optimise(seed=self.data.seed + 7919 * i, fixed=combo)
-            if best is None or value > best[0]:
-                best = (value, x)
-        assert best is not None
-        values = self.space.decode(best[1].numpy())
+        seed = self.data.seed + 7919 * i
+        if len(self.combinations) > 1 and self.method != "slsqp":
+            x, _ = self._optimise(seed, fixed={}, starts=self._mixed_starts(seed))
+        else:
+            best: tuple[float, torch.Tensor] | None = None
+            for combo in self.combinations:
+                x, value = self._optimise(seed, fixed=combo)
+                if best is None or value > best[0]:
+                    best = (value, x)
+            assert best is not None
+            x = best[1]
+        values = self.space.decode(x.numpy())
         if self.space.key(values) in self.seen or self.space.violated(values):
             self.notes.append(
                 f"pick {i + 1} repeated a known point (or broke a constraint) after "
@@ -120,13 +126,14 @@ class Search:
         parts = self.base_pending + self.chosen
         return torch.cat(parts, dim=0) if parts else None
 
-    def _optimise(self, seed: int, fixed: Mapping[int, float]) -> tuple[torch.Tensor, float]:
+    def _optimise(
+        self, seed: int, fixed: Mapping[int, float], starts: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, float]:
+        """``starts`` (restarts x 1 x d) keep their own categories while the rest moves."""
         space = self.space
         bounds = tensor(space.bounds)
-        acq: AcquisitionFunction = self.acq
+        acq = self._box_acq()
         eq = ineq = None
-        if self.method == "projection":
-            acq = _Projected(self.acq, space.equalities, bounds)
         if self.method == "slsqp":
             eq = [
                 (torch.tensor(c.indices), tensor(c.coefficients), float(c.rhs))
@@ -136,17 +143,21 @@ class Search:
                 (torch.tensor(c.indices), tensor(c.coefficients), float(c.rhs))
                 for c in space.inequalities
             ] or None
+        per_start: dict[int, float | torch.Tensor] = dict(fixed)
+        if starts is not None:
+            per_start |= {d: starts[:, 0, d] for d in space.cat_dims}
         x, value = optimize_acqf(
             acq,
             bounds=bounds,
             q=1,
-            num_restarts=self.restarts,
-            raw_samples=self.raw_samples,
+            num_restarts=self.restarts if starts is None else len(starts),
+            raw_samples=self.raw_samples if starts is None else None,
+            batch_initial_conditions=starts,
             options={"seed": seed, "maxiter": MAXITER},
             # a failed line search in one restart does not rerun them all from new
             # starting points: the best of the others stands (the warning is kept)
             retry_on_optimization_warning=False,
-            fixed_features=dict(fixed) or None,
+            fixed_features=per_start or None,
             equality_constraints=eq,
             inequality_constraints=ineq,
         )
@@ -154,6 +165,13 @@ class Search:
         if isinstance(acq, _Projected):
             x = acq.to_x(x)
         return x.reshape(-1), float(value.reshape(-1)[0]) if value is not None else -np.inf
+
+    def _box_acq(self) -> AcquisitionFunction:
+        """The acquisition as the optimiser sees it: over the box of per-element bounds
+        when compositions are projected onto their simplex."""
+        if self.method == "projection":
+            return _Projected(self.acq, self.space.equalities, tensor(self.space.bounds))
+        return self.acq
 
     # ------------------------------------------------------------------ categories
 
@@ -173,8 +191,31 @@ class Search:
             self.notes.append(
                 f"{total} combinations of choices: searched a seeded sample of {len(combos)}"
             )
-        self.restarts = max(2, self.restarts // min(len(combos), 3))
+        if self.method == "slsqp":  # searched one combination after another
+            self.restarts = max(2, self.restarts // min(len(combos), 3))
         return [{d: float(v) for d, v in zip(self.space.cat_dims, c, strict=True)} for c in combos]
+
+    def _mixed_starts(self, seed: int) -> torch.Tensor:
+        """Starting points drawn across all combinations at once, so one batched
+        L-BFGS-B run searches them together: each start keeps its combination.
+
+        Searching combination after combination ran the raw samples and the
+        optimiser once per combination (three solvents: 0.86 s of a 1.28 s
+        two-objective proposal).
+        """
+        space, combos = self.space, self.combinations
+        n = max(self.raw_samples, 64 * len(combos))
+        bounds = tensor(space.bounds)
+        engine = torch.quasirandom.SobolEngine(space.dim, scramble=True, seed=seed)
+        raw = bounds[0] + (bounds[1] - bounds[0]) * engine.draw(n, dtype=bounds.dtype)
+        for j, combo in enumerate(combos):  # round robin: every combination gets n / k
+            for d, v in combo.items():
+                raw[j :: len(combos), d] = v
+        raw, acq = raw.unsqueeze(1), self._box_acq()
+        with torch.no_grad():
+            vals = torch.cat([acq(raw[j : j + POOL_CHUNK]) for j in range(0, n, POOL_CHUNK)])
+        starts, _ = initialize_q_batch(raw, vals, n=self.restarts)
+        return starts
 
     # ------------------------------------------------------------------ finite sets
 
