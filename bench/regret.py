@@ -5,7 +5,8 @@
 
 Every (problem, method, batch, seed) run is independent; records are appended to
 the JSON as they finish, ``--resume`` skips runs already there, and ``--merge``
-combines files and rewrites the markdown. loopctl methods go through
+combines files and rewrites the markdown (a later file's run replaces an earlier
+one's of the same problem, method, batch and seed). loopctl methods go through
 ``Campaign.ask/tell`` in memory; ``ax`` drives Ax's own Client (default generation
 strategy) directly. Problems are in bench/problems.py.
 
@@ -293,7 +294,8 @@ def markdown(summary: dict[str, Any], commands: list[str]) -> str:
     lines = [
         "# Optimisation benchmark",
         "",
-        "Commands (in the order run):",
+        "Commands (in the order run; a later command's run of the same problem, method, batch"
+        " and seed replaces an earlier one's):",
         "",
         *(f"    {c}" for c in commands),
         "",
@@ -385,11 +387,15 @@ def main() -> None:
     # the commands that produced the records, kept with them through --resume and --merge
     commands: list[str] = []
     if args.merge is not None:
-        records = []
+        # a later file's run replaces an earlier file's run of the same cell and seed
+        merged: dict[tuple[str, str, int, int], dict[str, Any]] = {}
         for f in args.merge:
             got = json.loads(Path(f).read_text())
-            records += got["records"]
+            merged |= {
+                (r["problem"], r["method"], r["batch"], r["seed"]): r for r in got["records"]
+            }
             commands += got.get("commands", [])
+        records = list(merged.values())
     else:
         records = []
         if args.resume and out.exists():
