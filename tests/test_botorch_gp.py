@@ -150,7 +150,48 @@ def test_ucb_option() -> None:
     rng = np.random.default_rng(3)
     obs = [(p := sp.from_unit(rng.random(2)), branin(p["x1"], p["x2"])) for _ in range(6)]
     prop = BotorchStrategy().propose(data(s, obs), 2)
-    assert prop.diagnostics["acquisition"] == "qUCB" and len(prop.candidates) == 2
+    assert prop.diagnostics["acquisition"] == "UCB" and len(prop.candidates) == 2
+
+
+@pytest.mark.parametrize("sem", [None, 0.5])
+def test_batch_ucb_believes_pending_points_at_their_mean(sem: float | None) -> None:
+    """A pending point keeps the model's mean but loses most of its uncertainty, so the
+    next pick of the batch goes elsewhere; points far from it are left as they were."""
+    import torch
+
+    from loopctl.strategies import surrogate
+    from loopctl.strategies.batch_ucb import BatchUCB
+
+    s = spec()
+    sp = Space(s.space)
+    rng = np.random.default_rng(4)
+    obs = [(p := sp.from_unit(rng.random(2)), branin(p["x1"], p["x2"])) for _ in range(10)]
+    d = data(s, obs)
+    if sem is not None:  # observed standard errors: a fixed-noise GP
+        d = CampaignData(
+            **{
+                **d.__dict__,
+                "completed": tuple(
+                    Observation(o.trial_id, o.parameters, {"y": (o.outcomes["y"][0], sem)})
+                    for o in d.completed
+                ),
+            }
+        )
+    model, _, _ = surrogate.fit(d, [])
+    acq = BatchUCB(model, beta=4.0)
+    here = torch.tensor([[[0.2, 0.9]]], dtype=torch.float64)  # encoded: unit cube
+    far = torch.tensor([[[0.9, 0.1]]], dtype=torch.float64)
+    with torch.no_grad():
+        before = acq(here).item(), acq(far).item()
+        mean = model.posterior(here).mean.item()  # type: ignore[attr-defined]
+        acq.set_X_pending(here[0])
+        after = acq(here).item(), acq(far).item()
+    assert after[0] < before[0] - 0.5 * (before[0] - mean)  # most of the bonus is gone
+    assert after[0] > mean - 1e-6
+    assert after[1] == pytest.approx(before[1], rel=0.05)
+    acq.set_X_pending(None)
+    with torch.no_grad():
+        assert acq(here).item() == pytest.approx(before[0])
 
 
 def test_two_objectives_use_ehvi_and_beat_sobol(tmp_path: Path) -> None:

@@ -72,6 +72,23 @@ def test_auto_records_what_it_picked_and_why() -> None:
     assert reasons[-1]["picked"] == "botorch"
     assert "one objective: GP + log-noisy EI" in reasons[-1]["reason"]
 
+    # a pool: UCB, but log-noisy EI once a failure asks for its log scale to weigh P(success)
+    rows = [{"x1": float(a), "x2": float(b)} for a in range(-5, 11, 3) for b in range(0, 16, 3)]
+    seen = set()
+    for fails in (lambda p: False, lambda p: p["x1"] >= 7):
+        pool = run(
+            campaign(pool={"rows": rows}, strategy={"initial_trials": 3}),
+            lambda p: {"y": branin(p)},
+            8,
+            fails=fails,
+        )
+        for p in pool.store.proposals():
+            if p["strategy"] == "botorch":
+                d = p["diagnostics"]
+                assert "over a pool: GP + UCB" in d["auto"]["reason"]
+                seen.add((d["n_failed"] > 0, d["acquisition"], "failure_model" in d))
+    assert seen == {(False, "UCB", False), (True, "qLogNEI", True)}
+
     objectives = [{"name": f"f{i}", "goal": "minimize"} for i in range(5)]
     five = run(
         campaign(objectives=objectives, strategy={"initial_trials": 4}),

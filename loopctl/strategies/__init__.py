@@ -53,7 +53,11 @@ def _model_strategy(spec: Spec) -> tuple[ModelStrategy, str]:
         return MultiObjectiveStrategy(), why
     from loopctl.strategies.botorch_gp import BotorchStrategy
 
-    acq = "UCB" if spec.strategy.options.get("acquisition") == "ucb" else "log-noisy EI"
+    chosen = spec.strategy.options.get("acquisition")
+    if chosen is None and spec.pool is not None and not spec.outcome_constraints:
+        why = "one objective over a pool: GP + UCB (log-noisy EI once a trial fails)"
+        return BotorchStrategy(), why
+    acq = "UCB" if chosen == "ucb" else "log-noisy EI"
     return BotorchStrategy(), f"one objective: GP + {acq}"
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import botorch
 import torch
-from botorch.acquisition import AcquisitionFunction, qUpperConfidenceBound
+from botorch.acquisition import AcquisitionFunction
 from botorch.acquisition.logei import qLogNoisyExpectedImprovement
 from botorch.acquisition.objective import GenericMCObjective
 from botorch.models.model import Model
@@ -24,6 +24,7 @@ from botorch.sampling import SobolQMCNormalSampler
 
 from loopctl.strategies import surrogate
 from loopctl.strategies.base import CampaignData, Candidate, Proposal
+from loopctl.strategies.batch_ucb import BatchUCB
 from loopctl.strategies.feasibility import failure_aware
 from loopctl.strategies.search import Search
 
@@ -48,10 +49,12 @@ class BotorchStrategy:
         with torch.random.fork_rng(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             torch.manual_seed(data.seed)
-            model, tr, fit_s = surrogate.fit(data, notes)
+            ucb = acquisition_choice(data) == "ucb"
+            # UCB weighs no outcome constraint, so it needs the objective's GP alone
+            model, tr, fit_s = surrogate.fit(data, notes, outcomes=1 if ucb else None)
             t1 = time.perf_counter()
-            acq, name = _acquisition(data, model, tr, notes)
-            acq = failure_aware(data, acq, name != "qUCB", diagnostics)
+            acq, name = _acquisition(data, model, tr, ucb, notes)
+            acq = failure_aware(data, acq, not ucb, diagnostics)
             search = Search(data, acq, notes)
             picks = search.run(n)
             opt_s = time.perf_counter() - t1
@@ -85,18 +88,35 @@ class BotorchStrategy:
         )
 
 
-def _acquisition(
-    data: CampaignData, model: Model, tr: surrogate.Training, notes: list[str]
-) -> tuple[AcquisitionFunction, str]:
+def acquisition_choice(data: CampaignData) -> str:
+    """The campaign's ``acquisition`` option, else UCB over a pool, else log-noisy EI.
+
+    A pool is a short list and the campaign's budget often a good share of it, so
+    the rows the model already rates highly are worth measuring: at batch 1 over
+    10 seeds UCB found the best row in a median 17.5 / 15.5 / 23.5 / 20.5 trials
+    on the AgNP, AutoAM, P3HT and Perovskite pools, log-noisy EI in 32.5 / 32.5 /
+    34 / 40.5. In continuous spaces EI stays: UCB lost on Hartmann6 (-1.06 against
+    -1.40 median log10 regret) and Ackley6. Outcome constraints and learning from
+    failures need EI's log scale, so they keep EI on a pool too.
+    """
     options = data.spec.strategy.options
-    sampler = SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=data.seed)
-    several = tr.y.shape[1] > 1
-    objective = GenericMCObjective(_first) if several else None
-    if options.get("acquisition") == "ucb":
+    chosen = options.get("acquisition")
+    if chosen is not None:
+        return str(chosen)
+    learns = bool(data.failed) and options.get("learn_failures", True)
+    pool = data.space.pool and not data.spec.outcome_constraints and not learns
+    return "ucb" if pool else "ei"
+
+
+def _acquisition(
+    data: CampaignData, model: Model, tr: surrogate.Training, ucb: bool, notes: list[str]
+) -> tuple[AcquisitionFunction, str]:
+    if ucb:
         if data.spec.outcome_constraints:
             notes.append("UCB cannot weigh outcome constraints; they are ignored by this proposal")
-        beta = float(options.get("beta", 2.0))
-        return qUpperConfidenceBound(model, beta=beta, sampler=sampler, objective=objective), "qUCB"
+        return BatchUCB(model, beta=float(data.spec.strategy.options.get("beta", 2.0))), "UCB"
+    sampler = SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=data.seed)
+    objective = GenericMCObjective(_first) if tr.y.shape[1] > 1 else None
     acq = qLogNoisyExpectedImprovement(
         model,
         X_baseline=surrogate.baseline(tr),
@@ -114,11 +134,7 @@ def _first(samples: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor
 
 def fit_model(data: CampaignData, notes: list[str]) -> tuple[Model, surrogate.Training, float]:
     """The campaign's objective GP (reports draw it); appends warnings to ``notes``."""
-    t0 = time.perf_counter()
-    surrogate.set_threads(len(data.completed))
-    tr = surrogate.training_data(data, notes)
-    model = surrogate.fit_columns(data, tr, [0], notes)
-    return model, tr, time.perf_counter() - t0
+    return surrogate.fit(data, notes, outcomes=1)
 
 
 def warning_texts(caught: Sequence[warnings.WarningMessage]) -> list[str]:

@@ -9,6 +9,7 @@ and observed standard errors become fixed noise.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -70,6 +71,18 @@ class Training:
 
     def warp(self, j: int) -> Warp:
         return self.warps[j] if self.warps else Warp()
+
+    def head(self, k: int) -> Training:
+        """The first ``k`` outcome columns, for a model that needs no others."""
+        yvar = None if self.yvar is None else self.yvar[:, :k]
+        return dataclasses.replace(
+            self,
+            y=self.y[:, :k],
+            yvar=yvar,
+            names=self.names[:k],
+            n_objectives=min(self.n_objectives, k),
+            warps=self.warps[:k],
+        )
 
 
 def tensor(values: Any) -> torch.Tensor:
@@ -144,8 +157,10 @@ def _gp(space: Space, x: torch.Tensor, y: torch.Tensor, yvar: torch.Tensor | Non
     )
 
 
-def fit(data: CampaignData, notes: list[str]) -> tuple[Model, Training, float]:
-    """The GP of every outcome column; appends warnings.
+def fit(
+    data: CampaignData, notes: list[str], outcomes: int | None = None
+) -> tuple[Model, Training, float]:
+    """The GP of every outcome column (of the first ``outcomes`` when given); appends warnings.
 
     Up to MAX_FIT observations the columns share one batched model: one L-BFGS run
     over all of them took half the time of one run per column, at the same
@@ -155,6 +170,8 @@ def fit(data: CampaignData, notes: list[str]) -> tuple[Model, Training, float]:
     t0 = time.perf_counter()
     set_threads(len(data.completed))
     tr = training_data(data, notes)
+    if outcomes is not None:
+        tr = tr.head(outcomes)
     m = tr.y.shape[1]
     if m == 1 or len(tr.y) <= MAX_FIT:
         model = fit_columns(data, tr, list(range(m)), notes)

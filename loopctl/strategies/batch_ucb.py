@@ -1,0 +1,51 @@
+"""Upper confidence bound for batches and pending trials (GP-BUCB, Desautels et al. 2014).
+
+Each pending point is added to the GP as if it had been measured at its own
+posterior mean: the mean stays where it was, the uncertainty around the
+pending point shrinks, so the next pick of a batch goes elsewhere unless the
+model is confident there is more to gain nearby. BoTorch's Monte-Carlo qUCB
+with pending points instead scores a candidate by the best of it and the
+pending batch, which is flat wherever the candidate is worse: on the AutoAM
+pool at batch 4 it needed a median 48 trials to the best row against 30.5
+with log-noisy EI.
+"""
+
+from __future__ import annotations
+
+import torch
+from botorch.acquisition import AcquisitionFunction, UpperConfidenceBound
+from botorch.models.model import Model
+from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
+
+
+class BatchUCB(AcquisitionFunction):
+    """Analytic UCB of one point (batch x 1 x d) on a single-output model conditioned on
+    the pending points."""
+
+    def __init__(self, model: Model, beta: float) -> None:
+        super().__init__(model=model)
+        self.beta = beta
+        self.ucb = UpperConfidenceBound(model, beta=beta)
+
+    def set_X_pending(self, X_pending: torch.Tensor | None = None) -> None:
+        model = self.model
+        if X_pending is not None and len(X_pending):
+            with torch.no_grad():
+                believed = model.posterior(X_pending).mean  # type: ignore[attr-defined]
+            noise = _fixed_noise(model, len(X_pending))
+            kwargs = {} if noise is None else {"noise": noise}
+            model = model.condition_on_observations(X_pending, believed, **kwargs)
+        self.ucb = UpperConfidenceBound(model, beta=self.beta)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return self.ucb(X)
+
+
+def _fixed_noise(model: Model, n: int) -> torch.Tensor | None:
+    """A model fitted with observed standard errors needs one for each believed point:
+    the smallest it saw (already in the model's standardised units, as BoTorch expects),
+    so the belief is as firm as the best measurement."""
+    likelihood = getattr(model, "likelihood", None)
+    if not isinstance(likelihood, FixedNoiseGaussianLikelihood):
+        return None
+    return likelihood.noise.detach().min().expand(n, 1).clone()
