@@ -6,8 +6,8 @@ pending point shrinks, so the next pick of a batch goes elsewhere unless the
 model is confident there is more to gain nearby. BoTorch's Monte-Carlo qUCB
 with pending points instead scores a candidate by the best of it and the
 pending batch, which is flat wherever the candidate is worse: on the AutoAM
-pool at batch 4 it needed a median 48 trials to the best row against 30.5
-with log-noisy EI.
+pool at batch 4 it needed a median 48 trials to the best row, log-noisy EI
+30.5, and this belief 20.5 (10 seeds).
 """
 
 from __future__ import annotations
