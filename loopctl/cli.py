@@ -327,7 +327,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def summarise_spec(spec: Any) -> str:
-    from loopctl.strategies import initial_design_size
+    from loopctl.strategies import initial_design_size, model_plan
 
     lines = [f"campaign {spec.name!r} (seed {spec.seed}) is valid", "space:"]
     for p in spec.space:
@@ -349,9 +349,16 @@ def summarise_spec(spec: Any) -> str:
         f"budget: {spec.budget.trials} trials"
         + (f", {spec.budget.wall_time:g} s" if spec.budget.wall_time else "")
     )
-    lines.append(
-        f"strategy: {spec.strategy.method} ({initial_design_size(spec)} Sobol trials first)"
-    )
+    method = spec.strategy.method
+    if method == "sobol":
+        lines.append("strategy: sobol (scrambled, seeded; random rows of a pool)")
+    elif method == "ax":
+        lines.append("strategy: ax (Ax's Client and its default generation strategy)")
+    else:
+        _, then = model_plan(spec)
+        lines.append(
+            f"strategy: {method} ({initial_design_size(spec)} initial trials, then {then})"
+        )
     lines.append(
         f"execution: up to {spec.execution.max_in_flight} in flight, "
         f"{spec.execution.retries} retries"

@@ -151,6 +151,9 @@ def test_validate_cli_exit_codes(tmp_path: Path) -> None:
     assert "space[0].bounds: lower bound 5 is above upper bound 1" in r.stderr
     ok = loopctl("validate", str(CAMPAIGNS / "alloy-mixing.yaml"))
     assert "is valid" in ok.stdout and "Cu" in ok.stdout
+    assert "then one objective: GP + log-noisy EI" in ok.stdout
+    robot = loopctl("validate", str(CAMPAIGNS / "thin-film-robot.yaml"))
+    assert "then 2 objectives: GPs + log-noisy EHVI" in robot.stdout
 
 
 def test_init_writes_a_valid_commented_file(tmp_path: Path) -> None:

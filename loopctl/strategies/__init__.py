@@ -12,7 +12,7 @@ import numpy as np
 from loopctl.spec import CompositionParam, Spec
 from loopctl.strategies.base import CampaignData, Candidate, ModelStrategy, Proposal, Strategy
 
-__all__ = ["AutoStrategy", "initial_design_size", "make_strategy"]
+__all__ = ["AutoStrategy", "initial_design_size", "make_strategy", "model_plan"]
 
 log = logging.getLogger("loopctl.strategies")
 
@@ -36,29 +36,39 @@ def initial_design_size(spec: Spec) -> int:
     return max(4, min(free // 2 + 2, spec.budget.trials // 3))
 
 
-def _model_strategy(spec: Spec) -> tuple[ModelStrategy, str]:
-    """The model after the initial design, and why; imports torch only when first needed."""
+MAX_EHVI_OBJECTIVES = 4  # EHVI's cost grows exponentially with the objectives; ParEGO beyond
+
+
+def model_plan(spec: Spec) -> tuple[str, str]:
+    """Which model follows the initial design (``nsga2``, ``mobo`` or ``botorch``) and why;
+    free of torch, so that ``loopctl validate`` can say it too."""
     method, m = spec.strategy.method, len(spec.objectives)
     if method == "nsga2":
+        return "nsga2", f"{m} objectives: NSGA-II over the GPs' predictions"
+    if m > MAX_EHVI_OBJECTIVES:
+        return "mobo", f"{m} objectives: GPs + ParEGO (EHVI grows exponentially beyond 4)"
+    if m > 1:
+        return "mobo", f"{m} objectives: GPs + log-noisy EHVI"
+    chosen = spec.strategy.options.get("acquisition")
+    if chosen is None and spec.pool is not None and not spec.outcome_constraints:
+        return "botorch", "one objective over a pool: GP + UCB (log-noisy EI once a trial fails)"
+    return "botorch", f"one objective: GP + {'UCB' if chosen == 'ucb' else 'log-noisy EI'}"
+
+
+def _model_strategy(spec: Spec) -> tuple[ModelStrategy, str]:
+    """The model after the initial design, and why; imports torch only when first needed."""
+    kind, why = model_plan(spec)
+    if kind == "nsga2":
         from loopctl.strategies.nsga2 import Nsga2Strategy
 
-        return Nsga2Strategy(), f"{m} objectives: NSGA-II over the GPs' predictions"
-    if m > 1:
-        from loopctl.strategies.botorch_mobo import MAX_EHVI_OBJECTIVES, MultiObjectiveStrategy
+        return Nsga2Strategy(), why
+    if kind == "mobo":
+        from loopctl.strategies.botorch_mobo import MultiObjectiveStrategy
 
-        if m > MAX_EHVI_OBJECTIVES:
-            why = f"{m} objectives: GPs + ParEGO (EHVI grows exponentially beyond 4)"
-        else:
-            why = f"{m} objectives: GPs + log-noisy EHVI"
         return MultiObjectiveStrategy(), why
     from loopctl.strategies.botorch_gp import BotorchStrategy
 
-    chosen = spec.strategy.options.get("acquisition")
-    if chosen is None and spec.pool is not None and not spec.outcome_constraints:
-        why = "one objective over a pool: GP + UCB (log-noisy EI once a trial fails)"
-        return BotorchStrategy(), why
-    acq = "UCB" if chosen == "ucb" else "log-noisy EI"
-    return BotorchStrategy(), f"one objective: GP + {acq}"
+    return BotorchStrategy(), why
 
 
 class AutoStrategy:

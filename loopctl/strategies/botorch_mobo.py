@@ -32,13 +32,12 @@ from botorch.utils.multi_objective.hypervolume import infer_reference_point
 from botorch.utils.multi_objective.pareto import is_non_dominated
 from botorch.utils.multi_objective.scalarization import get_chebyshev_scalarization
 
-from loopctl.strategies import surrogate
+from loopctl.strategies import MAX_EHVI_OBJECTIVES, surrogate
 from loopctl.strategies.base import CampaignData, Candidate, Proposal
 from loopctl.strategies.botorch_gp import MC_SAMPLES, warning_texts
 from loopctl.strategies.feasibility import failure_aware
 from loopctl.strategies.search import Pick, Search
 
-MAX_EHVI_OBJECTIVES = 4
 EFFORT = 0.6  # restarts and raw samples relative to single-objective EI
 
 
