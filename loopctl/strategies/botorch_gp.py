@@ -93,7 +93,7 @@ def acquisition_choice(data: CampaignData) -> str:
 
     A pool is a short list and the campaign's budget often a good share of it, so
     the rows the model already rates highly are worth measuring: at batch 1 over
-    10 seeds UCB found the best row in a median 17.5 / 15.5 / 23.5 / 20.5 trials
+    10 seeds UCB found the best row in a median 17.5 / 15.5 / 23 / 20.5 trials
     on the AgNP, AutoAM, P3HT and Perovskite pools, log-noisy EI in 32.5 / 32.5 /
     34 / 40.5. In continuous spaces EI stays: UCB lost on Hartmann6 (-1.06 against
     -1.40 median log10 regret) and Ackley6. Outcome constraints and learning from
