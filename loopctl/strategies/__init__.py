@@ -12,7 +12,13 @@ import numpy as np
 from loopctl.spec import CompositionParam, Spec
 from loopctl.strategies.base import CampaignData, Candidate, ModelStrategy, Proposal, Strategy
 
-__all__ = ["AutoStrategy", "initial_design_size", "make_strategy", "model_plan"]
+__all__ = [
+    "AutoStrategy",
+    "initial_design_size",
+    "make_strategy",
+    "model_plan",
+    "planned_acquisition",
+]
 
 log = logging.getLogger("loopctl.strategies")
 
@@ -49,10 +55,20 @@ def model_plan(spec: Spec) -> tuple[str, str]:
         return "mobo", f"{m} objectives: GPs + ParEGO (EHVI grows exponentially beyond 4)"
     if m > 1:
         return "mobo", f"{m} objectives: GPs + log-noisy EHVI"
-    chosen = spec.strategy.options.get("acquisition")
-    if chosen is None and spec.pool is not None and not spec.outcome_constraints:
+    acq = planned_acquisition(spec)
+    if acq == "ucb" and "acquisition" not in spec.strategy.options:
         return "botorch", "one objective over a pool: GP + UCB (log-noisy EI once a trial fails)"
-    return "botorch", f"one objective: GP + {'UCB' if chosen == 'ucb' else 'log-noisy EI'}"
+    return "botorch", f"one objective: GP + {'UCB' if acq == 'ucb' else 'log-noisy EI'}"
+
+
+def planned_acquisition(spec: Spec) -> str:
+    """One objective's acquisition before any trial fails: the ``acquisition`` option, else
+    UCB over a pool without outcome constraints, else log-noisy EI (the measurements behind
+    the rule: ``botorch_gp.acquisition_choice``, which also turns to EI after a failure)."""
+    chosen = spec.strategy.options.get("acquisition")
+    if chosen is not None:
+        return str(chosen)
+    return "ucb" if spec.pool is not None and not spec.outcome_constraints else "ei"
 
 
 def _model_strategy(spec: Spec) -> tuple[ModelStrategy, str]:

@@ -22,7 +22,7 @@ from botorch.acquisition.objective import GenericMCObjective
 from botorch.models.model import Model
 from botorch.sampling import SobolQMCNormalSampler
 
-from loopctl.strategies import surrogate
+from loopctl.strategies import planned_acquisition, surrogate
 from loopctl.strategies.base import CampaignData, Candidate, Proposal
 from loopctl.strategies.batch_ucb import BatchUCB
 from loopctl.strategies.feasibility import failure_aware
@@ -100,12 +100,9 @@ def acquisition_choice(data: CampaignData) -> str:
     failures need EI's log scale, so they keep EI on a pool too.
     """
     options = data.spec.strategy.options
-    chosen = options.get("acquisition")
-    if chosen is not None:
-        return str(chosen)
+    planned = planned_acquisition(data.spec)
     learns = bool(data.failed) and options.get("learn_failures", True)
-    pool = data.space.pool and not data.spec.outcome_constraints and not learns
-    return "ucb" if pool else "ei"
+    return "ei" if planned == "ucb" and "acquisition" not in options and learns else planned
 
 
 def _acquisition(
