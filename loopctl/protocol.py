@@ -19,6 +19,7 @@ from loopctl.errors import ProtocolError
 
 VERSION = 1
 MAX_FRAME = 1 << 20  # 1 MiB: a result is small; anything bigger is a mistake or an attack
+MAX_DEPTH = 32  # nesting of arrays/objects: a real message needs 4; deeper ones are refused
 
 Check = Callable[[Any], bool]
 
@@ -55,6 +56,15 @@ def _ids(v: Any) -> bool:
     return isinstance(v, list) and len(v) <= 10_000 and all(_str(x) for x in v)
 
 
+def _hex(v: Any) -> bool:
+    return isinstance(v, str) and 0 < len(v) <= 64 and all(c in "0123456789abcdef" for c in v)
+
+
+# Every TASK, RESULT and FAILED names its campaign (the id made with its database) and the
+# hash of its spec, so a result can never be recorded in a campaign it was not measured for.
+_CAMPAIGN: dict[str, tuple[Check, bool]] = {"campaign_id": (_hex, True), "spec_hash": (_hex, True)}
+
+
 # type -> {field: (check, required)}
 SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
     # driver -> controller
@@ -63,12 +73,23 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
         "kind": (_str, True),
         "version": (_str, True),
         "capacity": (_int_pos, True),
-        "holds": (_ids, False),
+        "holds": (_ids, False),  # "CAMPAIGN_ID/TRIAL" for each trial held, any campaign
         "session": (_str, False),
+        "connection": (_int_pos, False),  # counts the sockets of one session: 1, 2, 3...
     },
     "READY": {},
-    "RESULT": {"trial": (_str, True), "outcomes": (_map, True), "metadata": (_map, False)},
-    "FAILED": {"trial": (_str, True), "reason": (_text, True), "retryable": (_bool, True)},
+    "RESULT": {
+        "trial": (_str, True),
+        "outcomes": (_map, True),
+        "metadata": (_map, False),
+        **_CAMPAIGN,
+    },
+    "FAILED": {
+        "trial": (_str, True),
+        "reason": (_text, True),
+        "retryable": (_bool, True),
+        **_CAMPAIGN,
+    },
     "HEARTBEAT": {},
     "BYE": {"reason": (_text, False)},
     # operator -> controller (loopctl approve/reject/suggest/pause/unpause), no HELLO needed
@@ -85,15 +106,17 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
         "heartbeat_interval": (_pos_num, True),
         "heartbeat_timeout": (_pos_num, True),
         "settings": (_map, True),
+        **_CAMPAIGN,
     },
     "TASK": {
         "trial": (_str, True),
         "parameters": (_map, True),
         "attempt": (_int_pos, True),
         "deadline": (_num_or_none, False),
+        **_CAMPAIGN,
     },
     "CANCEL": {"trial": (_str, True), "reason": (_text, False)},
-    "ACK": {"trial": (_str, True), "ref": (_str, False)},
+    "ACK": {"trial": (_str, True), "ref": (_str, False), "campaign_id": (_hex, False)},
     "ERROR": {
         "code": (_str, True),
         "message": (_text, True),
@@ -132,28 +155,33 @@ def encode(msg: Message) -> bytes:
 
 
 def decode(frame: bytes, allowed: frozenset[str] = FROM_DRIVER) -> Message:
-    """Parse and validate one frame; raise ProtocolError(code, message) on anything wrong."""
+    """Parse and validate one frame; raise ProtocolError(code, message) on anything wrong.
+
+    Only ProtocolError leaves this function: whatever a peer sends (deep nesting that
+    would exhaust the parser's stack, a list where a name belongs) is a refusal the
+    sender is told about, never an exception that could stop the receiving loop.
+    """
+    if not isinstance(frame, bytes):
+        raise ProtocolError("bad_envelope", "a message must be one frame of bytes")
     if len(frame) > MAX_FRAME:
         raise ProtocolError("too_large", f"message of {len(frame)} bytes exceeds {MAX_FRAME}")
-    try:
-        data = json.loads(frame.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError("bad_json", f"not a UTF-8 JSON message: {exc}") from None
+    data = _parse(frame)
     if not isinstance(data, dict):
         raise ProtocolError("bad_envelope", "a message must be a JSON object")
-    if data.get("v") != VERSION:
+    v = data.get("v")
+    if type(v) is not int or v != VERSION:  # True == 1 in Python; it is not a version
         raise ProtocolError(
             "bad_version",
-            f"protocol version {data.get('v')!r} is not supported; "
+            f"protocol version {_short(v)} is not supported; "
             f"this controller speaks version {VERSION}",
         )
     mid, mtype = data.get("id"), data.get("type")
     if not _str(mid):
         raise ProtocolError("bad_envelope", "field 'id' must be a non-empty string")
-    if mtype not in allowed:
+    if not isinstance(mtype, str) or mtype not in allowed:
         raise ProtocolError(
             "unknown_type",
-            f"unknown message type {mtype!r}; expected one of {', '.join(sorted(allowed))}",
+            f"unknown message type {_short(mtype)}; expected one of {', '.join(sorted(allowed))}",
         )
     body = {k: v for k, v in data.items() if k not in ("v", "id", "type")}
     _validate(mtype, body)
@@ -183,11 +211,37 @@ def _short(v: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _parse(frame: bytes) -> Any:
+    try:
+        data = json.loads(frame.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError("bad_json", f"not a UTF-8 JSON message: {_short(str(exc))}") from None
+    except RecursionError:
+        raise ProtocolError("bad_json", f"nested more than {MAX_DEPTH} levels deep") from None
+    if _depth(data) > MAX_DEPTH:
+        raise ProtocolError("bad_json", f"nested more than {MAX_DEPTH} levels deep")
+    return data
+
+
+def _depth(data: Any) -> int:
+    """Nesting depth, without recursion (the parser already accepted the value)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, list):
+            deepest = max(deepest, d)
+            if d <= MAX_DEPTH:
+                stack.extend((x, d + 1) for x in v)
+    return deepest
+
+
 def message_id(frame: bytes) -> str | None:
     """Best-effort id of a frame that failed to decode, so an ERROR can refer to it."""
     try:
-        data = json.loads(frame.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        data = _parse(frame)
+    except ProtocolError:
         return None
     mid = data.get("id") if isinstance(data, dict) else None
     return mid if _str(mid) else None
