@@ -4,7 +4,9 @@ The rest is the reliability of the ZeroMQ guide's "paranoid pirate": HELLO
 and heartbeats, a fresh socket with back-off when the controller goes quiet,
 and an on-disk outbox so a result survives the driver's and the controller's
 restarts until the controller acknowledges it (at-least-once; the controller
-makes repeats harmless).
+makes repeats harmless). The outbox is kept per campaign: a result is only ever
+delivered to the campaign whose TASK it answers, even when another campaign's
+controller comes up on the same endpoint in the meantime.
 
 One thread owns the socket; evaluations run in daemon threads (``capacity`` at
 a time) and hand their outcome back through a queue.
@@ -59,26 +61,47 @@ class Result:
     metadata: dict[str, Any]
 
 
+# what the controller says when it could not take a report *now*: keep it, send it again
+TRANSIENT = frozenset({"not_recorded", "internal", "hello_first"})
+
+
 @dataclass
 class _Done:
+    campaign: str
     trial: str
     attempt: int
     message: protocol.Message
 
 
 class Outbox:
-    """Unacknowledged results, one fsynced JSON file each; a file goes only on ACK."""
+    """Unacknowledged results, one fsynced JSON file each under ``PATH/CAMPAIGN_ID/``;
+    a file goes only on that campaign's ACK. Trial ids repeat across campaigns (every
+    campaign has a T0001), so the campaign is part of every key."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / "rejected").mkdir(exist_ok=True)
+        legacy = sorted(self.path.glob("*.json"))
+        if legacy:  # written before outboxes knew campaigns: no controller can take them
+            log.warning(
+                "%d results in %s name no campaign (written by an older SDK); they are "
+                "kept there and not sent",
+                len(legacy),
+                self.path,
+            )
 
-    def _file(self, trial: str) -> Path:
-        return self.path / f"{trial}.json"
+    def _dir(self, campaign: str) -> Path:
+        if not campaign or "/" in campaign or campaign.startswith("."):
+            raise ValueError(f"not a campaign id: {campaign!r}")
+        return self.path / campaign
 
-    def put(self, trial: str, msg: protocol.Message) -> None:
-        tmp = self.path / f".{trial}.tmp"
+    def _file(self, campaign: str, trial: str) -> Path:
+        return self._dir(campaign) / f"{trial}.json"
+
+    def put(self, campaign: str, trial: str, msg: protocol.Message) -> None:
+        folder = self._dir(campaign)
+        folder.mkdir(exist_ok=True)
+        tmp = folder / f".{trial}.tmp"
         data = json.dumps({"type": msg.type, "id": msg.id, "body": msg.body}).encode()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
@@ -86,35 +109,45 @@ class Outbox:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, self._file(trial))
-        dfd = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-
-    def items(self) -> list[tuple[str, protocol.Message]]:
-        out = []
-        for f in sorted(self.path.glob("*.json")):
+        os.replace(tmp, self._file(campaign, trial))
+        for d in (folder, self.path):
+            dfd = os.open(d, os.O_RDONLY)
             try:
-                d = json.loads(f.read_text())
-                out.append((f.stem, protocol.Message(d["type"], d["body"], d["id"])))
-            except (OSError, ValueError, KeyError) as exc:
-                log.error("outbox file %s is unreadable (%s); moved aside", f, exc)
-                f.replace(self.path / "rejected" / f.name)
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+
+    def campaigns(self) -> list[str]:
+        return sorted(p.name for p in self.path.iterdir() if p.is_dir() and p.name != "rejected")
+
+    def items(self, campaign: str | None = None) -> list[tuple[str, str, protocol.Message]]:
+        """(campaign, trial, message) of one campaign, or of all."""
+        out = []
+        for c in [campaign] if campaign is not None else self.campaigns():
+            for f in sorted(self._dir(c).glob("*.json")):
+                try:
+                    d = json.loads(f.read_text())
+                    out.append((c, f.stem, protocol.Message(d["type"], d["body"], d["id"])))
+                except (OSError, ValueError, KeyError) as exc:
+                    log.error("outbox file %s is unreadable (%s); moved aside", f, exc)
+                    self._set_aside(c, f.stem, f"unreadable: {exc}")
         return out
 
-    def ack(self, trial: str) -> None:
-        self._file(trial).unlink(missing_ok=True)
+    def ack(self, campaign: str, trial: str) -> None:
+        self._file(campaign, trial).unlink(missing_ok=True)
 
-    def reject(self, trial: str, why: str) -> None:
-        f = self._file(trial)
-        if f.exists():
-            f.replace(self.path / "rejected" / f.name)
-            (self.path / "rejected" / f"{trial}.why").write_text(why + "\n")
+    def reject(self, campaign: str, trial: str, why: str) -> None:
+        if self._file(campaign, trial).exists():
+            self._set_aside(campaign, trial, why)
 
-    def __contains__(self, trial: str) -> bool:
-        return self._file(trial).exists()
+    def _set_aside(self, campaign: str, trial: str, why: str) -> None:
+        rejected = self._dir(campaign) / "rejected"
+        rejected.mkdir(exist_ok=True)
+        self._file(campaign, trial).replace(rejected / f"{trial}.json")
+        (rejected / f"{trial}.why").write_text(why + "\n")
+
+    def holds(self, campaign: str, trial: str) -> bool:
+        return self._file(campaign, trial).exists()
 
 
 class Driver:
@@ -146,14 +179,17 @@ class Driver:
         self._wake_r, self._wake_w = os.pipe()  # workers nudge the socket loop when done
         self._thread_state = threading.local()
         self._leaving: str | None = None
-        self._running: dict[str, threading.Thread] = {}
+        self._running: dict[tuple[str, str], threading.Thread] = {}  # (campaign, trial)
         self._cancelled: set[str] = set()
-        self._sent_at: dict[str, float] = {}
+        self._sent_at: dict[str, float] = {}  # this campaign's reports awaiting an ACK
         self.heartbeat_interval = 1.0
         self.heartbeat_timeout = 10.0
         self._welcomed = False
-        self._configured = False
+        self._configured: str | None = None  # the campaign setup() was called for
+        self.campaign_id: str | None = None  # the campaign of the controller we talk to
+        self.spec_hash: str | None = None
         self._session = uuid.uuid4().hex  # lets the controller tell our reconnects from a twin
+        self._connection = 0  # sockets opened in this session: lets it tell stale HELLOs
 
     # ------------------------------------------------------------------ to override
 
@@ -232,7 +268,9 @@ class Driver:
         if t == "TASK":
             self._task(msg)
         elif t == "ACK":
-            self.outbox.ack(msg.body["trial"])
+            campaign = msg.get("campaign_id") or self.campaign_id
+            if campaign:
+                self.outbox.ack(campaign, msg.body["trial"])
             self._sent_at.pop(msg.body["trial"], None)
         elif t == "CANCEL":
             self._cancelled.add(msg.body["trial"])
@@ -248,7 +286,11 @@ class Driver:
         self.heartbeat_interval = float(msg.body["heartbeat_interval"])
         self.heartbeat_timeout = float(msg.body["heartbeat_timeout"])
         self.settings = dict(msg.body["settings"])
-        if not self._configured:
+        campaign = msg.body["campaign_id"]
+        if campaign != self.campaign_id:
+            self._sent_at.clear()  # reports awaiting another campaign's ACK wait for it
+        self.campaign_id, self.spec_hash = campaign, msg.body["spec_hash"]
+        if self._configured != campaign:  # a new campaign may ask for another set-up
             try:
                 self.setup(self.settings)
             except CannotEvaluate as exc:
@@ -259,12 +301,20 @@ class Driver:
                 )
                 self._send(protocol.make("BYE", reason=f"cannot evaluate: {exc}"[:4000]))
                 return EXIT_CANNOT_EVALUATE
-            self._configured = True
+            self._configured = campaign
         self._welcomed = True
-        log.info("welcomed by campaign %s", msg.body["campaign"])
-        for trial, stored in self.outbox.items():  # deliver what an earlier run left behind
+        log.info("welcomed by campaign %s (%s)", msg.body["campaign"], campaign)
+        for _, trial, stored in self.outbox.items(campaign):  # what an earlier run left behind
             self._send(stored)
             self._sent_at[trial] = time.monotonic()
+        others = [c for c in self.outbox.campaigns() if c != campaign and self.outbox.items(c)]
+        if others:
+            log.warning(
+                "keeping results for other campaigns (%s) in the outbox until their "
+                "controller is back; this controller runs %s",
+                ", ".join(others),
+                campaign,
+            )
         self._send(protocol.make("READY"))
         return None
 
@@ -276,43 +326,62 @@ class Driver:
                 self._welcomed = False
                 self._hello()
         elif code == "name_in_use":
-            if self._configured:  # our own old connection still counts as alive: wait it out
+            if self._configured is not None:  # our own old connection still counts as alive
                 log.warning("%s; retrying", text)
                 self._welcomed = False
                 return None
             log.error("%s", text)
             print(f"error: {text}", flush=True)
             return EXIT_REFUSED
-        elif trial is not None and trial in self.outbox:
+        elif code == "name_taken":  # the name is bound to another CURVE key: for good
+            log.error("%s", text)
+            print(f"error: {text}", flush=True)
+            return EXIT_REFUSED
+        elif code == "wrong_campaign" or (code in TRANSIENT and trial is not None):
+            # not this controller's to record, or not recordable right now: keep it
+            log.warning("controller did not take our report for %s: %s (%s)", trial, text, code)
+        elif (
+            trial is not None
+            and self.campaign_id is not None
+            and self.outbox.holds(self.campaign_id, trial)
+        ):
             log.error(
                 "controller refused our report for %s: %s (%s); kept in %s",
                 trial,
                 text,
                 code,
-                self.outbox.path / "rejected",
+                self.outbox.path / self.campaign_id / "rejected",
             )
-            self.outbox.reject(trial, f"{code}: {text}")
+            self.outbox.reject(self.campaign_id, trial, f"{code}: {text}")
             self._sent_at.pop(trial, None)
         else:
             log.error("controller error %s: %s", code, text)
         return None
 
     def _task(self, msg: protocol.Message) -> None:
-        trial = msg.body["trial"]
-        if trial in self._running:
+        trial, campaign = msg.body["trial"], msg.body["campaign_id"]
+        if (campaign, trial) in self._running:
             return  # a repeated TASK for work under way
         self._cancelled.discard(trial)
         th = threading.Thread(
             target=self._work,
             daemon=True,
             name=f"trial-{trial}",
-            args=(trial, int(msg.body["attempt"]), dict(msg.body["parameters"])),
+            args=(
+                (campaign, msg.body["spec_hash"]),
+                trial,
+                int(msg.body["attempt"]),
+                dict(msg.body["parameters"]),
+            ),
         )
-        self._running[trial] = th
+        self._running[campaign, trial] = th
         th.start()
 
-    def _work(self, trial: str, attempt: int, parameters: dict[str, Any]) -> None:
+    def _work(
+        self, campaign: tuple[str, str], trial: str, attempt: int, parameters: dict[str, Any]
+    ) -> None:
         self._thread_state.trial = trial
+        ids = {"campaign_id": campaign[0], "spec_hash": campaign[1]}
         try:
             got = self.evaluate(parameters)
             outcomes, extra = (got.outcomes, got.metadata) if isinstance(got, Result) else (got, {})
@@ -324,17 +393,22 @@ class Driver:
                 trial=trial,
                 outcomes=outcomes,
                 metadata={**extra, "attempt": attempt, "driver_version": self.version},
+                **ids,
             )
         except TrialFailed as exc:
             msg = protocol.make(
-                "FAILED", trial=trial, reason=exc.reason[:4000], retryable=exc.retryable
+                "FAILED", trial=trial, reason=exc.reason[:4000], retryable=exc.retryable, **ids
             )
         except Exception as exc:  # an evaluation bug is a failure of this trial, not the driver
             log.exception("evaluate raised for trial %s", trial)
             msg = protocol.make(
-                "FAILED", trial=trial, reason=f"{type(exc).__name__}: {exc}"[:4000], retryable=False
+                "FAILED",
+                trial=trial,
+                reason=f"{type(exc).__name__}: {exc}"[:4000],
+                retryable=False,
+                **ids,
             )
-        self._done.put(_Done(trial, attempt, msg))
+        self._done.put(_Done(campaign[0], trial, attempt, msg))
         os.write(self._wake_w, b"!")
 
     def _drain_done(self) -> None:
@@ -343,21 +417,22 @@ class Driver:
                 done = self._done.get_nowait()
             except queue.Empty:
                 return
-            self.outbox.put(done.trial, done.message)  # persist before sending
+            self.outbox.put(done.campaign, done.trial, done.message)  # persist before sending
             log.info("report %s %s", done.message.type, json.dumps(done.message.body))
-            self._running.pop(done.trial, None)
-            self._send(done.message)
-            self._sent_at[done.trial] = time.monotonic()
+            self._running.pop((done.campaign, done.trial), None)
+            if done.campaign == self.campaign_id:  # else it waits for its own controller
+                self._send(done.message)
+                self._sent_at[done.trial] = time.monotonic()
 
     def _resend_stale(self) -> None:
         """At-least-once: re-send reports the controller has not acknowledged in a while."""
-        if not self._welcomed:
+        if not self._welcomed or self.campaign_id is None:
             return
         now = time.monotonic()
         stale = [t for t, at in self._sent_at.items() if now - at > self.heartbeat_timeout]
         if not stale:
             return
-        for trial, msg in self.outbox.items():
+        for _, trial, msg in self.outbox.items(self.campaign_id):
             if trial in stale:
                 self._send(msg)
                 self._sent_at[trial] = now
@@ -380,19 +455,23 @@ class Driver:
         self._poller.register(self._sock, zmq.POLLIN)
         self._poller.register(self._wake_r, zmq.POLLIN)
         self._welcomed = False
+        self._connection += 1
         self._hello()
 
     def _hello(self) -> None:
-        holds = sorted(set(self._running) | {t for t, _ in self.outbox.items()})
+        """``holds`` names each trial with its campaign: the controller takes back only its
+        own, and may then accept our reports for them even from a new session."""
+        held = set(self._running) | {(c, t) for c, t, _ in self.outbox.items()}
         self._send(
             protocol.make(
                 "HELLO",
                 session=self._session,
+                connection=self._connection,
                 name=self.name,
                 kind=self.kind,
                 version=self.version,
                 capacity=self.capacity,
-                holds=holds,
+                holds=sorted(f"{c}/{t}" for c, t in held),
             )
         )
 

@@ -152,6 +152,10 @@ _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
     "driver_connected": lambda p: f"driver {p['name']} connected ({p.get('kind')})",
     "driver_lost": lambda p: f"driver {p['name']} lost: {p.get('reason')}",
     "driver_left": lambda p: f"driver {p['name']} left: {p.get('reason')}",
+    "proposal_failed": lambda p: (
+        f"proposal failed ({p.get('failures')} in a row): {p.get('error')} -> {p.get('action')}"
+    ),
+    "controller_error": lambda p: f"controller error in {p.get('stage')}: {p.get('error')}",
 }
 
 

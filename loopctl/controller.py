@@ -5,12 +5,22 @@ in one database transaction (group commit) and only then answered, so an ACK
 always means "committed". Proposals run in a worker thread so heartbeats and
 results keep flowing while a model fits. The handler never raises: a bad
 message costs its sender an ERROR reply and a log line, nothing more.
+
+Nothing fails silently. Each stage of the loop (receive, decode, handle, commit,
+propose, dispatch) runs behind its own guard: a failure is logged with its
+traceback, recorded (``proposal_failed`` / ``controller_error``) when it is ours
+rather than a sender's, retried with back-off, and after ``MAX_CONSECUTIVE``
+failures in a row the controller stops with an error, tells its drivers to shut
+down and exits non-zero. A watchdog stops it the same way if one of its
+long-lived tasks ever ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -22,18 +32,20 @@ from typing import Any, Protocol
 import zmq
 import zmq.asyncio
 
-from loopctl import ledger, lifecycle, protocol
+from loopctl import faults, ledger, lifecycle, protocol
 from loopctl.errors import LoopctlError, ProtocolError, StoreError, TrialError, ValidationError
 from loopctl.operator import apply_command
-from loopctl.security import Curve, secure_server
+from loopctl.security import Curve, fingerprint, secure_server
 from loopctl.space import Space
-from loopctl.spec import Spec
+from loopctl.spec import AUTO_TIMEOUT_FACTOR, AUTO_TIMEOUT_FIRST, AUTO_TIMEOUT_FLOOR, Spec
 from loopctl.store import Batch, Store
-from loopctl.strategies.base import Proposal, Strategy
+from loopctl.strategies.base import CampaignData, Proposal, Strategy
 
 log = logging.getLogger("loopctl.controller")
 
 MAX_GROUP = 512  # frames handled in one transaction at most
+MAX_CONSECUTIVE = 3  # failures of one stage in a row before the controller gives up
+BACKOFF = (1.0, 2.0, 4.0)  # seconds before a failed proposal is tried again
 
 
 class Reporter(Protocol):
@@ -63,10 +75,17 @@ class DriverConn:
     kind: str
     capacity: int
     last_seen: float
-    trials: set[str] = field(default_factory=set)
-    ready: bool = False  # set by READY: the driver accepted the campaign's settings
+    trials: set[str] = field(default_factory=set)  # running on it: follows the database
+    ready: bool = False  # set by READY on this connection: it accepted the campaign's settings
     last_task: float = 0.0  # for fair dispatch: the longest-idle driver goes first
     session: str | None = None  # one per driver process: tells a reconnect from a duplicate
+    connection: int = 0  # which of its session's sockets spoke last: older ones are stale
+    key: str | None = None  # its CURVE public key (z85), when CURVE is on
+    # what it may report on: trials sent to it during this session, and trials its HELLO
+    # said it holds (a restarted driver delivering from its outbox)
+    given: set[str] = field(default_factory=set)
+    holds: set[str] = field(default_factory=set)
+    sent_to: dict[str, bytes] = field(default_factory=dict)  # trial -> socket its TASK went to
 
     @property
     def free(self) -> int:
@@ -87,8 +106,68 @@ class Outbox:
     def put(self, identity: bytes, msg: protocol.Message) -> None:
         self.messages.append((identity, msg))
 
-    def regardless_of_commit(self) -> Outbox:
-        return Outbox([(i, m) for i, m in self.messages if m.type in ("HEARTBEAT", "ERROR")])
+    def after_failed_commit(self) -> Outbox:
+        """What may still go out when the batch did not commit: HEARTBEAT and ERROR as they
+        are, and an ERROR ``not_recorded`` instead of each ACK, WELCOME and DONE, so every
+        frame is answered and its sender knows to send it again. TASK and CANCEL are
+        dropped: nothing was dispatched."""
+        kept = []
+        for identity, m in self.messages:
+            if m.type in ("HEARTBEAT", "ERROR"):
+                kept.append((identity, m))
+            elif m.type in ("ACK", "WELCOME", "DONE"):
+                kept.append(
+                    (
+                        identity,
+                        protocol.make(
+                            "ERROR",
+                            code="not_recorded",
+                            message=f"the controller could not record what this {m.type} "
+                            "answered; nothing was recorded: send it again",
+                            ref=m.get("ref"),
+                            trial=m.get("trial"),
+                        ),
+                    )
+                )
+        return Outbox(kept)
+
+
+class RefusalLog:
+    """Per-frame refusals, logged one by one up to ``burst`` a window, then only counted.
+
+    A flood of bad frames must neither flood the log nor slow the loop that writes it;
+    each window that had refusals ends with one summary line, so none goes unnoticed.
+    """
+
+    def __init__(self, burst: int = 20, window: float = 10.0) -> None:
+        self.burst, self.window = burst, window
+        self.start = time.monotonic()
+        self.count = self.logged = 0
+        self.codes: dict[str, int] = {}
+
+    def refused(self, level: int, code: str, fmt: str, *args: Any, exc: bool = False) -> None:
+        self.flush()
+        if level >= logging.WARNING:
+            self.count += 1
+            self.codes[code] = self.codes.get(code, 0) + 1
+            if self.logged >= self.burst:
+                return
+            self.logged += 1
+        log.log(level, fmt, *args, exc_info=exc)
+
+    def flush(self) -> None:
+        now = time.monotonic()
+        if now - self.start < self.window:
+            return
+        if self.count:
+            log.warning(
+                "refused %d messages in the last %.0f s (%d logged one by one; by code: %s)",
+                self.count,
+                now - self.start,
+                self.logged,
+                ", ".join(f"{c} {n}" for c, n in sorted(self.codes.items())),
+            )
+        self.start, self.count, self.logged, self.codes = now, 0, 0, {}
 
 
 class Controller:
@@ -107,6 +186,8 @@ class Controller:
         # batch fast (nothing is acknowledged) and let drivers re-send
         store.conn.execute("PRAGMA busy_timeout = 250")
         self.spec = spec
+        self.campaign_id = store.campaign_id()
+        self.spec_hash = spec.hash
         self.space = Space.for_spec(spec)
         self.view = ledger.DataView(store, spec, self.space)
         self.strategy = strategy
@@ -126,8 +207,17 @@ class Controller:
         self.started = time.monotonic()
         self.stop_reason: str | None = None
         self.finished = False
+        self._tell_drivers = False  # send SHUTDOWN when stopping (finished, or a fatal error)
         self._proposing = False
+        self._propose_after = 0.0  # monotonic time before which no proposal is tried
+        self._failures: dict[str, int] = {}  # stage -> failures in a row
+        self._fatal: str | None = None  # why a long-lived task ended, for the record
+        self._closing = False
         self._wake = asyncio.Event()
+        self._refusals = RefusalLog()
+        self._orphans: dict[str, float] = {}  # running trial -> when seen without its driver
+        self._keys = self._bound_keys()  # driver name -> the CURVE key it first came with
+        self._longest = self._longest_trial()  # for trial_timeout: auto
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -147,7 +237,8 @@ class Controller:
         return self.endpoint
 
     async def run(self) -> str:
-        """Run until the budget is used, a stop condition holds or a signal arrives."""
+        """Run until the budget is used, a stop condition holds, a signal arrives or the
+        controller cannot go on (then the reason starts with ``error``)."""
         if self.sock is None:
             self.bind()
         self.strategy.prepare()  # before any driver is served: see Strategy.prepare
@@ -168,14 +259,22 @@ class Controller:
             )
             self._recover(b)
         self._check_done()
-        tasks = [asyncio.create_task(self._receive()), asyncio.create_task(self._tick())]
+        tasks = [
+            asyncio.create_task(self._receive(), name="receive"),
+            asyncio.create_task(self._tick(), name="timer"),
+        ]
+        for t in tasks:
+            t.add_done_callback(self._watchdog)
         try:
             await self._pump()
             while self.stop_reason is None:
                 await self._wake.wait()
                 self._wake.clear()
                 await self._pump()
+        except Exception as exc:
+            self._died("main loop", exc)
         finally:
+            self._closing = True
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -184,14 +283,29 @@ class Controller:
         await self._shutdown()
         return self.stop_reason or "stopped"
 
-    def request_stop(self, reason: str, finished: bool = False) -> None:
+    def request_stop(self, reason: str, finished: bool = False, shutdown: bool = False) -> None:
         """Stop dispatching. ``finished``: the campaign is over (drivers are told to exit);
-        otherwise (a signal, an error) drivers keep their results for a later resume."""
+        ``shutdown``: the controller cannot go on (drivers are told to exit too, keeping
+        what they hold for a resume); otherwise (a signal) drivers wait for a resume."""
         if self.stop_reason is None:
-            log.info("stopping: %s", reason)
+            (log.error if reason.startswith("error") else log.info)("stopping: %s", reason)
             self.stop_reason = reason
             self.finished = finished
+            self._tell_drivers = finished or shutdown
         self._wake.set()
+
+    def _watchdog(self, task: asyncio.Task[None]) -> None:
+        """A long-lived task ended: without it the campaign would stall with nothing said."""
+        if self._closing or task.cancelled():
+            return
+        exc = task.exception()
+        self._died(f"{task.get_name()} task", exc)
+
+    def _died(self, what: str, exc: BaseException | None) -> None:
+        why = f"{type(exc).__name__}: {exc}" if exc is not None else "it returned"
+        log.critical("watchdog: the controller's %s stopped (%s)", what, why, exc_info=exc)
+        self._fatal = f"the controller's {what} stopped ({why})"[:1000]
+        self.request_stop(f"error: internal: {self._fatal}", shutdown=True)
 
     def _recover(self, b: Batch) -> None:
         """Trials left running by a dead controller are in doubt: their drivers may still be
@@ -203,11 +317,13 @@ class Controller:
 
     async def _shutdown(self) -> None:
         assert self.sock is not None
-        if self.finished:
+        if self._tell_drivers:
             for d in list(self.drivers.values()):
                 await self._send(d.identity, protocol.make("SHUTDOWN", reason=self.stop_reason))
         try:
             with self.store.batch() as b:
+                if self._fatal is not None:
+                    b.add("controller_error", None, {"stage": "watchdog", "error": self._fatal})
                 if self.finished:
                     b.add("campaign_finished", None, {"reason": self.stop_reason})
                 b.add("controller_stopped", None, {"reason": self.stop_reason, "pid": os.getpid()})
@@ -219,30 +335,82 @@ class Controller:
             self._auth.stop()
         self.ctx.term()
 
+    def _bound_keys(self) -> dict[str, str]:
+        """A driver's name belongs to the first CURVE key it connected with, for good."""
+        keys: dict[str, str] = {}
+        for (payload,) in self.store.conn.execute(
+            "SELECT payload FROM events WHERE kind = 'driver_connected' ORDER BY seq"
+        ):
+            p = json.loads(payload)
+            if p.get("key"):
+                keys.setdefault(p["name"], p["key"])
+        return keys
+
+    def _longest_trial(self) -> float | None:
+        row = self.store.conn.execute(
+            "SELECT MAX(finished_at - started_at) FROM trials WHERE status = 'completed' "
+            "AND origin != 'imported' AND started_at IS NOT NULL"
+        ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    def trial_timeout(self) -> float | None:
+        """Seconds a driver may hold a trial: fixed, off, or (auto) ten times the slowest
+        result so far and at least five minutes; a day until the first result."""
+        if not self.exe.timeout_auto:
+            return self.exe.trial_timeout
+        if self._longest is None:
+            return AUTO_TIMEOUT_FIRST
+        return max(AUTO_TIMEOUT_FLOOR, AUTO_TIMEOUT_FACTOR * self._longest)
+
     # ------------------------------------------------------------------ receiving
 
     async def _receive(self) -> None:
         assert self.sock is not None
+        curve = self._auth is not None  # only then are frames' properties (User-Id) needed
         while True:
-            frames = [await self.sock.recv_multipart()]
-            while len(frames) < MAX_GROUP and int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-                frames.append(await self.sock.recv_multipart())
+            raw = [await self.sock.recv_multipart(copy=not curve)]
+            while len(raw) < MAX_GROUP and int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                raw.append(await self.sock.recv_multipart(copy=not curve))
+            faults.inject("receive")  # outside every guard: only the watchdog catches this
+            frames = [_unpack(m) for m in raw]
 
-            def work(b: Batch, out: Outbox, frames: list[list[bytes]] = frames) -> bool:
-                for parts in frames:
-                    self.handle(b, parts, out)
-                self._propose_inline(b, out)
-                self._dispatch(b, out)
+            def work(b: Batch, out: Outbox, frames: list[_Frames] = frames) -> bool:
+                for parts, user in frames:
+                    self.handle(b, parts, out, user)
+                self._guarded(b, out, "propose", self._propose_inline)
+                self._guarded(b, out, "dispatch", self._dispatch)
                 return True
 
             await self._commit(work)
             self._wake.set()
 
-    def handle(self, b: Batch, parts: list[bytes], out: Outbox) -> None:
-        """Handle one incoming message; never raises."""
+    def handle(self, b: Batch, parts: list[bytes], out: Outbox, user: str | None = None) -> None:
+        """Handle one incoming message; never raises but StoreError (the batch failed).
+
+        ``user``: the sender's CURVE public key, when CURVE is on."""
+        try:
+            self._handle_frame(b, parts, out, user)
+        except StoreError:
+            raise
+        except Exception as exc:  # a bug must not take the campaign down, nor go unanswered
+            identity = parts[0] if parts else b""
+            self._refusals.refused(
+                logging.ERROR,
+                "internal",
+                "internal error with a message from %s",
+                self._who(identity),
+                exc=True,
+            )
+            if identity:
+                out.put(identity, protocol.make("ERROR", code="internal", message=str(exc)[:500]))
+
+    def _handle_frame(self, b: Batch, parts: list[bytes], out: Outbox, user: str | None) -> None:
         if len(parts) != 2:
-            log.warning(
-                "dropped a message with %d frames (expected 1 after the identity)", len(parts) - 1
+            self._refusals.refused(
+                logging.WARNING,
+                "bad_envelope",
+                "dropped a message with %d frames (expected 1 after the identity)",
+                len(parts) - 1,
             )
             if parts:
                 out.put(
@@ -254,9 +422,16 @@ class Controller:
             return
         identity, frame = parts
         try:
+            faults.inject("decode")
             msg = protocol.decode(frame)
         except ProtocolError as exc:
-            log.warning("bad message from %s: %s", self._who(identity), exc)
+            self._refusals.refused(
+                logging.WARNING,
+                exc.code,
+                "bad message from %s: %s",
+                self._who(identity),
+                exc,
+            )
             out.put(
                 identity,
                 protocol.make(
@@ -266,11 +441,13 @@ class Controller:
             return
         try:
             with b.savepoint():
-                self._handle(b, identity, msg, out)
+                faults.inject("handle")
+                self._handle(b, identity, msg, out, user)
         except (TrialError, ValidationError, ProtocolError) as exc:
             code = getattr(exc, "code", "invalid_value")
-            log.log(
+            self._refusals.refused(
                 logging.INFO if code == "hello_first" else logging.WARNING,
+                code,
                 "%s from %s refused: %s",
                 msg.type,
                 self._who(identity),
@@ -285,7 +462,14 @@ class Controller:
         except StoreError:
             raise
         except Exception as exc:  # a bug must not take the campaign down
-            log.exception("internal error handling %s from %s", msg.type, self._who(identity))
+            self._refusals.refused(
+                logging.ERROR,
+                "internal",
+                "internal error handling %s from %s",
+                msg.type,
+                self._who(identity),
+                exc=True,
+            )
             out.put(
                 identity,
                 protocol.make(
@@ -301,10 +485,12 @@ class Controller:
         d = self.drivers.get(identity)
         return d.name if d else f"unregistered peer {identity.hex()[:8]}"
 
-    def _handle(self, b: Batch, identity: bytes, msg: protocol.Message, out: Outbox) -> None:
+    def _handle(
+        self, b: Batch, identity: bytes, msg: protocol.Message, out: Outbox, user: str | None
+    ) -> None:
         now = time.monotonic()
         if msg.type == "HELLO":
-            self._hello(b, identity, msg, out)
+            self._hello(b, identity, msg, out, user)
             return
         if msg.type == "COMMAND":  # an operator, not a driver: no HELLO
             done = apply_command(b, self.spec, self.space, msg.body)
@@ -318,6 +504,8 @@ class Controller:
                 f"{msg.type} before HELLO: say HELLO first "
                 "(a restarted controller forgets connections)",
             )
+        if user is not None and d.key is not None and user != d.key:
+            raise ProtocolError("key_mismatch", "this connection said HELLO with another key")
         d.last_seen = now
         if msg.type == "HEARTBEAT":
             out.put(identity, protocol.make("HEARTBEAT"))
@@ -330,17 +518,48 @@ class Controller:
         elif msg.type == "READY":
             d.ready = True
 
-    def _hello(self, b: Batch, identity: bytes, msg: protocol.Message, out: Outbox) -> None:
+    def _hello(
+        self, b: Batch, identity: bytes, msg: protocol.Message, out: Outbox, user: str | None
+    ) -> None:
         name, session = msg.body["name"], msg.get("session")
+        connection = msg.get("connection") or 0
+        now = time.monotonic()
+        bound = self._keys.get(name)
+        if user is not None and bound is not None and bound != user:
+            raise ProtocolError(
+                "name_taken",
+                f"the driver name {name!r} belongs to another CURVE key (fingerprint "
+                f"{fingerprint(bound.encode())}); this key (fingerprint "
+                f"{fingerprint(user.encode())}) must use a name of its own",
+            )
+        current = self.drivers.get(identity)
+        if current is not None and current.name != name:
+            # one socket, a new name: what it ran under the old one will not be reported
+            # under that name again, so it goes back to the queue now rather than never
+            self._lose(b, current, "driver_left", f"its connection said HELLO again as {name!r}")
         for other in list(self.drivers.values()):
             if other.name != name or other.identity == identity:
                 continue
             if session is not None and other.session == session:
+                if connection < other.connection:
+                    # queued on a socket the driver has already replaced: nobody reads its
+                    # answer, and taking the driver over would strand its live socket
+                    log.info("ignored a stale HELLO of %s (socket %d)", name, connection)
+                    out.put(
+                        identity,
+                        protocol.make(
+                            "ERROR",
+                            code="stale_connection",
+                            message=f"this driver is on a newer connection ({other.connection})",
+                            ref=msg.id,
+                        ),
+                    )
+                    return
                 # the same driver process on a fresh socket (it thought us gone): take over
                 del self.drivers[other.identity]
                 other.identity = identity
                 self.drivers[identity] = other
-            elif time.monotonic() - other.last_seen < self.exe.heartbeat_timeout:
+            elif now - other.last_seen < self.exe.heartbeat_timeout:
                 raise ProtocolError(
                     "name_in_use",
                     f"a driver named {name!r} is already connected; give each driver its "
@@ -348,32 +567,47 @@ class Controller:
                 )
             else:
                 self._lose(b, other, "driver_lost", "replaced by a new connection")
-        holds = set(msg.get("holds") or [])
+        holds = self._held(msg.get("holds"))
         d = self.drivers.get(identity)
-        known = d is not None and d.name == name
-        if d is None or not known:
-            d = DriverConn(identity, name, msg.body["kind"], msg.body["capacity"], time.monotonic())
+        known = d is not None
+        if d is None:
+            d = DriverConn(identity, name, msg.body["kind"], msg.body["capacity"], now)
             self.drivers[identity] = d
-        d.session = session
-        d.capacity, d.last_seen = msg.body["capacity"], time.monotonic()
+        d.session, d.connection, d.key, d.holds = session, connection, user, holds
+        d.capacity, d.last_seen = msg.body["capacity"], now
+        d.ready = False  # no TASK before this connection has said READY
+        # a TASK that went to a socket the driver has since left never reached it: the
+        # trial is not coming back from there, so it goes back to the queue
+        for tid in sorted(d.trials - holds):
+            if d.sent_to.get(tid) != identity:
+                status = ledger.record_interrupt(
+                    b,
+                    tid,
+                    f"driver {name} reconnected without it (the task was lost with its "
+                    "old connection)",
+                    self.exe.retries,
+                )
+                d.trials.discard(tid)
+                log.warning("trial %s lost on %s's old connection: %s", tid, name, status)
         # trials this driver still runs stay with it; in-doubt ones it holds are its again
         for t in self.store.trials(lifecycle.RUNNING, lifecycle.IN_DOUBT):
             if t["driver"] == name and t["id"] in holds:
                 if t["status"] == lifecycle.IN_DOUBT:
                     ledger.record_reclaim(b, t["id"], name)
                 d.trials.add(t["id"])
+                d.sent_to[t["id"]] = identity
         if not known:  # a repeated HELLO on a live connection is answered, not recorded
-            b.add(
-                "driver_connected",
-                None,
-                {
-                    "name": name,
-                    "kind": d.kind,
-                    "version": msg.body["version"],
-                    "capacity": d.capacity,
-                    "holds": sorted(holds),
-                },
-            )
+            event: dict[str, Any] = {
+                "name": name,
+                "kind": d.kind,
+                "version": msg.body["version"],
+                "capacity": d.capacity,
+                "holds": sorted(holds),
+            }
+            if user is not None:
+                event["key"] = user
+                self._keys.setdefault(name, user)
+            b.add("driver_connected", None, event)
             log.info("driver %s connected (%s, capacity %d)", name, d.kind, d.capacity)
         out.put(
             identity,
@@ -383,17 +617,56 @@ class Controller:
                 heartbeat_interval=self.exe.heartbeat_interval,
                 heartbeat_timeout=self.exe.heartbeat_timeout,
                 settings=self.settings,
+                campaign_id=self.campaign_id,
+                spec_hash=self.spec_hash,
             ),
         )
 
+    def _held(self, holds: list[str] | None) -> set[str]:
+        """This campaign's trials among a HELLO's ``CAMPAIGN_ID/TRIAL`` entries."""
+        mine = f"{self.campaign_id}/"
+        return {h[len(mine) :] for h in holds or () if h.startswith(mine)}
+
+    def _reported_trial(self, d: DriverConn, msg: protocol.Message) -> str:
+        """The trial of a RESULT or FAILED, once it is sure to be this campaign's and this
+        driver's to report: sent to it in this session or held by it at HELLO (a restarted
+        driver delivering from its outbox), and dispatched to its name at some point."""
+        tid: str = msg.body["trial"]
+        theirs = (msg.body["campaign_id"], msg.body["spec_hash"])
+        if theirs != (self.campaign_id, self.spec_hash):
+            raise ProtocolError(
+                "wrong_campaign",
+                f"{msg.type} for trial {tid} belongs to campaign {theirs[0]} (spec "
+                f"{theirs[1][:12]}), not to this controller's campaign {self.spec.name!r} "
+                f"({self.campaign_id}, spec {self.spec_hash[:12]}); nothing was recorded: keep "
+                "it for the controller of its own campaign",
+            )
+        t = self.store.trial(tid)
+        if t is None:
+            raise TrialError("unknown_trial", f"no trial {tid!r} in this campaign")
+        if t["status"] in lifecycle.TERMINAL and t["driver"] == d.name:
+            return tid  # its own report again (after a reconnect): acknowledged, not recorded
+        if not ((tid in d.given or tid in d.holds) and self.store.sent_to(tid, d.name)):
+            raise TrialError(
+                "not_holder",
+                f"trial {tid} is not held by driver {d.name}: a driver reports only trials "
+                "sent to it (or, after a restart, listed in its HELLO); nothing was recorded",
+            )
+        return tid
+
     def _result(self, b: Batch, d: DriverConn, msg: protocol.Message, out: Outbox) -> None:
-        tid = msg.body["trial"]
+        tid = self._reported_trial(d, msg)
         before = self.store.trial(tid)
         new = ledger.record_result(
             b, self.spec, tid, msg.body["outcomes"], d.name, msg.get("metadata")
         )
         d.trials.discard(tid)
-        out.put(d.identity, protocol.make("ACK", trial=tid, ref=msg.id))
+        out.put(
+            d.identity, protocol.make("ACK", trial=tid, ref=msg.id, campaign_id=self.campaign_id)
+        )
+        if new and before is not None and before["started_at"] is not None:
+            took = time.time() - before["started_at"]
+            self._longest = took if self._longest is None else max(self._longest, took)
         if (
             new
             and before is not None
@@ -407,12 +680,14 @@ class Controller:
             self.reporter.result(self.store.trial(tid) or {}, o, value, d.name)
 
     def _failed(self, b: Batch, d: DriverConn, msg: protocol.Message, out: Outbox) -> None:
-        tid = msg.body["trial"]
+        tid = self._reported_trial(d, msg)
         status = ledger.record_failure(
             b, tid, msg.body["reason"], msg.body["retryable"], d.name, self.exe.retries
         )
         d.trials.discard(tid)
-        out.put(d.identity, protocol.make("ACK", trial=tid, ref=msg.id))
+        out.put(
+            d.identity, protocol.make("ACK", trial=tid, ref=msg.id, campaign_id=self.campaign_id)
+        )
         log.info(
             "trial %s failed on %s: %s (%s)",
             tid,
@@ -441,9 +716,56 @@ class Controller:
                     d.name,
                     "re-queued" if status == lifecycle.PROPOSED else "abandoned",
                 )
+        d.trials.clear()
         b.add(kind, None, {"name": d.name, "reason": reason})
         self.drivers.pop(d.identity, None)
         log.info("driver %s %s: %s", d.name, "left" if kind == "driver_left" else "lost", reason)
+
+    # ------------------------------------------------------------------ failures
+
+    def _guarded(
+        self, b: Batch, out: Outbox, stage: str, step: Callable[[Batch, Outbox], None]
+    ) -> None:
+        """Run one stage inside the batch; if it fails, undo only its own writes (the
+        messages handled before it still commit), record the failure and carry on."""
+        try:
+            with b.savepoint():
+                step(b, out)
+        except StoreError:
+            raise
+        except Exception as exc:
+            self._stage_failed(b, stage, exc)
+        else:
+            self._failures.pop(stage, None)
+
+    def _stage_failed(self, b: Batch | None, stage: str, exc: BaseException) -> None:
+        """Log (with the traceback), record, and either retry later or stop for good."""
+        n = self._failures[stage] = self._failures.get(stage, 0) + 1
+        text = f"{type(exc).__name__}: {exc}"[:1000]
+        give_up = n >= MAX_CONSECUTIVE
+        if give_up:
+            action = "stopping the campaign"
+        elif stage == "propose":
+            delay = BACKOFF[min(n, len(BACKOFF)) - 1]
+            self._propose_after = time.monotonic() + delay
+            action = f"trying again in {delay:g} s"
+        else:
+            action = "carrying on"
+        log.error("%s failed (%d in a row): %s; %s", stage, n, text, action, exc_info=exc)
+        kind = "proposal_failed" if stage == "propose" else "controller_error"
+        payload = {"stage": stage, "error": text, "failures": n, "action": action}
+        if b is not None:
+            b.add(kind, None, payload)
+        else:
+            try:
+                with self.store.batch() as b2:
+                    b2.add(kind, None, payload)
+            except Exception as rec_exc:
+                log.error("could not record the failure either: %s", rec_exc)
+        if give_up:
+            self.request_stop(
+                f"error: {stage} failed {n} times in a row; last error: {text}", shutdown=True
+            )
 
     # ------------------------------------------------------------------ dispatch
 
@@ -451,10 +773,12 @@ class Controller:
         """Send queued trials to drivers with free slots, up to max_in_flight."""
         if self.stop_reason is not None or (self.store.meta("paused") or {}).get("paused"):
             return
+        faults.inject("dispatch")
         queued = ledger.dispatchable(self.store, self.spec)
         if not queued:
             return
         running = len(self.store.trials(lifecycle.RUNNING, lifecycle.IN_DOUBT))
+        timeout = self.trial_timeout()
         for t in queued:
             if running >= self.exe.max_in_flight:
                 break
@@ -463,9 +787,11 @@ class Controller:
                 break
             d = max(free, key=lambda x: (x.free, -x.last_task))
             d.last_task = time.monotonic()
-            deadline = time.time() + self.exe.trial_timeout if self.exe.trial_timeout else None
+            deadline = time.time() + timeout if timeout else None
             attempt = ledger.record_dispatch(b, t["id"], d.name, deadline)
             d.trials.add(t["id"])
+            d.given.add(t["id"])
+            d.sent_to[t["id"]] = d.identity
             running += 1
             out.put(
                 d.identity,
@@ -475,6 +801,8 @@ class Controller:
                     parameters=t["parameters"],
                     attempt=attempt,
                     deadline=deadline,
+                    campaign_id=self.campaign_id,
+                    spec_hash=self.spec_hash,
                 ),
             )
 
@@ -486,21 +814,32 @@ class Controller:
         want = min(self.target - done - open_, self.exe.max_in_flight - open_)
         return want, done, open_
 
+    def _may_propose(self) -> bool:
+        return (
+            self.stop_reason is None
+            and not self._proposing
+            and time.monotonic() >= self._propose_after
+        )
+
+    def _propose(self, data: CampaignData, n: int) -> Proposal:
+        faults.inject("propose")
+        return self.strategy.propose(data, n)
+
     def _propose_inline(self, b: Batch, out: Outbox) -> None:
         """Model-free proposals (Sobol) are made inside the batch that freed the slots:
         one commit per cycle instead of two, which is what keeps many fast drivers fed."""
-        if self.stop_reason is not None or self._proposing:
+        if not self._may_propose():
             return
         want, done, open_ = self._wanted()
         if want <= 0 or not self.strategy.model_free(done, open_):
             return
         data = self.view.refresh()
-        self._take(b, self.strategy.propose(data, want), data.as_of)
+        self._take(b, self._propose(data, want), data.as_of)
 
     async def _pump(self) -> None:
         """Propose with a model, off the event loop, when slots are free; then dispatch."""
         self._report()
-        if self.stop_reason is not None or self._proposing:
+        if not self._may_propose():
             return
         want, _, _ = self._wanted()
         if want <= 0:
@@ -508,10 +847,9 @@ class Controller:
         self._proposing = True
         try:
             data = self.view.refresh()
-            proposal = await asyncio.to_thread(self.strategy.propose, data, want)
+            proposal = await asyncio.to_thread(self._propose, data, want)
         except Exception as exc:
-            log.exception("proposal failed")
-            self.request_stop(f"error: the strategy could not propose ({exc})")
+            self._stage_failed(None, "propose", exc)
             return
         finally:
             self._proposing = False
@@ -519,8 +857,8 @@ class Controller:
 
     async def _record(self, proposal: Proposal, data_seq: int) -> None:
         def work(b: Batch, out: Outbox) -> bool:
-            self._take(b, proposal, data_seq)
-            self._dispatch(b, out)
+            self._guarded(b, out, "propose", lambda b, _: self._take(b, proposal, data_seq))
+            self._guarded(b, out, "dispatch", self._dispatch)
             return True
 
         await self._commit(work)
@@ -544,26 +882,52 @@ class Controller:
         period = min(0.25, self.exe.heartbeat_interval / 2)
         while True:
             await asyncio.sleep(period)
+            self._refusals.flush()
+            if self._propose_after and time.monotonic() >= self._propose_after:
+                self._propose_after = 0.0  # the back-off is over: try again
+                self._wake.set()
             if await self._commit(self._expire) or self.stop_reason:
                 self._wake.set()
 
     async def _commit(self, work: Callable[[Batch, Outbox], bool]) -> bool:
         """Run ``work`` in one transaction, then send the replies it collected.
 
-        If the commit fails nothing is sent: drivers keep unacknowledged results and
-        re-send them, so a full or locked disk delays a campaign but loses nothing.
+        If the commit fails nothing is sent that depends on it, and every message that
+        would have been confirmed is answered ``not_recorded``: drivers keep their
+        unacknowledged results and re-send them, so a full or locked disk delays a
+        campaign but loses nothing. Whatever happened, the drivers' holdings in memory
+        are then read back from the database, so a rolled-back dispatch cannot leave a
+        slot taken that no trial fills.
         """
         out = Outbox()
         try:
-            with self.store.batch() as b:
-                changed = work(b, out)
-        except StoreError as exc:
-            log.error("%s", exc)
-            await self._flush(out.regardless_of_commit())
-            return False
-        await self._flush(out)
-        self._check_done()
-        return changed
+            try:
+                with self.store.batch() as b:
+                    changed = work(b, out)
+                    faults.inject("commit")
+            except StoreError as exc:
+                log.error("%s", exc)
+                await self._flush(out.after_failed_commit())
+                return False
+            except Exception as exc:
+                self._stage_failed(None, "commit", exc)
+                await self._flush(out.after_failed_commit())
+                return False
+            self._failures.pop("commit", None)
+            await self._flush(out)
+            self._check_done()
+            return changed
+        finally:
+            self._resync()
+
+    def _resync(self) -> None:
+        running: dict[str, set[str]] = {}
+        for tid, driver in self.store.conn.execute(
+            "SELECT id, driver FROM trials WHERE status = 'running'"
+        ):
+            running.setdefault(driver, set()).add(tid)
+        for d in self.drivers.values():
+            d.trials = set(running.get(d.name, ()))
 
     def _expire(self, b: Batch, out: Outbox) -> bool:
         now, wall = time.monotonic(), time.time()
@@ -574,8 +938,27 @@ class Controller:
                     b, d, "driver_lost", f"silent for more than {self.exe.heartbeat_timeout:g} s"
                 )
                 changed = True
+        live = {d.name for d in self.drivers.values()}
+        timeout = self.trial_timeout() if self.exe.timeout_auto else None
+        orphans: dict[str, float] = {}
         for t in self.store.trials(lifecycle.RUNNING, lifecycle.IN_DOUBT):
-            if t["deadline"] is not None and wall > t["deadline"]:
+            deadline = t["deadline"]
+            running = t["status"] == lifecycle.RUNNING
+            if running and timeout is not None and t["started_at"] is not None:
+                # auto: the timeout learnt since dispatch applies too (it only grows after
+                # the first result, so trials sent out before any result are not left a day)
+                deadline = min(deadline or math.inf, t["started_at"] + timeout)
+            if running and t["driver"] not in live:
+                # running on nobody: no driver can report it or be lost with it
+                orphans[t["id"]] = self._orphans.get(t["id"], now)
+                if now - orphans[t["id"]] > self.exe.heartbeat_timeout:
+                    status = ledger.record_interrupt(
+                        b, t["id"], f"its driver {t['driver']} is not connected", self.exe.retries
+                    )
+                    log.warning("trial %s had no connected driver (%s)", t["id"], status)
+                    changed = True
+                    continue
+            if deadline is not None and wall > deadline:
                 why = (
                     "in doubt and no driver claimed it in time"
                     if t["status"] == lifecycle.IN_DOUBT
@@ -591,8 +974,9 @@ class Controller:
                         )
                 log.warning("trial %s timed out (%s)", t["id"], status)
                 changed = True
+        self._orphans = orphans
         if changed:
-            self._dispatch(b, out)
+            self._guarded(b, out, "dispatch", self._dispatch)
         return changed
 
     def _check_done(self) -> None:
@@ -650,6 +1034,22 @@ class Controller:
                 elapsed=time.monotonic() - self.started,
             )
         )
+
+
+_Frames = tuple[list[bytes], str | None]
+
+
+def _unpack(parts: list[Any]) -> _Frames:
+    """Frames as bytes, and the sender's CURVE key when frames came as zmq.Frame objects
+    (only under CURVE, where ZeroMQ puts the authenticated key in "User-Id")."""
+    if not parts or isinstance(parts[0], bytes):
+        return list(parts), None
+    user: str | None = None
+    try:
+        user = parts[-1].get("User-Id")
+    except (zmq.ZMQError, AttributeError):
+        user = None
+    return [bytes(p.bytes) for p in parts], user or None
 
 
 def driver_settings(spec: Spec) -> dict[str, Any]:

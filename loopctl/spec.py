@@ -157,10 +157,19 @@ class Budget:
     max_failed: int | None = None
 
 
+AUTO_TIMEOUT_FACTOR = 10.0  # trial_timeout auto: this many times the slowest result so far
+AUTO_TIMEOUT_FLOOR = 300.0  # ... but never less than 5 minutes
+AUTO_TIMEOUT_FIRST = 86400.0  # and a day while nothing has completed yet
+
+
 @dataclass(frozen=True)
 class Execution:
     max_in_flight: int = 2
-    trial_timeout: float | None = None
+    trial_timeout: float | None = None  # seconds; with timeout_auto, only a last resort
+    # `auto` (the default): the timeout follows the campaign's own trials, so a trial that a
+    # live driver holds without ever answering is re-dispatched, whether trials take
+    # milliseconds (an oracle) or hours (DFT, a person at a bench)
+    timeout_auto: bool = True
     retries: int = 2
     heartbeat_interval: float = 1.0
     heartbeat_timeout: float = 10.0
@@ -764,9 +773,11 @@ def _execution(r: _Reader, value: Any) -> Execution:
         "approval",
     }
     r.unknown_keys(d, "execution", keys)
+    timeout, auto = _trial_timeout(r, d)
     e = Execution(
         max_in_flight=r.integer(d, "max_in_flight", "execution", default=2, low=1),
-        trial_timeout=r.number(d, "trial_timeout", "execution", positive=True),
+        trial_timeout=timeout,
+        timeout_auto=auto,
         retries=r.integer(d, "retries", "execution", default=2, low=0),
         heartbeat_interval=r.number(
             d, "heartbeat_interval", "execution", default=1.0, positive=True
@@ -783,6 +794,23 @@ def _execution(r: _Reader, value: Any) -> Execution:
             f"must be longer than heartbeat_interval ({e.heartbeat_interval:g} s)",
         )
     return e
+
+
+def _trial_timeout(r: _Reader, d: Mapping[str, Any]) -> tuple[float | None, bool]:
+    """(seconds, auto): a number fixes it; `auto` (or no key) follows the trials; `none`
+    (or null) switches it off."""
+    v = d.get("trial_timeout", "auto")
+    if v == "auto":
+        return None, True
+    if v is None or v == "none":
+        return None, False
+    if isinstance(v, str):
+        r.problem(
+            "execution.trial_timeout",
+            f"expected seconds, `auto` or `none`, got {v!r}",
+        )
+        return None, True
+    return r.number(d, "trial_timeout", "execution", positive=True), False
 
 
 def _strategy(r: _Reader, value: Any) -> StrategySpec:

@@ -19,6 +19,7 @@ import os
 import socket
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -157,6 +158,9 @@ class Store:
                 None,
                 {
                     "format": FORMAT_VERSION,
+                    # who this campaign is, on the wire: results carry it back, so one
+                    # measured for another campaign (on the same endpoint) is refused
+                    "campaign_id": uuid.uuid4().hex,
                     "spec": dict(spec_raw),
                     "spec_hash": spec_hash,
                     "versions": dict(versions),
@@ -276,6 +280,27 @@ class Store:
     def meta(self, key: str) -> Any:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else json.loads(row[0])
+
+    def campaign_id(self) -> str:
+        """The campaign's identity on the wire: made at creation; for a database made
+        before there was one, derived from its first event's hash, which never changes."""
+        cid = self.meta("campaign_id")
+        if cid:
+            return str(cid)
+        row = self.conn.execute("SELECT hash FROM events WHERE seq = 1").fetchone()
+        if row is None:
+            raise StoreError(f"{self.path}: no campaign_created event")
+        return str(row[0])[:32]
+
+    def sent_to(self, trial_id: str, driver: str) -> bool:
+        """Was this trial ever dispatched to (or reclaimed by) the driver of this name?"""
+        row = self.conn.execute(
+            "SELECT 1 FROM events WHERE trial_id = ? AND kind IN "
+            "('trial_dispatched', 'trial_reclaimed') AND json_extract(payload, '$.driver') = ? "
+            "LIMIT 1",
+            (trial_id, driver),
+        ).fetchone()
+        return row is not None
 
     def events(self, since: int = 0) -> Iterator[Event]:
         cur = self.conn.execute(
@@ -467,6 +492,8 @@ def _p_created(conn: sqlite3.Connection, ev: Event) -> None:
     p = ev.payload
     for key in ("format", "spec", "spec_hash", "versions", "source"):
         _set_meta(conn, key, p.get(key))
+    if "campaign_id" in p:  # databases made before it existed derive theirs (campaign_id())
+        _set_meta(conn, "campaign_id", p["campaign_id"])
     _set_meta(conn, "created_at", ev.time)
 
 
@@ -596,6 +623,11 @@ def _p_driver(conn: sqlite3.Connection, ev: Event) -> None:
         )
 
 
+def _p_error(conn: sqlite3.Connection, ev: Event) -> None:
+    """proposal_failed / controller_error: `loopctl status` shows the last one."""
+    _set_meta(conn, "last_error", dict(ev.payload, kind=ev.kind, at=ev.time))
+
+
 def _p_controller_stopped(conn: sqlite3.Connection, ev: Event) -> None:
     _p_controller(conn, ev)
     conn.execute(
@@ -626,4 +658,6 @@ _PROJECTIONS = {
     "driver_connected": _p_driver,
     "driver_lost": _p_driver,
     "driver_left": _p_driver,
+    "proposal_failed": _p_error,
+    "controller_error": _p_error,
 }

@@ -8,6 +8,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,21 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CAMPAIGNS = ROOT / "campaigns"
 ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", PYTHONUNBUFFERED="1")
+# how much slower than an idle machine this one may be: every positive wait is scaled by it
+# (a wait that succeeds returns at once, so a generous scale costs nothing when all is well)
+SCALE = float(os.environ.get("LOOPCTL_TEST_SCALE", "3"))
+
+
+def scaled(seconds: float) -> float:
+    return seconds * SCALE
+
+
+@pytest.fixture
+def ipc() -> Iterator[str]:
+    """A fresh ipc endpoint: nothing else can hold it, and it never needs a free port.
+    Under /tmp directly, since ipc paths are limited to about 100 characters."""
+    with tempfile.TemporaryDirectory(prefix="lc-", dir="/tmp") as d:
+        yield f"ipc://{d}/ctl"
 
 
 def free_endpoint() -> str:
@@ -53,23 +69,31 @@ class Procs:
         self.tmp = tmp
         self.procs: list[subprocess.Popen[str]] = []
 
-    def start(self, *args: str, log: str) -> subprocess.Popen[str]:
+    def start(
+        self, *args: str, log: str, env: dict[str, str] | None = None, module: str = "loopctl"
+    ) -> subprocess.Popen[str]:
         out = open(self.tmp / log, "w")  # noqa: SIM115 - closed with the process
         p = subprocess.Popen(
-            [sys.executable, "-m", "loopctl", *args],
+            [sys.executable, "-m", module, *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             text=True,
-            env=ENV,
+            env={**ENV, **(env or {})},
         )
         self.procs.append(p)
         return p
 
     def controller(
-        self, spec: Path | str, db: Path, endpoint: str, *extra: str, log: str = "controller.log"
+        self,
+        spec: Path | str,
+        db: Path,
+        endpoint: str,
+        *extra: str,
+        log: str = "controller.log",
+        env: dict[str, str] | None = None,
     ) -> subprocess.Popen[str]:
         return self.start(
-            "-v", "start", str(spec), "--db", str(db), "--bind", endpoint, *extra, log=log
+            "-v", "start", str(spec), "--db", str(db), "--bind", endpoint, *extra, log=log, env=env
         )
 
     def driver(self, endpoint: str, name: str, *extra: str) -> subprocess.Popen[str]:
@@ -126,6 +150,7 @@ def count(db: Path, sql: str, *args: object) -> int:
 
 
 def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    timeout = scaled(timeout)
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if cond():

@@ -24,16 +24,22 @@ class RawDriver:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(endpoint)
         self.n = 0
+        self.campaign: dict[str, str] = {}  # campaign_id and spec_hash, from WELCOME
 
     def send(self, type_: str, **body: Any) -> str:
+        """RESULT and FAILED carry the campaign of the last WELCOME unless given."""
         self.n += 1
         mid = f"m{self.n}"
+        if type_ in ("RESULT", "FAILED"):
+            body = {**self.campaign, **body}
         self.sock.send(json.dumps({"v": 1, "id": mid, "type": type_, **body}).encode())
         return mid
 
     def recv(self, timeout: float = 10.0) -> dict[str, Any]:
         assert self.sock.poll(int(timeout * 1000)), "no reply from the controller"
         msg: dict[str, Any] = json.loads(self.sock.recv())
+        if msg["type"] == "WELCOME":
+            self.campaign = {k: msg[k] for k in ("campaign_id", "spec_hash")}
         return msg
 
     def recv_type(self, type_: str) -> dict[str, Any]:
@@ -130,6 +136,7 @@ def test_bad_message_gets_error_and_changes_nothing(session: Any, case: str) -> 
     msg = {
         "v": 1,
         "id": "bad1",
+        **(d.campaign if body["type"] in ("RESULT", "FAILED") else {}),
         **{k: (v.replace("{t}", t) if isinstance(v, str) else v) for k, v in body.items()},
     }
     before = fingerprint(db)
@@ -158,11 +165,11 @@ def test_non_json_and_extra_frames_get_error(session: Any) -> None:
 
 
 def test_message_before_hello_is_refused(session: Any) -> None:
-    _, db, tasks, _procs, ep = session
+    d, db, tasks, _procs, ep = session
     before = fingerprint(db)
     stranger = RawDriver(ep)
     try:
-        stranger.send("RESULT", trial=tasks[0]["trial"], outcomes={"y": 0.0})
+        stranger.send("RESULT", trial=tasks[0]["trial"], outcomes={"y": 0.0}, **d.campaign)
         assert stranger.recv_type("ERROR")["code"] == "hello_first"
     finally:
         stranger.close()

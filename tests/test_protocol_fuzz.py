@@ -74,12 +74,14 @@ FIELDS = [
     "version",
     "capacity",
     "holds",
+    "campaign_id",
+    "spec_hash",
     "x",
 ]
 
 
 @st.composite
-def messages(draw: Any, trial: str) -> bytes:
+def messages(draw: Any, trial: str, campaign: dict[str, str]) -> bytes:
     kind = draw(st.sampled_from(["random_bytes", "random_json", "mutated"]))
     if kind == "random_bytes":
         return bytes(draw(st.binary(max_size=64)))
@@ -91,7 +93,14 @@ def messages(draw: Any, trial: str) -> bytes:
         "type": draw(st.sampled_from(TYPES)),
     }
     for key in draw(st.lists(st.sampled_from(FIELDS), max_size=4, unique=True)):
-        msg[key] = draw(st.sampled_from([trial, "T9999", None]) if key == "trial" else json_values)
+        if key == "trial":
+            msg[key] = draw(st.sampled_from([trial, "T9999", None]))
+        elif key in campaign:
+            msg[key] = draw(st.sampled_from([campaign[key], "0" * 32, "", None]))
+        else:
+            msg[key] = draw(json_values)
+    if draw(st.booleans()):  # a report of this campaign, so the checks past the envelope run
+        msg.update(campaign)
     if draw(st.booleans()):
         msg["outcomes"] = draw(
             st.sampled_from(
@@ -117,13 +126,14 @@ def fingerprint(store: Store) -> tuple[Any, ...]:
 
 def test_random_and_mutated_messages(tmp_path: Path) -> None:
     ctl, store, tid = setup(tmp_path)
+    campaign = {"campaign_id": ctl.campaign_id, "spec_hash": ctl.spec_hash}
 
     @settings(
         max_examples=3000,
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture],
     )
-    @given(frame=messages(tid), identity=st.sampled_from([GOOD_ID, b"\x00stranger"]))
+    @given(frame=messages(tid, campaign), identity=st.sampled_from([GOOD_ID, b"\x00stranger"]))
     def check(frame: bytes, identity: bytes) -> None:
         before = fingerprint(store)
         out = Outbox()
