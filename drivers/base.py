@@ -337,6 +337,11 @@ class Driver:
             log.error("%s", text)
             print(f"error: {text}", flush=True)
             return EXIT_REFUSED
+        elif code in TRANSIENT and trial is None:
+            # the controller could not take a HELLO or READY: fall silent, so that the
+            # usual reconnect (with its back-off) says HELLO again on a fresh socket
+            log.warning("controller could not take our message (%s): %s", code, text)
+            self._welcomed = False
         elif code == "wrong_campaign" or (code in TRANSIENT and trial is not None):
             # not this controller's to record, or not recordable right now: keep it
             log.warning("controller did not take our report for %s: %s (%s)", trial, text, code)

@@ -727,7 +727,9 @@ class Controller:
         self, b: Batch, out: Outbox, stage: str, step: Callable[[Batch, Outbox], None]
     ) -> None:
         """Run one stage inside the batch; if it fails, undo only its own writes (the
-        messages handled before it still commit), record the failure and carry on."""
+        messages handled before it still commit), record the failure and carry on.
+        Proposals count as recovered only once one is made (see _take), not when a
+        step merely had nothing to do."""
         try:
             with b.savepoint():
                 step(b, out)
@@ -736,7 +738,8 @@ class Controller:
         except Exception as exc:
             self._stage_failed(b, stage, exc)
         else:
-            self._failures.pop(stage, None)
+            if stage != "propose":
+                self._failures.pop(stage, None)
 
     def _stage_failed(self, b: Batch | None, stage: str, exc: BaseException) -> None:
         """Log (with the traceback), record, and either retry later or stop for good."""
@@ -865,6 +868,7 @@ class Controller:
         self._wake.set()
 
     def _take(self, b: Batch, proposal: Proposal, data_seq: int) -> None:
+        self._failures.pop("propose", None)
         if proposal.candidates:
             ledger.record_proposal(b, proposal, data_seq)
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from loopctl import ledger, lifecycle
@@ -30,9 +31,11 @@ def campaign_status(path: str) -> dict[str, Any]:
                 "running": running,
                 "endpoint": controller.get("endpoint"),
                 "pid": controller.get("pid"),
+                "stopped": None if controller.get("running") else controller.get("reason"),
             }
             if controller
             else {"running": running},
+            "last_error": store.meta("last_error"),
             "trials": counts,
             "imported": store.conn.execute(
                 "SELECT COUNT(*) FROM trials WHERE origin = 'imported'"
@@ -65,9 +68,17 @@ def format_status(st: dict[str, Any]) -> str:
     )
     if st.get("finished"):
         state += f"; finished: {st['finished'].get('reason')}"
+    elif not ctl["running"] and ctl.get("stopped"):
+        state += f"; stopped: {ctl['stopped']}"
     if st.get("paused"):
         state += "; dispatching PAUSED (loopctl unpause)"
     lines = [f"campaign {st['campaign']} ({st['path']})", f"controller: {state}"]
+    err = st.get("last_error")
+    if err:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(err.get("at", 0)))
+        lines.append(
+            f"last error: {when} {err.get('stage')}: {err.get('error')} ({err.get('action')})"
+        )
     counts = ", ".join(f"{n} {s}" for s, n in st["trials"].items() if n)
     lines.append(
         f"trials: {counts or 'none yet'}"

@@ -32,7 +32,7 @@ class SobolStrategy:
         t0 = time.perf_counter()
         dim = data.space.sobol_dim()
         candidates: list[Candidate] = []
-        drawn = 0
+        drawn = repeats = 0
         space = data.space
         # a continuous coordinate never repeats in a Sobol sequence; discrete spaces can
         seen: set[tuple[object, ...]] | None = None
@@ -58,10 +58,13 @@ class SobolStrategy:
             if seen is not None:
                 k = data.space.key(values)
                 if k in seen:  # never send a repeat
+                    repeats += 1
                     continue
                 seen.add(k)
             candidates.append(Candidate(dict(values)))
-        if not candidates and space.inequalities:
+        # only feasible repeats: the feasible part of a finite space is used up, which is
+        # the end of the campaign (an empty proposal), not a contradiction in the constraints
+        if not candidates and space.inequalities and not repeats:
             raise ValueError(
                 f"no point of {drawn} quasi-random samples satisfies the constraints "
                 f"{'; '.join(c.text for c in space.inequalities)}: check that they can hold "
