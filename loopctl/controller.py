@@ -155,9 +155,9 @@ class RefusalLog:
             self.logged += 1
         log.log(level, fmt, *args, exc_info=exc)
 
-    def flush(self) -> None:
+    def flush(self, force: bool = False) -> None:
         now = time.monotonic()
-        if now - self.start < self.window:
+        if now - self.start < self.window and not force:
             return
         if self.count:
             log.warning(
@@ -317,6 +317,7 @@ class Controller:
 
     async def _shutdown(self) -> None:
         assert self.sock is not None
+        self._refusals.flush(force=True)
         if self._tell_drivers:
             for d in list(self.drivers.values()):
                 await self._send(d.identity, protocol.make("SHUTDOWN", reason=self.stop_reason))
