@@ -809,7 +809,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     print(result.markdown)
-    print(f"wrote runs.jsonl, summary.json, summary.md and top.png in {result.out}")
+    print(f"wrote runs.jsonl, summary.json, summary.md and top.png in {result.out}", flush=True)
     return 0
 
 
@@ -825,7 +825,8 @@ class _BacktestProgress:
         if record is not None:
             line += f": {len(record['order'])} cycles"
         if not sys.stderr.isatty():
-            print(f"[{done}/{total} runs] {line}", file=sys.stderr, flush=True)
+            if record is not None:
+                print(f"[{done}/{total} runs] {line}", file=sys.stderr, flush=True)
             return
         if self.bar is None:
             from rich.console import Console

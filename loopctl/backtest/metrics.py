@@ -9,6 +9,7 @@ comparison never depends on a lucky random run.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -22,29 +23,40 @@ def n_top(n_pool: int) -> int:
 
 
 def top_set(values: np.ndarray, sign: float) -> set[int]:
-    """Pool rows among the best ``n_top``; ties at the edge go to the earlier row."""
-    order = np.argsort(-sign * values, kind="stable")
-    return {int(i) for i in order[: n_top(len(values))]}
+    """Pool rows at least as good as the ``n_top``-th best.
+
+    Without ties these are exactly the best ``n_top``. With ties at the edge every
+    tied row counts (an ordinal score of four levels can tie hundreds of rows at the
+    best), and Top% caps the hits at ``n_top``: finding any of the tied rows is
+    finding a top candidate, whichever row order the file happened to have.
+    """
+    signed = sign * values
+    edge = np.sort(signed)[::-1][n_top(len(values)) - 1]
+    return {int(i) for i in np.nonzero(signed >= edge)[0]}
 
 
-def random_top(n_pool: int, cycles: int) -> np.ndarray:
-    """Random sampling's expected Top%(1..cycles), by Liang et al.'s recursion (Eqs. 14-15):
-    P(1) = M/N, P(i) = (M - sum_{n<i} P(n)) / (N - i + 1). It equals i/N, which the test
-    of the recursion checks."""
+@functools.lru_cache(maxsize=64)
+def random_top(n_pool: int, cycles: int, n_hits: int | None = None) -> np.ndarray:
+    """Random sampling's expected Top%(1..cycles): E[min(X_i, M)] / M, X_i hypergeometric
+    (N rows, ``n_hits`` of them top, i drawn). Without ties (``n_hits`` = M) this is
+    i / N, the value of Liang et al.'s recursion (Eqs. 14-15), as the tests check."""
+    from scipy.stats import hypergeom
+
     m = n_top(n_pool)
-    found = np.zeros(cycles)
-    total = 0.0
-    for i in range(min(cycles, n_pool)):
-        total += (m - total) / (n_pool - i)
-        found[i] = total
-    found[n_pool:] = m
-    return found / m
+    k = m if n_hits is None else n_hits
+    out = np.ones(cycles)
+    for i in range(1, min(cycles, n_pool) + 1):
+        x = np.arange(0, min(i, k) + 1)
+        out[i - 1] = float(np.sum(np.minimum(x, m) * hypergeom.pmf(x, n_pool, k, i))) / m
+    return out
 
 
-def top_curve(order: Sequence[int], top: set[int], cycles: int) -> np.ndarray:
-    """Top%(1..cycles) of one run; a run that stopped early keeps its last value."""
+def top_curve(order: Sequence[int], top: set[int], cycles: int, m: int | None = None) -> np.ndarray:
+    """Top%(1..cycles) of one run, hits capped at ``m`` (default: all of ``top``); a run
+    that stopped early keeps its last value."""
+    m = len(top) if m is None else m
     hits = np.array([1.0 if i in top else 0.0 for i in order[:cycles]])
-    curve = np.cumsum(hits) / len(top) if len(hits) else np.zeros(0)
+    curve = np.minimum(np.cumsum(hits), m) / m if len(hits) else np.zeros(0)
     out = np.full(cycles, curve[-1] if len(curve) else 0.0)
     out[: len(curve)] = curve
     return out
@@ -66,5 +78,5 @@ def cycles_to(curve: np.ndarray, level: float) -> float:
     return float(reached[0] + 1) if len(reached) else math.inf
 
 
-def random_cycles_to(n_pool: int, level: float) -> float:
-    return cycles_to(random_top(n_pool, n_pool), level)
+def random_cycles_to(n_pool: int, level: float, n_hits: int | None = None) -> float:
+    return cycles_to(random_top(n_pool, n_pool, n_hits), level)

@@ -20,12 +20,13 @@ def summarise(
     scenario: Scenario, records: Sequence[Mapping[str, Any]], budget: int
 ) -> dict[str, Any]:
     top = metrics.top_set(scenario.values, scenario.sign)
+    m = metrics.n_top(scenario.n_pool)
     horizon = min(budget, scenario.n_pool)
-    rand = metrics.random_top(scenario.n_pool, horizon)
+    rand = metrics.random_top(scenario.n_pool, horizon, len(top))
     arms: dict[str, Any] = {}
     for label in dict.fromkeys(r["arm"] for r in records):
         runs = [r for r in records if r["arm"] == label]
-        curves = np.array([metrics.top_curve(r["order"], top, horizon) for r in runs])
+        curves = np.array([metrics.top_curve(r["order"], top, horizon, m) for r in runs])
         regrets = np.array(
             [
                 metrics.regret_curve(r["order"], scenario.values, scenario.sign, horizon)
@@ -46,7 +47,7 @@ def summarise(
             "cycles_to": {a: _quartiles(v) for a, v in to.items()},
             "ef_max": float(np.max(median / rand)),
             "af": {
-                a: _ratio(metrics.random_cycles_to(scenario.n_pool, float(a)), _median(v))
+                a: _ratio(metrics.random_cycles_to(scenario.n_pool, float(a), len(top)), _median(v))
                 for a, v in to.items()
             },
             "regret_final": _quartiles(regrets[:, -1].tolist()),
@@ -59,7 +60,8 @@ def summarise(
         "objective": scenario.objective,
         "goal": "maximize" if scenario.sign > 0 else "minimize",
         "n_pool": scenario.n_pool,
-        "n_top": len(top),
+        "n_top": m,
+        "n_tied_top": len(top),
         "budget": horizon,
         "replicates_averaged": scenario.replicates,
         "random": {
@@ -101,7 +103,8 @@ def _cycles(v: float, budget: int) -> str:
 
 
 def markdown(summary: Mapping[str, Any]) -> str:
-    """One table: cycles to Top% 0.5 / 0.8 / 1.0 (median [IQR]), EF max, AF, regret, time."""
+    """One table: cycles to Top% 0.5 / 0.8 / 1.0 (median [IQR]), EF max, AF, regret, time.
+    AF is "-" where the median run did not get there within the budget."""
     b = summary["budget"]
     lines = [
         f"Backtest of {summary['scenario']}: {summary['goal']} {summary['objective']} over "
@@ -119,9 +122,10 @@ def markdown(summary: Mapping[str, Any]) -> str:
                 f"{_cycles(q['median'], b)} [{_cycles(q['p25'], b)}, {_cycles(q['p75'], b)}]"
             )
         r = a["regret_final"]
+        af = [f"{a['af'][k]:.2f}" if a["af"][k] else "-" for k in ("0.5", "0.8")]
         lines.append(
             f"| {label} | {a['runs']} | {' | '.join(cells)} | {a['ef_max']:.2f} | "
-            f"{a['af']['0.5']:.2f} | {a['af']['0.8']:.2f} | {r['median']:.4g} "
+            f"{af[0]} | {af[1]} | {r['median']:.4g} "
             f"[{r['p25']:.4g}, {r['p75']:.4g}] | {a['seconds_per_proposal']:.2f} |"
         )
     rc = summary["random"]["cycles_to"]

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from loopctl.backtest.metrics import top_set
+from loopctl.backtest.metrics import n_top, top_set
 from loopctl.backtest.scenario import BacktestError, Scenario
 
 RANDOM = "random"  # a seeded random order of the pool: Sobol's pool mode
@@ -75,13 +75,13 @@ def run(
     from loopctl.spec import parse_spec
 
     spec = parse_spec(campaign_spec(scenario, arm, seed, budget, initial), scenario.source)
-    top = top_set(scenario.values, scenario.sign)
+    top, m = top_set(scenario.values, scenario.sign), n_top(scenario.n_pool)
     order: list[int] = []
     seconds: list[float] = []
     found = 0
     campaign = Campaign.create(spec, None)
     try:
-        while len(order) < budget and found < len(top):
+        while len(order) < budget and found < m:
             t0 = time.perf_counter()
             trials = campaign.ask(min(batch, budget - len(order)))
             seconds.append(time.perf_counter() - t0)
