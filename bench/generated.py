@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -153,13 +154,14 @@ def grid_pool(
     return inst, rows, ys
 
 
-def write_grid_pool(family: str, index: int, folder: Path) -> tuple[Path, Path]:
+def write_grid_pool(family: str, index: int, folder: Path, noise: float = 0.1) -> tuple[Path, Path]:
     """A campaign file and a CSV of replicate measurements, for ``loopctl backtest``."""
     import yaml
 
-    inst, rows, ys = grid_pool(family, index)
+    inst, rows, ys = grid_pool(family, index, noise=noise)
     folder.mkdir(parents=True, exist_ok=True)
-    data = folder / f"{inst.name}-grid.csv"
+    name = f"{inst.name}-grid" + (f"-noise{noise:g}" if noise != 0.1 else "")
+    data = folder / f"{name}.csv"
     with data.open("w", newline="") as f:
         w = csv.DictWriter(f, [*rows[0], "y"])
         w.writeheader()
@@ -171,11 +173,11 @@ def write_grid_pool(family: str, index: int, folder: Path) -> tuple[Path, Path]:
     for i in range(1, inst.dim):
         col = [r[f"x{i}"] for r in rows]
         space[i]["bounds"] = [min(col), max(col)]
-    campaign = folder / f"{inst.name}-grid.yaml"
+    campaign = folder / f"{name}.yaml"
     campaign.write_text(
         yaml.safe_dump(
             {
-                "name": f"{inst.name}-grid",
+                "name": name,
                 "seed": 0,
                 "space": space,
                 "objectives": [{"name": "y", "goal": "minimize"}],
@@ -184,4 +186,63 @@ def write_grid_pool(family: str, index: int, folder: Path) -> tuple[Path, Path]:
             sort_keys=False,
         )
     )
+    return campaign, data
+
+
+def composition_plate(
+    index: int, elements: int = 6, step: float = 0.1, noise: float = 0.1
+) -> tuple[list[dict[str, float]], list[float]]:
+    """A catalyst plate: every composition of ``elements`` elements on a ``step`` grid,
+    with a made-up property to minimise: a random quadratic in the fractions (pairwise
+    synergies) and three Gaussian wells of random depth and width, measured twice
+    with noise of ``noise`` times the plate's spread. Returns (rows, values)."""
+    rng = np.random.default_rng(np.random.SeedSequence(ENTROPY + 2, spawn_key=(elements, index)))
+    names = ["Cu", "Zn", "Sn", "Ti", "V", "Cr", "Mo", "W"][:elements]
+    k = round(1 / step)
+    grid = (
+        np.array(
+            [c for c in itertools.product(range(k + 1), repeat=elements) if sum(c) == k],
+            dtype=float,
+        )
+        / k
+    )
+    quad = rng.normal(size=(elements, elements))
+    quad = (quad + quad.T) / 2
+    centres = rng.dirichlet(np.ones(elements), size=3)
+    widths = rng.uniform(0.1, 0.3, size=3)
+    depths = rng.uniform(1.0, 3.0, size=3)
+    clean = np.einsum("ni,ij,nj->n", grid, quad, grid)
+    for c, w, d in zip(centres, widths, depths, strict=True):
+        clean -= d * np.exp(-np.sum((grid - c) ** 2, axis=1) / (2 * w**2))
+    sd = noise * float(np.std(clean))
+    rows: list[dict[str, float]] = []
+    ys: list[float] = []
+    for x, y in zip(grid, clean, strict=True):
+        for _ in range(2):
+            rows.append({n: round(float(v), 6) for n, v in zip(names, x, strict=True)})
+            ys.append(float(y + rng.normal(0, sd)))
+    return rows, ys
+
+
+def write_composition_plate(index: int, folder: Path, noise: float = 0.1) -> tuple[Path, Path]:
+    import yaml
+
+    rows, ys = composition_plate(index, noise=noise)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"plate6-{index}" + (f"-noise{noise:g}" if noise != 0.1 else "")
+    data = folder / f"{name}.csv"
+    with data.open("w", newline="") as f:
+        w = csv.DictWriter(f, [*rows[0], "y"])
+        w.writeheader()
+        for r, y in zip(rows, ys, strict=True):
+            w.writerow(r | {"y": y})
+    campaign = folder / f"{name}.yaml"
+    spec = {
+        "name": name,
+        "seed": 0,
+        "space": [{"name": "plate", "type": "composition", "elements": list(rows[0])}],
+        "objectives": [{"name": "y", "goal": "minimize"}],
+        "budget": {"trials": 100},
+    }
+    campaign.write_text(yaml.safe_dump(spec, sort_keys=False))
     return campaign, data

@@ -9,6 +9,7 @@ candidate has been found: after that no Liang metric and no regret can change.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from typing import Any
 
 from loopctl.backtest.metrics import n_top, top_set
 from loopctl.backtest.scenario import BacktestError, Scenario
+from loopctl.spec import Spec, parse_spec
 
 RANDOM = "random"  # a seeded random order of the pool: Sobol's pool mode
 
@@ -72,9 +74,8 @@ def run(
 ) -> dict[str, Any]:
     """One run's record: which pool rows it measured, in order, and what it cost."""
     from loopctl.campaign import Campaign
-    from loopctl.spec import parse_spec
 
-    spec = parse_spec(campaign_spec(scenario, arm, seed, budget, initial), scenario.source)
+    spec = _spec(scenario, campaign_spec(scenario, arm, seed, budget, initial))
     top, m = top_set(scenario.values, scenario.sign), n_top(scenario.n_pool)
     order: list[int] = []
     seconds: list[float] = []
@@ -104,6 +105,20 @@ def run(
         "seconds": seconds,
         "picked": dict(Counter(_picked(p) for p in proposals)),
     }
+
+
+_pools: dict[str, Any] = {}
+
+
+def _spec(scenario: Scenario, raw: dict[str, Any]) -> Spec:
+    """The run's campaign, its pool checked once per process: checking 3,000 composition
+    rows took seconds, and every run of a scenario has the same pool."""
+    key = scenario.fingerprint
+    if key not in _pools:
+        _pools.clear()
+        _pools[key] = parse_spec(raw, scenario.source).pool
+    spec = parse_spec({k: v for k, v in raw.items() if k != "pool"}, scenario.source)
+    return dataclasses.replace(spec, pool=_pools[key], raw=raw)
 
 
 def _picked(proposal: Mapping[str, Any]) -> str:

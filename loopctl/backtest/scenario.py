@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import numpy as np
 
 from loopctl.errors import LoopctlError, ValidationError
 from loopctl.space import Space
-from loopctl.spec import Spec, load_spec, parse_spec
+from loopctl.spec import Spec, load_spec, parse_spec, spec_hash
 
 
 class BacktestError(LoopctlError):
@@ -42,6 +43,11 @@ class Scenario:
     @property
     def n_pool(self) -> int:
         return len(self.values)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Tells scenarios apart, so a worker can keep one's checked pool."""
+        return spec_hash(self.raw) + self.source
 
 
 def load_scenario(

@@ -7,6 +7,13 @@ of 100 trees as good as a GP with ARD on five materials datasets, and steadier
 across seeds. Its uncertainty is the spread of the trees, which the acquisition
 functions read like a GP's posterior variance (independent across points).
 
+The raw spread is overconfident: where every tree learnt the same step, the trees
+agree to the last digit, and a single surprise then weighs like a thousand. The
+predictive variance is therefore c * spread + s^2, with c and s^2 those under
+which the out-of-bag errors (each training point predicted by the trees that did
+not see it) are most likely: the spread says where the forest is unsure, s^2 how
+wrong it is anyway.
+
 Pending points are handled as a believer would: the forest is refitted with
 them measured at its own mean, so their trees agree and the spread there shrinks.
 """
@@ -35,6 +42,15 @@ class ForestModel(Model):
         self.forests = [_forest(x, y[:, j], seed) for j in range(y.shape[1])]
         spread = y.var(dim=0) if len(y) > 1 else torch.ones(y.shape[1], dtype=y.dtype)
         self.floor = VARIANCE_FLOOR * torch.where(spread > 0, spread, torch.ones_like(spread))
+        self.scale = torch.ones(y.shape[1], dtype=y.dtype)
+        if len(y) > 2:
+            mean, var = out_of_bag(self)
+            fitted = [
+                _calibrate((y[:, j].detach().numpy() - mean[:, j]) ** 2, var[:, j])
+                for j in range(y.shape[1])
+            ]
+            self.scale = torch.tensor([c for c, _ in fitted], dtype=y.dtype)
+            self.floor = self.floor + torch.tensor([s2 for _, s2 in fitted], dtype=y.dtype)
 
     @property
     def num_outputs(self) -> int:
@@ -57,7 +73,7 @@ class ForestModel(Model):
         batch = X.shape[:-1]
         trees = self.tree_predictions(X.reshape(-1, X.shape[-1]))
         mean = trees.mean(dim=0)
-        var = trees.var(dim=0) + self.floor
+        var = trees.var(dim=0) * self.scale + self.floor
         if output_indices is not None:
             mean, var = mean[:, output_indices], var[:, output_indices]
         mean = mean.reshape(*batch, mean.shape[-1])
@@ -84,6 +100,20 @@ class ForestModel(Model):
         return [[float(v) for v in f.feature_importances_] for f in self.forests]
 
 
+def _calibrate(squared_errors: np.ndarray, spread: np.ndarray) -> tuple[float, float]:
+    """(c, s^2) maximising the Gaussian likelihood of the errors under c * spread + s^2."""
+    from scipy.optimize import minimize
+
+    level = float(np.mean(squared_errors)) + 1e-12
+
+    def nll(theta: np.ndarray) -> float:
+        v = np.exp(theta[0]) * spread + np.exp(theta[1]) * level
+        return float(np.sum(np.log(v) + squared_errors / v))
+
+    best = minimize(nll, np.array([0.0, -1.0]), method="L-BFGS-B", bounds=[(-9, 9), (-12, 3)])
+    return float(np.exp(best.x[0])), float(np.exp(best.x[1]) * level)
+
+
 def _forest(x: torch.Tensor, y: torch.Tensor, seed: int) -> RandomForestRegressor:
     forest = RandomForestRegressor(n_estimators=TREES, random_state=seed % 2**32, n_jobs=1)
     forest.fit(x.detach().cpu().numpy(), y.detach().cpu().numpy())
@@ -91,7 +121,8 @@ def _forest(x: torch.Tensor, y: torch.Tensor, seed: int) -> RandomForestRegresso
 
 
 def out_of_bag(model: ForestModel) -> tuple[np.ndarray, np.ndarray]:
-    """Each training point predicted by the trees that did not see it: (mean, var), n x m.
+    """Each training point predicted by the trees that did not see it: (mean, var), n x m,
+    the variance scaled as the model's is.
 
     The forest's own cross-validation, free of refits; a point every tree saw (rare
     beyond a handful of points) gets the whole forest's prediction.
@@ -112,4 +143,5 @@ def out_of_bag(model: ForestModel) -> tuple[np.ndarray, np.ndarray]:
         means.append(mean)
         variances.append(var)
     floor = model.floor.detach().cpu().numpy()
-    return np.stack(means, axis=-1).reshape(n, -1), np.stack(variances, axis=-1) + floor
+    scale = model.scale.detach().cpu().numpy()
+    return np.stack(means, axis=-1).reshape(n, -1), np.stack(variances, axis=-1) * scale + floor
