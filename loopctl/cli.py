@@ -233,6 +233,53 @@ def build_parser() -> argparse.ArgumentParser:
         "(optional OBJECTIVE_sem columns)",
     )
     c.set_defaults(func=cmd_import)
+
+    c = sub.add_parser(
+        "backtest",
+        help="replay strategies against past measurements over many seeds and score them "
+        "(Top%%, EF and AF of Liang et al. 2021, regret); writes JSON, markdown and a PNG",
+    )
+    c.add_argument("file", help="campaign file (YAML): its space, pool and objective")
+    c.add_argument(
+        "--data",
+        required=True,
+        metavar="FILE.csv",
+        help="measured outcomes, one row per experiment (replicates are averaged); the "
+        "candidates are the campaign's pool, else every distinct row of this file",
+    )
+    c.add_argument(
+        "--strategy",
+        action="append",
+        metavar="SPEC",
+        help="a strategy to score: auto, random, sobol, botorch, ax, or LABEL=METHOD,key=value,"
+        "... with strategy options, e.g. rf=auto,surrogate=rf (repeat it; default: auto and "
+        "random)",
+    )
+    c.add_argument("--seeds", type=int, default=20, help="seeded runs per strategy (default: 20)")
+    c.add_argument(
+        "--budget", type=int, help="cycles per run (default: the campaign's budget.trials)"
+    )
+    c.add_argument("--batch", type=int, default=1, help="candidates per cycle (default: 1)")
+    c.add_argument(
+        "--initial",
+        type=int,
+        metavar="N",
+        help="random initial trials (default: the campaign's; Liang et al. used 2)",
+    )
+    c.add_argument("--workers", type=int, help="runs at once (default: one per core)")
+    c.add_argument(
+        "--out",
+        help="folder for runs.jsonl, summary.json, summary.md and top.png; a rerun "
+        "skips the runs already there (default: backtest-NAME)",
+    )
+    c.add_argument(
+        "--column",
+        action="append",
+        default=[],
+        metavar="NAME=COLUMN",
+        help="the CSV column of a parameter or the objective, where it is named differently",
+    )
+    c.set_defaults(func=cmd_backtest)
     return p
 
 
@@ -731,3 +778,78 @@ def cmd_import(args: argparse.Namespace) -> int:
         ids = import_csv(store, stored_spec(store), args.csv)
     print(f"imported {len(ids)} trials ({ids[0]}..{ids[-1]}) from {args.csv}")
     return 0
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from loopctl.backtest import BacktestError, backtest
+    from loopctl.spec import load_spec
+
+    columns = {}
+    for item in args.column:
+        name, eq, col = item.partition("=")
+        if not eq or not name or not col:
+            raise BacktestError(f"--column {item!r}: give NAME=COLUMN")
+        columns[name] = col
+    out = args.out or f"backtest-{load_spec(args.file).name}"
+    bar = _BacktestProgress()
+    try:
+        result = backtest(
+            args.file,
+            args.data,
+            strategies=args.strategy or ("auto", "random"),
+            seeds=args.seeds,
+            budget=args.budget,
+            batch=args.batch,
+            initial=args.initial,
+            workers=args.workers,
+            out=out,
+            columns=columns,
+            progress=bar.update,
+        )
+    finally:
+        bar.close()
+    print(result.markdown)
+    print(f"wrote runs.jsonl, summary.json, summary.md and top.png in {result.out}", flush=True)
+    return 0
+
+
+class _BacktestProgress:
+    """A bar on a terminal; a line per finished run otherwise."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.task: Any = None
+
+    def update(self, done: int, total: int, record: Any) -> None:
+        line = "" if record is None else f"{record['arm']} seed {record['seed']}"
+        if record is not None:
+            line += f": {len(record['order'])} cycles"
+        if not sys.stderr.isatty():
+            if record is not None:
+                print(f"[{done}/{total} runs] {line}", file=sys.stderr, flush=True)
+            return
+        if self.bar is None:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("backtest"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[last]}"),
+                console=Console(stderr=True),
+            )
+            self.task = self.bar.add_task("runs", total=total, completed=done, last="")
+            self.bar.start()
+        self.bar.update(self.task, completed=done, last=line)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -503,6 +503,8 @@ def project_to_simplex(
     simplex through optimiser tolerances.
     """
     y = np.asarray(y, dtype=float)
+    if abs(float(y.sum()) - total) < 1e-12 and bool(np.all(y >= lo)) and bool(np.all(y <= hi)):
+        return _spread(y.copy(), lo, hi, total)  # already there (a user's or a pool's row)
     a, b = float(np.min(y - hi)) - 1.0, float(np.max(y - lo)) + 1.0
     for _ in range(200):
         t = 0.5 * (a + b)
@@ -513,8 +515,11 @@ def project_to_simplex(
             b = t
         if b - a < 1e-15:
             break
-    x = np.clip(y - 0.5 * (a + b), lo, hi)
-    # spread the last rounding error over coordinates with room to move
+    return _spread(np.clip(y - 0.5 * (a + b), lo, hi), lo, hi, total)
+
+
+def _spread(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, total: float) -> np.ndarray:
+    """The last rounding error, shared by the coordinates with room to move."""
     err = total - x.sum()
     free = (x > lo + 1e-15) & (x < hi - 1e-15)
     if free.any() and err != 0.0:

@@ -26,6 +26,7 @@ STRATEGY_METHODS = ("auto", "sobol", "botorch", "mobo", "nsga2", "ax")
 # strategy.options: a choice of strings, a flag, or a positive number
 STRATEGY_OPTIONS: dict[str, tuple[str, ...] | type] = {
     "acquisition": ("ei", "ucb"),
+    "surrogate": ("auto", "gp", "gp-matern", "forest"),
     "beta": float,
     "center_point": bool,
     "learn_failures": bool,

@@ -26,18 +26,25 @@ class BatchUCB(AcquisitionFunction):
         super().__init__(model=model)
         self.beta = beta
         self.ucb = UpperConfidenceBound(model, beta=beta)
+        self._pending: torch.Tensor | None = None
 
     def set_X_pending(self, X_pending: torch.Tensor | None = None) -> None:
-        model = self.model
-        if X_pending is not None and len(X_pending):
-            with torch.no_grad():
-                believed = model.posterior(X_pending).mean  # type: ignore[attr-defined]
-            noise = _fixed_noise(model, len(X_pending))
-            kwargs = {} if noise is None else {"noise": noise}
-            model = model.condition_on_observations(X_pending, believed, **kwargs)
-        self.ucb = UpperConfidenceBound(model, beta=self.beta)
+        """Kept until the next evaluation: conditioning costs a refit for a forest, and
+        the search sets the batch's last pick as pending although nothing follows."""
+        self._pending = X_pending if X_pending is not None and len(X_pending) else None
+        if self._pending is None:
+            self.ucb = UpperConfidenceBound(self.model, beta=self.beta)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
+        if self._pending is not None:
+            model, pending = self.model, self._pending
+            with torch.no_grad():
+                believed = model.posterior(pending).mean  # type: ignore[attr-defined]
+            noise = _fixed_noise(model, len(pending))
+            kwargs = {} if noise is None else {"noise": noise}
+            model = model.condition_on_observations(pending, believed, **kwargs)
+            self.ucb = UpperConfidenceBound(model, beta=self.beta)
+            self._pending = None
         return self.ucb(X)
 
 

@@ -22,12 +22,13 @@ from botorch.acquisition.objective import GenericMCObjective
 from botorch.models.model import Model
 from botorch.sampling import SobolQMCNormalSampler
 
-from loopctl.strategies import planned_acquisition, surrogate
+from loopctl.strategies import planned_acquisition, selection, surrogate
 from loopctl.strategies.base import CampaignData, Candidate, Proposal
 from loopctl.strategies.batch_ucb import BatchUCB
 from loopctl.strategies.feasibility import failure_aware
 from loopctl.strategies.search import Search
 
+DEFAULT_SURROGATE = "gp"
 MC_SAMPLES = 128  # QMC base samples of the acquisition: ample for q <= 10, cheap to evaluate
 
 # kept importable under their old names (reports fit the campaign's model with them)
@@ -51,7 +52,9 @@ class BotorchStrategy:
             torch.manual_seed(data.seed)
             ucb = acquisition_choice(data) == "ucb"
             # UCB weighs no outcome constraint, so it needs the objective's GP alone
-            model, tr, fit_s = surrogate.fit(data, notes, outcomes=1 if ucb else None)
+            kind = str(data.spec.strategy.options.get("surrogate", DEFAULT_SURROGATE))
+            model, tr, fit_s, chosen = selection.fit(data, notes, 1 if ucb else None, kind)
+            diagnostics["surrogate"] = chosen
             t1 = time.perf_counter()
             acq, name = _acquisition(data, model, tr, ucb, notes)
             acq = failure_aware(data, acq, not ucb, diagnostics)

@@ -26,11 +26,13 @@ from botorch.models import MixedSingleTaskGP, ModelListGP, SingleTaskGP
 from botorch.models.model import Model
 from botorch.models.transforms import Normalize, Standardize
 from botorch.utils.multi_objective.pareto import is_non_dominated
+from gpytorch.kernels import MaternKernel, ScaleKernel
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
 from loopctl.space import Space
 from loopctl.strategies import fused_kernel
 from loopctl.strategies.base import CampaignData
+from loopctl.strategies.forest import ForestModel
 from loopctl.strategies.warping import Warp
 
 fused_kernel.no_jit()  # every model-based strategy imports this module
@@ -133,16 +135,28 @@ def training_data(data: CampaignData, notes: list[str]) -> Training:
     return Training(x, y, yvar, names, len(objs), warps)
 
 
-def _gp(space: Space, x: torch.Tensor, y: torch.Tensor, yvar: torch.Tensor | None) -> Model:
-    """BoTorch's default priors; inputs scaled to the unit cube, each outcome standardised.
+SURROGATES = ("gp", "gp-matern", "forest")
 
-    With several columns in ``y`` this is one batched model, an independent GP
-    per column fitted in one optimisation.
+
+def _gp(
+    space: Space, x: torch.Tensor, y: torch.Tensor, yvar: torch.Tensor | None, kind: str = "gp"
+) -> Model:
+    """Inputs scaled to the unit cube, each outcome standardised.
+
+    ``gp``: BoTorch's default priors (an RBF kernel whose lengthscale prior grows with
+    the dimension) and a learned noise. ``gp-matern``: a Matern-5/2 kernel with a
+    lengthscale per input, fitted by maximum likelihood without priors and with the
+    noise fixed at 1 % of the outcome's variance, as Liang et al. (2021) fitted their
+    GP with ARD. With several columns in ``y`` this is one batched model, an
+    independent GP per column fitted in one optimisation.
     """
     cont = [i for i in range(space.dim) if i not in space.cat_dims]
     bounds = tensor(space.bounds)
     normalize = Normalize(d=space.dim, indices=cont, bounds=bounds[:, cont]) if cont else None
     standardize = Standardize(m=y.shape[-1])
+    if kind == "gp-matern" and yvar is None:
+        yvar = 0.01 * (y.var(dim=0) if len(y) > 1 else torch.ones(y.shape[-1], dtype=DTYPE))
+        yvar = yvar.clamp_min(1e-9).expand_as(y).clone()
     if space.cat_dims:
         return MixedSingleTaskGP(
             x,
@@ -152,13 +166,24 @@ def _gp(space: Space, x: torch.Tensor, y: torch.Tensor, yvar: torch.Tensor | Non
             input_transform=normalize,
             outcome_transform=standardize,
         )
+    covar = None
+    if kind == "gp-matern":
+        batch = torch.Size([y.shape[-1]]) if y.shape[-1] > 1 else torch.Size([])
+        covar = ScaleKernel(
+            MaternKernel(nu=2.5, ard_num_dims=space.dim, batch_shape=batch), batch_shape=batch
+        )
     return SingleTaskGP(
-        x, y, train_Yvar=yvar, input_transform=normalize, outcome_transform=standardize
+        x,
+        y,
+        train_Yvar=yvar,
+        covar_module=covar,
+        input_transform=normalize,
+        outcome_transform=standardize,
     )
 
 
 def fit(
-    data: CampaignData, notes: list[str], outcomes: int | None = None
+    data: CampaignData, notes: list[str], outcomes: int | None = None, kind: str = "gp"
 ) -> tuple[Model, Training, float]:
     """The GP of every outcome column (of the first ``outcomes`` when given); appends warnings.
 
@@ -173,14 +198,18 @@ def fit(
     if outcomes is not None:
         tr = tr.head(outcomes)
     m = tr.y.shape[1]
-    if m == 1 or len(tr.y) <= MAX_FIT:
-        model = fit_columns(data, tr, list(range(m)), notes)
+    if kind == "forest":
+        model: Model = ForestModel(tr.x, tr.y, data.seed)
+    elif m == 1 or len(tr.y) <= MAX_FIT:
+        model = fit_columns(data, tr, list(range(m)), notes, kind)
     else:
-        model = ModelListGP(*[fit_columns(data, tr, [j], notes) for j in range(m)])  # type: ignore[arg-type]
+        model = ModelListGP(*[fit_columns(data, tr, [j], notes, kind) for j in range(m)])  # type: ignore[arg-type]
     return model, tr, time.perf_counter() - t0
 
 
-def fit_columns(data: CampaignData, tr: Training, cols: list[int], notes: list[str]) -> Model:
+def fit_columns(
+    data: CampaignData, tr: Training, cols: list[int], notes: list[str], kind: str = "gp"
+) -> Model:
     """One (batched) GP of the outcome columns ``cols``; a subset fit beyond MAX_FIT rows."""
     y = tr.y[:, cols]
     yvar = tr.yvar[:, cols] if tr.yvar is not None else None
@@ -188,7 +217,7 @@ def fit_columns(data: CampaignData, tr: Training, cols: list[int], notes: list[s
     if n > MAX_FIT and len(cols) > 1:
         raise ValueError("beyond MAX_FIT rows each column needs its own subset, so its own model")
     subset = _subset(y, data.seed, MAX_FIT) if n > MAX_FIT else None
-    model = _gp(data.space, *_rows(subset, tr.x, y, yvar))
+    model = _gp(data.space, *_rows(subset, tr.x, y, yvar), kind=kind)
     names = ", ".join(tr.names[j] for j in cols)
     try:
         # the mixed kernel's likelihood surface is flat in its category weights: L-BFGS
@@ -207,7 +236,7 @@ def fit_columns(data: CampaignData, tr: Training, cols: list[int], notes: list[s
         f"{names}: hyperparameters fitted on {len(subset)} of {n} points, the model "
         f"conditioned on {n if keep is None else len(keep)} (the best quarter and a seeded sample)"
     )
-    full = _gp(data.space, *_rows(keep, tr.x, y, yvar))
+    full = _gp(data.space, *_rows(keep, tr.x, y, yvar), kind=kind)
     state = {k: v for k, v in model.state_dict().items() if "outcome_transform" not in k}
     full.load_state_dict(state, strict=False)
     return full
@@ -283,6 +312,11 @@ def outputs(model: Model) -> list[tuple[Model, int | None]]:
 
 def hyperparameters(model: Model, tr: Training) -> dict[str, Any]:
     """Plain floats an auditor can read without torch; noise in standardised units."""
+    if isinstance(model, ForestModel):
+        return {
+            "forest": {"trees": len(model.forests[0].estimators_)},
+            "importances": dict(zip(tr.names, model.importances(), strict=True)),
+        }
     per: dict[str, Any] = {}
     for j, (name, (m, i)) in enumerate(zip(tr.names, outputs(model), strict=True)):
 
