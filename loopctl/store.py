@@ -13,7 +13,6 @@ act on them (acknowledge, dispatch) after the batch has committed.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import socket
@@ -27,6 +26,7 @@ from typing import Any
 
 import sqlite_utils
 
+from loopctl.canonical import canonical, sha256_hex
 from loopctl.errors import CampaignLocked, StoreError
 
 FORMAT_VERSION = 1
@@ -44,19 +44,12 @@ class Event:
     hash: str
 
 
-def canonical(obj: Any) -> str:
-    """The byte-exact JSON that is hashed; NaN/inf are refused, never stored."""
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-
-
 def event_hash(
     prev_hash: str, seq: int, t: float, kind: str, trial_id: str | None, payload_json: str
 ) -> str:
     """sha256(prev_hash + canonical event); seq, time and kind are covered too."""
     body = canonical({"seq": seq, "time": t, "kind": kind, "trial_id": trial_id})
-    return hashlib.sha256((prev_hash + body + payload_json).encode()).hexdigest()
+    return sha256_hex(prev_hash + body + payload_json)
 
 
 SCHEMA = """

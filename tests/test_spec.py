@@ -86,6 +86,13 @@ BAD = [
     ("bugdet: {trials: 3}", "bugdet: unknown field"),
     ("seed: -1", "seed: must be at least 0"),
     ("objectives:\n  - {name: a, goal: minimize}", "name 'a' is used more than once"),
+    # what passes the fields' own checks must still fit the database
+    (
+        "space:\n  - {name: a, type: choice, values: [1, .nan]}",
+        "space[0].values[1]: nan cannot be stored; write a finite number",
+    ),
+    ("robot: {speed: .inf}", "robot.speed: inf cannot be stored"),
+    ("robot: {since: 2024-05-01}", "robot.since: date cannot be stored; quote it"),
 ]
 
 
