@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopctl import ledger, lifecycle
-from loopctl.errors import StoreError
+from loopctl.integrity import stored_spec
 from loopctl.space import Space
-from loopctl.spec import Spec, load_spec, parse_spec, spec_hash
+from loopctl.spec import Spec, load_spec, parse_spec
 from loopctl.store import Store
 from loopctl.strategies import make_strategy
 from loopctl.tables import trial_rows
@@ -126,20 +126,3 @@ class Campaign:
         t = self.store.trial(tid)
         assert t is not None
         return t
-
-
-def stored_spec(store: Store) -> Spec:
-    """The spec a database was created with, checked against its recorded hash.
-
-    The hash is checked on the stored form itself and parsing only builds the objects:
-    hashing what a parse makes of it would call an honest database edited whenever
-    validation rounds a value differently from the run that created the campaign.
-    """
-    raw = store.meta("spec")
-    if spec_hash(raw) != store.meta("spec_hash"):
-        raise StoreError(
-            f"{store.path}: the stored campaign spec does not match its hash; "
-            "the database was edited (run `loopctl audit`)"
-        )
-    spec = parse_spec(raw, source=store.meta("source") or f"{store.path} (stored spec)")
-    return replace(spec, raw=raw)

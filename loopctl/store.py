@@ -345,6 +345,19 @@ class Store:
         row = self.conn.execute(f"SELECT COALESCE(MAX(number), 0) FROM {table}").fetchone()
         return int(row[0]) + 1
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads that all see one moment of the database, even while its controller writes:
+        the log and the tables folded from it can only be compared at the same moment."""
+        if self.conn.in_transaction:  # inside a batch: already one moment
+            yield
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
+
     def verify_chain(self) -> tuple[bool, int | None, str]:
         """Recompute every hash; returns (ok, first bad seq, message)."""
         prev, expected_seq = GENESIS, 1
