@@ -290,9 +290,31 @@ def load_spec(path: str | Path) -> Spec:
     return parse_spec_text(text, source=str(p))
 
 
+class _CampaignLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but ``1e-5`` is a number.
+
+    PyYAML resolves plain scalars by YAML 1.1, whose floats need a dot and a signed
+    exponent: ``1.0e-5`` is a float there while ``1e-5`` and ``1E5`` are text, which
+    is how scientists write them. Every other spelling Python's ``float()`` accepts
+    (quoted, ``1_000.5``, ``nan``...) is read by the numeric fields themselves.
+    """
+
+
+_CampaignLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML as campaign files are read (see :class:`_CampaignLoader`)."""
+    return yaml.load(text, Loader=_CampaignLoader)  # a SafeLoader: builds plain data only
+
+
 def parse_spec_text(text: str, source: str = "campaign") -> Spec:
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -533,12 +555,19 @@ class _Reader:
         high: float | None = None,
         positive: bool = False,
     ) -> float | None:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
+        if isinstance(v, str):  # any spelling float() reads: quoted, 1_000.5, ' 2.5 '
+            try:
+                x = float(v)
+            except ValueError:
+                self.problem(where, f"must be a number, got {_kind(v)}")
+                return default
+        elif isinstance(v, bool) or not isinstance(v, (int, float)):
             self.problem(where, f"must be a number, got {_kind(v)}")
             return default
-        x = float(v)
+        else:
+            x = float(v)
         if not math.isfinite(x):
-            self.problem(where, f"must be finite, got {v}")
+            self.problem(where, f"must be a finite number, got {v!r}")
             return default
         if positive and x <= 0:
             self.problem(where, f"must be greater than 0, got {v}")
