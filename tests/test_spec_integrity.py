@@ -162,6 +162,13 @@ def campaign_file(tmp: Path, case: str) -> Path:
     return path
 
 
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """A command of the CLI in this process: (exit code, what it printed)."""
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_the_stored_spec_reads_back_as_it_was_written(tmp_path: Path, case: str) -> None:
     spec = load_spec(campaign_file(tmp_path, case))
@@ -182,16 +189,23 @@ def test_pool_fractions_are_kept_as_written(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
-def test_a_finished_campaign_is_intact_for_every_reader(tmp_path: Path, case: str) -> None:
-    """create -> a real controller with spawned drivers -> status, export, audit."""
+def test_a_finished_campaign_is_intact_for_every_reader(
+    tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """create -> a real controller with spawned drivers -> status, export, audit (the
+    readers in this process: the controller's process is the one that must be real)."""
     spec, db = campaign_file(tmp_path, case), tmp_path / "c.db"
     loopctl("start", str(spec), "--db", str(db), "--spawn-drivers", "2")
-    st = json.loads(loopctl("status", str(db), "--json").stdout)
+    code, text = run(["status", str(db), "--json"], capsys)
+    assert code == 0, text
+    st = json.loads(text)
     assert st["trials"]["completed"] == TRIALS and st["budget"]["left"] == 0
-    rows = json.loads(loopctl("export", str(db), "--format", "json").stdout)
+    code, text = run(["export", str(db), "--format", "json"], capsys)
+    assert code == 0, text
+    rows = json.loads(text)
     assert len(rows) == TRIALS and all(r["status"] == "completed" for r in rows)
-    report = json.loads(loopctl("audit", str(db), "--json").stdout)
-    assert report["ok"], report["problems"]
+    code, text = run(["audit", str(db), "--json"], capsys)
+    assert code == 0 and json.loads(text)["ok"], text
     if case == "composition-pool-csv":
         for r in rows:
             for e in ELEMENTS:
@@ -244,12 +258,6 @@ EDITS: dict[str, Callable[[Path], None]] = {
         "WHERE trial_id = 'T0001' AND kind = 'trial_completed'",
     ),
 }
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = main(argv)
-    out = capsys.readouterr()
-    return code, out.out + out.err
 
 
 def test_an_untouched_database_is_intact_for_every_reader(
