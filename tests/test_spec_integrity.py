@@ -300,12 +300,17 @@ def test_status_while_the_controller_writes_never_calls_it_edited(
     ctl = procs.start("start", str(spec), "--db", str(db), "--spawn-drivers", "3", log="ctl.log")
     wait_for(lambda: count(db, "SELECT COUNT(*) FROM events") > 0, 60, "the database")
     seen_running, deadline = 0, time.monotonic() + 120
-    while ctl.poll() is None:
-        assert time.monotonic() < deadline, procs.log("ctl.log")
-        st = campaign_status(str(db))  # raises TamperedError on a false alarm
-        if st["controller"]["running"] and 0 < st["budget"]["completed"] < trials:
-            seen_running += 1
-        time.sleep(0.05)  # pacing only: the two cores are shared with the campaign
+    try:
+        while ctl.poll() is None:
+            assert time.monotonic() < deadline, procs.log("ctl.log")
+            st = campaign_status(str(db))  # raises TamperedError on a false alarm
+            if st["controller"]["running"] and 0 < st["budget"]["completed"] < trials:
+                seen_running += 1
+            time.sleep(0.05)  # pacing only: the two cores are shared with the campaign
+    finally:
+        if ctl.poll() is None:  # a failure: SIGTERM, so that it ends the drivers it spawned
+            ctl.terminate()
+            ctl.wait(60)
     assert ctl.wait() == 0, procs.log("ctl.log")
     assert seen_running >= 3, "the reads never overlapped the controller's writes"
     assert campaign_status(str(db))["budget"]["completed"] == trials
