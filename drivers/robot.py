@@ -21,6 +21,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from drivers.base import CannotEvaluate, Driver, TrialFailed
+from loopctl.spec import load_yaml
 
 DEFAULTS = {"poll_interval": 0.2, "job_timeout": 600.0, "http_timeout": 5.0}
 
@@ -49,7 +50,7 @@ class RobotDriver(Driver):
         conf = dict(settings.get("robot") or {})
         if self.config_file:
             try:
-                conf.update(yaml.safe_load(Path(self.config_file).read_text()) or {})
+                conf.update(load_yaml(Path(self.config_file).read_text()) or {})
             except (OSError, yaml.YAMLError) as exc:
                 raise CannotEvaluate(f"cannot read {self.config_file}: {exc}") from None
         if self.robot_url:

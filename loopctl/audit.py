@@ -1,111 +1,33 @@
 """`loopctl audit`: is the history intact, do the tables agree with it, and how was each
 trial chosen?
 
-The event log is the truth and carries its own proof (the hash chain); the
-derived tables are checked by folding the log again into a scratch database
-and comparing row by row. A difference is reported as the first event whose
-effect no longer matches, which is where a reviewer should look.
+Whether the database is intact is decided by :mod:`loopctl.integrity`, the same check
+`status`, `export` and `report` make before they read; `audit` lists every problem it
+finds, each with the first event whose effect no longer matches, which is where a
+reviewer should look.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from loopctl.store import SCHEMA, Store, project
-
-DERIVED = {  # table -> key column(s) used to name a differing row
-    "trials": ("id",),
-    "observations": ("trial_id", "metric"),
-    "proposals": ("id",),
-    "drivers": ("name",),
-    "meta": ("key",),
-}
+from loopctl.integrity import check
+from loopctl.store import Store
 
 
 def audit(store: Store) -> dict[str, Any]:
-    ok, bad_seq, chain_msg = store.verify_chain()
-    problems: list[dict[str, Any]] = []
-    if not ok:
-        problems.append({"check": "hash chain", "event": bad_seq, "message": chain_msg})
-    else:
-        problems += _derived_problems(store)
-    problems.sort(key=lambda p: (p["event"] is None, p["event"] or 0))
+    """The integrity check every reading command shares, in full, with the story around it."""
+    verdict = check(store)
     return {
-        "ok": not problems,
-        "chain": chain_msg,
-        "problems": problems,
-        "first_bad_event": problems[0]["event"] if problems else None,
+        "ok": verdict.ok,
+        "chain": verdict.chain,
+        "problems": verdict.problems,
+        "first_bad_event": verdict.problems[0]["event"] if verdict.problems else None,
         "timeline": timeline(store),
         "trials": provenance(store),
     }
-
-
-def _derived_problems(store: Store) -> list[dict[str, Any]]:
-    scratch = sqlite3.connect(":memory:")
-    scratch.executescript(SCHEMA)
-    last_event: dict[tuple[str, str], int] = {}  # (table, first key) -> last event shaping it
-    for ev in store.events():
-        try:
-            project(scratch, ev)
-        except (KeyError, TypeError, ValueError, sqlite3.Error) as exc:
-            scratch.close()
-            return [
-                {
-                    "check": "replay of events",
-                    "event": ev.seq,
-                    "message": f"event {ev.seq} ({ev.kind}) cannot be applied: {exc!r}",
-                }
-            ]
-        if ev.trial_id:
-            last_event["trials", ev.trial_id] = last_event["observations", ev.trial_id] = ev.seq
-        elif ev.kind == "proposal_made":
-            last_event["proposals", ev.payload["id"]] = ev.seq
-        elif ev.kind.startswith("driver_"):
-            last_event["drivers", ev.payload["name"]] = ev.seq
-    problems = []
-    for table, key in DERIVED.items():
-        expected = _rows(scratch, table, key)
-        actual = _rows(store.conn, table, key)
-        for k in sorted(set(expected) | set(actual), key=str):
-            if expected.get(k) != actual.get(k):
-                what = _difference(table, k, expected.get(k), actual.get(k))
-                problems.append(
-                    {
-                        "check": f"table {table}",
-                        "event": last_event.get((table, str(k[0]))),
-                        "message": what,
-                    }
-                )
-    scratch.close()
-    return problems
-
-
-def _rows(
-    conn: sqlite3.Connection, table: str, key: tuple[str, ...]
-) -> dict[tuple[Any, ...], dict[str, Any]]:
-    cur = conn.execute(f"SELECT * FROM {table}")
-    names = [c[0] for c in cur.description]
-    out = {}
-    for row in cur:
-        d = dict(zip(names, row, strict=True))
-        out[tuple(d[k] for k in key)] = d
-    return out
-
-
-def _difference(
-    table: str, key: tuple[Any, ...], want: dict[str, Any] | None, got: dict[str, Any] | None
-) -> str:
-    name = "/".join(map(str, key))
-    if got is None:
-        return f"{table} row {name} is missing (the events create it)"
-    if want is None:
-        return f"{table} row {name} exists but no event creates it"
-    cols = [c for c in want if want[c] != got.get(c)]
-    c = cols[0]
-    return f"{table} row {name}: {c} is {got.get(c)!r} but the events say {want[c]!r}"
 
 
 def _when(t: float | None) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopctl import ledger, lifecycle
-from loopctl.errors import StoreError
+from loopctl.integrity import stored_spec
 from loopctl.space import Space
 from loopctl.spec import Spec, load_spec, parse_spec
 from loopctl.store import Store
@@ -126,15 +126,3 @@ class Campaign:
         t = self.store.trial(tid)
         assert t is not None
         return t
-
-
-def stored_spec(store: Store) -> Spec:
-    """The spec a database was created with, checked against its recorded hash."""
-    raw = store.meta("spec")
-    spec = parse_spec(raw, source=store.meta("source") or f"{store.path} (stored spec)")
-    if spec.hash != store.meta("spec_hash"):
-        raise StoreError(
-            f"{store.path}: the stored campaign spec does not match its hash; "
-            "the database was edited (run `loopctl audit`)"
-        )
-    return spec

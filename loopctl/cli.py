@@ -474,7 +474,7 @@ def run_campaign(
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from loopctl.campaign import stored_spec
+    from loopctl.integrity import stored_spec
     from loopctl.store import Store
 
     store = Store.open(args.db, synchronous=args.sync)
@@ -724,7 +724,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     with Store.open(args.db, readonly=True) as store:
         report = audit(store)
         if args.replay and report["ok"]:
-            from loopctl.campaign import stored_spec
+            from loopctl.integrity import stored_spec
             from loopctl.replay import format_replay, replay
 
             report["replay"] = replay(store, stored_spec(store))
@@ -748,12 +748,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from loopctl.campaign import stored_spec
+    from loopctl.integrity import verified_spec
     from loopctl.store import Store
     from loopctl.tables import to_csv, to_json, to_parquet, trial_rows
 
     with Store.open(args.db, readonly=True) as store:
-        rows = trial_rows(store, stored_spec(store))
+        rows = trial_rows(store, verified_spec(store))
     if args.format == "parquet":
         if not args.out:
             raise LoopctlError("--format parquet writes a binary file: give --out FILE.parquet")
@@ -770,7 +770,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from loopctl.campaign import stored_spec
+    from loopctl.integrity import stored_spec
     from loopctl.store import Store
     from loopctl.tables import import_csv
 

@@ -10,8 +10,8 @@ from typing import Any
 import zmq
 
 from loopctl import protocol
-from loopctl.campaign import stored_spec
 from loopctl.errors import LoopctlError
+from loopctl.integrity import stored_spec
 from loopctl.operator import apply_command
 from loopctl.security import secure_client
 from loopctl.space import Space

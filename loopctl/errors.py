@@ -37,6 +37,10 @@ class StoreError(LoopctlError):
     """The campaign database cannot be used as asked (locked, missing, tampered, full)."""
 
 
+class TamperedError(StoreError):
+    """The database is not as loopctl wrote it; the message names the first difference."""
+
+
 class CampaignLocked(StoreError):
     """Another controller (or an open Campaign) holds the database."""
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from loopctl import ledger
-from loopctl.campaign import stored_spec
+from loopctl.integrity import verified_spec
 from loopctl.space import Space
 from loopctl.spec import CompositionParam, Spec
 from loopctl.store import Store
@@ -27,7 +27,7 @@ def write_report(store: Store, out: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
-    spec = stored_spec(store)
+    spec = verified_spec(store)
     out.mkdir(parents=True, exist_ok=True)
     rows = trial_rows(store, spec)
     figures: list[tuple[str, str, Any]] = []

@@ -501,10 +501,16 @@ def project_to_simplex(
     Bisection on the shift t in x = clip(y - t, lo, hi); the result meets the
     bounds exactly and the sum to ~1e-15, so proposals never drift off the
     simplex through optimiser tolerances.
+
+    A point already on the simplex (to the rounding of its own sum) comes back
+    unchanged: the bisection would move it by ~1e-16 (0 becomes 2.6e-16, 0.4
+    becomes 0.3999999999999995), so a pool row of 0.1/0.3/0.6 would no longer be
+    what its CSV says, and validating a value twice would give two different
+    values -- which once made stored campaign specs fail their own hash.
     """
     y = np.asarray(y, dtype=float)
-    if abs(float(y.sum()) - total) < 1e-12 and bool(np.all(y >= lo)) and bool(np.all(y <= hi)):
-        return _spread(y.copy(), lo, hi, total)  # already there (a user's or a pool's row)
+    if (y >= lo).all() and (y <= hi).all() and abs(y.sum() - total) <= _sum_rounding(y, total):
+        return y.copy()
     a, b = float(np.min(y - hi)) - 1.0, float(np.max(y - lo)) + 1.0
     for _ in range(200):
         t = 0.5 * (a + b)
@@ -526,3 +532,8 @@ def _spread(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, total: float) -> np.n
         x[free] += err / free.sum()
         x = np.clip(x, lo, hi)
     return x
+
+
+def _sum_rounding(y: np.ndarray, total: float) -> float:
+    """How far a float sum of ``len(y)`` terms may be from ``total`` through rounding alone."""
+    return 4.0 * len(y) * float(np.finfo(float).eps) * max(1.0, abs(total))

@@ -7,7 +7,6 @@ should not have to rerun validation once per typo.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -18,6 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
+from loopctl.canonical import canonical, sha256_hex
 from loopctl.errors import SpecError
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
@@ -249,6 +249,7 @@ class Spec:
 
     @property
     def hash(self) -> str:
+        """Of the stored form (:attr:`raw`), the one form every reader checks."""
         return spec_hash(self.raw)
 
     def parameter(self, name: str) -> Parameter:
@@ -280,11 +281,8 @@ class Spec:
 
 
 def spec_hash(raw: Mapping[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(raw).encode()).hexdigest()
-
-
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """sha256 of the canonical JSON the database stores; ``raw`` as stored, never re-parsed."""
+    return sha256_hex(canonical(raw))
 
 
 # --------------------------------------------------------------------------- loading
@@ -302,9 +300,31 @@ def load_spec(path: str | Path) -> Spec:
     return parse_spec_text(text, source=str(p))
 
 
+class _CampaignLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but ``1e-5`` is a number.
+
+    PyYAML resolves plain scalars by YAML 1.1, whose floats need a dot and a signed
+    exponent: ``1.0e-5`` is a float there while ``1e-5`` and ``1E5`` are text, which
+    is how scientists write them. Every other spelling Python's ``float()`` accepts
+    (quoted, ``1_000.5``, ``nan``...) is read by the numeric fields themselves.
+    """
+
+
+_CampaignLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML as campaign files are read (see :class:`_CampaignLoader`)."""
+    return yaml.load(text, Loader=_CampaignLoader)  # a SafeLoader: builds plain data only
+
+
 def parse_spec_text(text: str, source: str = "campaign") -> Spec:
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -387,13 +407,9 @@ def parse_spec(data: Any, source: str = "campaign") -> Spec:
         r.problem("space", "every parameter is fixed; there is nothing to optimise")
     if drivers.spawn and oracle is None:
         r.problem("drivers.spawn", "spawning oracle drivers needs an `oracle` section")
+    raw = _stored_form(r, data, pool) if not r.problems else {}
     if r.problems:
         raise SpecError(r.problems, source=source)
-    raw = json.loads(canonical_json(data))  # plain JSON types only, for storage and hashing
-    if pool is not None:
-        # the database keeps the candidates themselves: a resume or an audit must not
-        # depend on a CSV that may have moved or changed since the campaign started
-        raw["pool"] = {"file": pool.file, "rows": json.loads(canonical_json(pool.rows))}
     return Spec(
         name=name,
         seed=seed,
@@ -413,6 +429,48 @@ def parse_spec(data: Any, source: str = "campaign") -> Spec:
         raw=raw,
         source=source,
     )
+
+
+def _stored_form(r: _Reader, data: Mapping[str, Any], pool: PoolSpec | None) -> dict[str, Any]:
+    """The campaign as the database keeps it and hashes it: plain JSON, as written.
+
+    Parsing this form again gives the same form (validated values validate to
+    themselves), so a resumed campaign sees exactly the candidates it started with.
+    """
+    where = _unstorable(data, "")
+    if where:
+        r.problem(where[0], where[1])
+        return {}
+    try:
+        raw: dict[str, Any] = json.loads(canonical(data))
+    except (TypeError, ValueError) as exc:
+        r.problem("campaign", f"cannot be stored in the campaign database ({exc})")
+        return {}
+    if pool is not None:
+        # the database keeps the candidates themselves: a resume or an audit must not
+        # depend on a CSV that may have moved or changed since the campaign started
+        raw["pool"] = {"file": pool.file, "rows": json.loads(canonical(pool.rows))}
+    return raw
+
+
+def _unstorable(v: Any, where: str) -> tuple[str, str] | None:
+    """(field, problem) for the first value JSON cannot hold: NaN and infinity get past
+    fields that take any value (choice values, robot settings) but never into a database."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return where or "campaign", f"{v} cannot be stored; write a finite number"
+    if isinstance(v, Mapping):
+        for key, x in v.items():
+            bad = _unstorable(x, f"{where}.{key}" if where else str(key))
+            if bad:
+                return bad
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            bad = _unstorable(x, f"{where}[{i}]")
+            if bad:
+                return bad
+    elif v is not None and not isinstance(v, (str, int, float)):
+        return where or "campaign", f"{_kind(v)} cannot be stored; quote it to make it text"
+    return None
 
 
 class _Reader:
@@ -507,12 +565,19 @@ class _Reader:
         high: float | None = None,
         positive: bool = False,
     ) -> float | None:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
+        if isinstance(v, str):  # any spelling float() reads: quoted, 1_000.5, ' 2.5 '
+            try:
+                x = float(v)
+            except ValueError:
+                self.problem(where, f"must be a number, got {_kind(v)}")
+                return default
+        elif isinstance(v, bool) or not isinstance(v, (int, float)):
             self.problem(where, f"must be a number, got {_kind(v)}")
             return default
-        x = float(v)
+        else:
+            x = float(v)
         if not math.isfinite(x):
-            self.problem(where, f"must be finite, got {v}")
+            self.problem(where, f"must be a finite number, got {v!r}")
             return default
         if positive and x <= 0:
             self.problem(where, f"must be greater than 0, got {v}")

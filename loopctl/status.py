@@ -6,14 +6,14 @@ import time
 from typing import Any
 
 from loopctl import ledger, lifecycle
-from loopctl.campaign import stored_spec
+from loopctl.integrity import verified_spec
 from loopctl.progress import describe_best
 from loopctl.store import Store, is_locked
 
 
 def campaign_status(path: str) -> dict[str, Any]:
     with Store.open(path, readonly=True) as store:
-        spec = stored_spec(store)
+        spec = verified_spec(store)
         counts = {s: 0 for s in lifecycle.STATUSES}
         counts.update(store.counts())
         own = ledger.run_counts(store)

@@ -13,7 +13,6 @@ act on them (acknowledge, dispatch) after the batch has committed.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import socket
@@ -28,6 +27,7 @@ from typing import Any
 
 import sqlite_utils
 
+from loopctl.canonical import canonical, sha256_hex
 from loopctl.errors import CampaignLocked, StoreError
 
 FORMAT_VERSION = 1
@@ -45,19 +45,12 @@ class Event:
     hash: str
 
 
-def canonical(obj: Any) -> str:
-    """The byte-exact JSON that is hashed; NaN/inf are refused, never stored."""
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-
-
 def event_hash(
     prev_hash: str, seq: int, t: float, kind: str, trial_id: str | None, payload_json: str
 ) -> str:
     """sha256(prev_hash + canonical event); seq, time and kind are covered too."""
     body = canonical({"seq": seq, "time": t, "kind": kind, "trial_id": trial_id})
-    return hashlib.sha256((prev_hash + body + payload_json).encode()).hexdigest()
+    return sha256_hex(prev_hash + body + payload_json)
 
 
 SCHEMA = """
@@ -376,6 +369,19 @@ class Store:
     def next_number(self, table: str) -> int:
         row = self.conn.execute(f"SELECT COALESCE(MAX(number), 0) FROM {table}").fetchone()
         return int(row[0]) + 1
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads that all see one moment of the database, even while its controller writes:
+        the log and the tables folded from it can only be compared at the same moment."""
+        if self.conn.in_transaction:  # inside a batch: already one moment
+            yield
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
 
     def verify_chain(self) -> tuple[bool, int | None, str]:
         """Recompute every hash; returns (ok, first bad seq, message)."""

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from loopctl import Campaign
-from tests.conftest import Procs, free_endpoint, loopctl
+from tests.conftest import Procs, count, free_endpoint, loopctl, wait_for
 from tests.test_bad_messages import RawDriver
 
 pytestmark = pytest.mark.slow
@@ -38,6 +38,13 @@ def test_heartbeats_are_answered_during_a_model_fit(tmp_path: Path, procs: Procs
     loopctl("import", str(db), str(tmp_path / "past.csv"))
     ep = free_endpoint()
     procs.start("-v", "resume", str(db), "--bind", ep, "--trials", "1", log="resume.log")
+    # it loads the model libraries before serving: on a busy machine that alone can take
+    # longer than the driver's wait for WELCOME, which is not what this test measures
+    wait_for(
+        lambda: count(db, "SELECT COUNT(*) FROM events WHERE kind = 'controller_started'") > 0,
+        120,
+        "the controller to serve",
+    )
     d = RawDriver(ep)
     d.send("HELLO", name="hb", kind="test", version="1", capacity=1)
     d.recv_type("WELCOME")

@@ -82,3 +82,20 @@ def test_validate_messages(space: Space) -> None:
 
 def test_formula_is_pymatgen_normalised() -> None:
     assert formula({"Cu": 0.25, "Pd": 0.75, "Au": 0.0}) == "Cu0.25 Pd0.75"
+
+
+def test_projection_keeps_a_point_on_the_simplex_and_is_idempotent() -> None:
+    """Grid fractions stay as written (0 is not turned into 2.6e-16), and projecting twice
+    gives the same floats as projecting once: a validated value validates to itself."""
+    lo, hi = np.zeros(6), np.ones(6)
+    for point in ([0, 0, 0, 0, 0.4, 0.6], [0.1, 0.3, 0.6, 0, 0, 0], [0.1, 0.2, 0.7, 0, 0, 0]):
+        assert project_to_simplex(np.array(point, dtype=float), lo, hi).tolist() == point
+    rng = np.random.default_rng(3)
+    for _ in range(500):
+        n = int(rng.integers(2, 8))
+        lo = rng.uniform(0, 0.5 / n, n) * rng.integers(0, 2, n)
+        hi = np.maximum(lo, rng.uniform(1 / n, 1.0, n))  # feasible: sum lo <= 1 <= sum hi
+        y = rng.normal(1 / n, 0.3, n)
+        once = project_to_simplex(y, lo, hi)
+        assert (once >= lo).all() and (once <= hi).all() and abs(once.sum() - 1) < 1e-12
+        assert project_to_simplex(once, lo, hi).tolist() == once.tolist()

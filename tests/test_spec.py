@@ -86,6 +86,13 @@ BAD = [
     ("bugdet: {trials: 3}", "bugdet: unknown field"),
     ("seed: -1", "seed: must be at least 0"),
     ("objectives:\n  - {name: a, goal: minimize}", "name 'a' is used more than once"),
+    # what passes the fields' own checks must still fit the database
+    (
+        "space:\n  - {name: a, type: choice, values: [1, .nan]}",
+        "space[0].values[1]: nan cannot be stored; write a finite number",
+    ),
+    ("robot: {speed: .inf}", "robot.speed: inf cannot be stored"),
+    ("robot: {since: 2024-05-01}", "robot.since: date cannot be stored; quote it"),
 ]
 
 
@@ -163,3 +170,56 @@ def test_init_writes_a_valid_commented_file(tmp_path: Path) -> None:
     load_spec(target)
     again = loopctl("init", str(target), check=False)
     assert again.returncode == 1 and "--force" in again.stderr
+
+
+LOG_RANGE = """
+name: t
+space:
+  - {{name: rate, type: range, bounds: [{low}, 1e-1], log: true}}
+  - {{name: dose, type: choice, values: [1e-3, 1E-2]}}
+objectives:
+  - {{name: y, goal: minimize, threshold: 1e3}}
+budget: {{trials: 10, stop_at: -2.5E+2}}
+execution: {{trial_timeout: 1e2}}
+oracle: {{kind: function, function: sphere, latency: 2e-3}}
+strategy: {{options: {{beta: 2e0}}}}
+"""
+
+
+SPELLINGS = ["1e-5", "1E-5", "1.e-5", "1.0e-5", "+1e-5", ".1e-4", "0.00001", "1_0e-6"]
+
+
+@pytest.mark.parametrize("low", [*SPELLINGS, "'1e-5'", '" 1e-5 "'])
+def test_every_float_spelling_is_a_number(low: str) -> None:
+    """PyYAML reads 1e-5 as text (YAML 1.1 floats need a dot and a signed exponent)."""
+    spec = parse_spec_text(LOG_RANGE.format(low=low))
+    assert spec.space[0].low == pytest.approx(1e-5, rel=1e-12)  # type: ignore[union-attr]
+    assert spec.space[0].high == 0.1  # type: ignore[union-attr]
+    assert spec.space[1].values == (0.001, 0.01)  # type: ignore[union-attr]
+    assert spec.objectives[0].threshold == 1000.0 and spec.budget.stop_at == -250.0
+    assert spec.execution.trial_timeout == 100.0 and spec.strategy.options["beta"] == 2.0
+    assert spec.oracle is not None and spec.oracle.latency == 0.002
+
+
+@pytest.mark.parametrize(
+    "low,shown",
+    [
+        ("nan", "'nan'"),
+        ("'-inf'", "'-inf'"),
+        ("Infinity", "'Infinity'"),
+        (".nan", "nan"),
+        ("-.inf", "-inf"),
+        ("1e999", "inf"),
+    ],
+)
+def test_not_a_finite_number_names_the_field(low: str, shown: str) -> None:
+    with pytest.raises(SpecError) as err:
+        parse_spec_text(LOG_RANGE.format(low=low))
+    assert err.value.problems == [f"space[0].bounds[0]: must be a finite number, got {shown}"]
+
+
+@pytest.mark.parametrize("low", ["abc", "1e", "'1e-5 m'", "1e-5e2"])
+def test_text_that_float_does_not_read_is_not_a_number(low: str) -> None:
+    with pytest.raises(SpecError) as err:
+        parse_spec_text(LOG_RANGE.format(low=low))
+    assert "space[0].bounds[0]: must be a number, got the text" in str(err.value)
