@@ -1016,12 +1016,20 @@ class Controller:
 
     async def _send(self, identity: bytes, msg: protocol.Message) -> None:
         """ROUTER sends never block (a full or vanished peer drops the message), so a
-        plain socket sharing the asyncio one's handle saves a future per message."""
-        assert self._raw is not None
+        plain socket sharing the asyncio one's handle saves a future per message.
+
+        libzmq signals new input once, on a descriptor that every operation on the
+        socket may clear: a send that takes in the signal of a frame that has just
+        arrived leaves the receive task asleep beside a readable socket until another
+        frame comes (a lone driver waiting for its reply: until its heartbeat timeout).
+        Asking the asyncio socket for its events afterwards wakes the receive task when
+        input is pending, as pyzmq's own send does."""
+        assert self._raw is not None and self.sock is not None
         try:
             self._raw.send_multipart([identity, protocol.encode(msg)], flags=zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # peer gone: heartbeats will settle it
             log.debug("send to %s failed: %s", identity.hex()[:8], exc)
+        self.sock.get(zmq.EVENTS)  # zmq.asyncio's get() schedules a waiting recv if readable
 
     def _report(self) -> None:
         if self.reporter is None:

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+import select
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import zmq
 
-from loopctl import Campaign
-from tests.conftest import Procs, count, free_endpoint, loopctl, wait_for
+from loopctl import Campaign, protocol
+from loopctl.controller import Controller, Outbox
+from loopctl.spec import load_spec
+from loopctl.store import Store
+from loopctl.strategies import make_strategy
+from tests.conftest import Procs, count, free_endpoint, loopctl, scaled, wait_for
+from tests.specs import branin
 from tests.test_bad_messages import RawDriver
 
 pytestmark = pytest.mark.slow
@@ -68,3 +76,47 @@ def test_heartbeats_are_answered_during_a_model_fit(tmp_path: Path, procs: Procs
     assert len(gaps) >= 5
     print(f"fit {waited:.2f} s, {len(gaps)} heartbeats, slowest reply {max(gaps):.3f} s")
     assert max(gaps) < 0.5, f"a heartbeat waited {max(gaps):.2f} s during a {waited:.1f} s fit"
+
+
+def test_a_frame_that_arrives_while_the_controller_sends_is_read(tmp_path: Path, ipc: str) -> None:
+    """The controller sends on a plain socket sharing its asyncio socket's handle. libzmq
+    signals new input once, on a file descriptor that any operation on the socket may
+    clear: a send that happens to take in the signal of a frame that just arrived used
+    to leave that frame unread (and its sender unanswered) until another frame came.
+    With one driver waiting for a reply, that was until its heartbeat timeout."""
+    spec = load_spec(branin(tmp_path, strategy={"method": "sobol"}))
+    store = Store.create(tmp_path / "w.db", spec.raw, spec.hash, {})
+    ctl = Controller(store, spec, make_strategy(spec))
+    ctl.bind(ipc)
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    waiting, other = ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)
+    for s in (waiting, other):
+        s.setsockopt(zmq.LINGER, 0)
+        s.connect(ipc)
+
+    async def scenario() -> list[bytes]:
+        assert ctl.sock is not None and ctl._raw is not None
+        other.send(b"first")
+        (identity, _) = await asyncio.wait_for(ctl.sock.recv_multipart(), scaled(10))
+        recv = ctl.sock.recv_multipart()  # as the receive task: parked on the descriptor
+        await asyncio.sleep(0)
+        waiting.send(b"ping")
+        # the loop is busy (a commit) while the frame's signal arrives ...
+        fd = int(ctl._raw.getsockopt(zmq.FD))
+        assert select.select([fd], [], [], scaled(10))[0], "the frame never arrived"
+        time.sleep(0.01)  # past libzmq's command throttle (~1 ms), so the send takes it in
+        # ... and then it answers another driver
+        await ctl._flush(Outbox([(identity, protocol.make("HEARTBEAT"))]))
+        frames: list[bytes] = await asyncio.wait_for(recv, scaled(10))
+        return frames
+
+    try:
+        frames = asyncio.run(scenario())
+    finally:
+        waiting.close()
+        other.close()
+        assert ctl.sock is not None
+        ctl.sock.close(0)
+        ctl.ctx.term()
+        store.close()
+    assert frames[1] == b"ping"
