@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from loopctl.audit import audit
+from loopctl.spec import spec_hash
 from loopctl.store import Store, canonical, event_hash
 from tests.conftest import Procs, count, db_rows, scaled, wait_for
 from tests.specs import branin
@@ -139,14 +140,15 @@ def test_a_report_for_another_campaign_is_refused_and_names_both(
 
 
 def test_campaign_id_made_at_creation_or_derived_for_old_databases(tmp_path: Path) -> None:
-    new = Store.create(tmp_path / "new.db", {"name": "x"}, "00" * 32, {})
+    raw = {"name": "x"}  # with its true hash: audit checks the stored spec against it
+    new = Store.create(tmp_path / "new.db", raw, spec_hash(raw), {})
     cid = new.campaign_id()
     new.close()
     with Store.open(tmp_path / "new.db", readonly=True) as s:
         assert s.campaign_id() == cid and len(cid) == 32
         assert s.meta("campaign_id") == cid and audit(s)["ok"]
     # a database written before campaign ids existed: no id in its genesis event
-    old = Store.create(tmp_path / "old.db", {"name": "x"}, "00" * 32, {})
+    old = Store.create(tmp_path / "old.db", raw, spec_hash(raw), {})
     old.close()
     conn = sqlite3.connect(tmp_path / "old.db")
     payload = json.loads(conn.execute("SELECT payload FROM events WHERE seq=1").fetchone()[0])
