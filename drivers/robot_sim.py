@@ -66,6 +66,7 @@ class Robot:
         self.rng = random.Random(seed)
         self.jobs: dict[str, Job] = {}
         self.estop = False
+        self.refused = 0  # jobs submitted during an emergency stop
         self.lock = threading.Lock()
         self.wake = threading.Condition(self.lock)
         for _ in range(slots):
@@ -75,6 +76,7 @@ class Robot:
         clean = validate_job(params)
         with self.lock:
             if self.estop:
+                self.refused += 1
                 raise RobotBusy("emergency stop is active; POST /reset first")
             job = Job(uuid.uuid4().hex[:12], clean)
             self.jobs[job.id] = job
@@ -112,6 +114,7 @@ class Robot:
                 "queued": states.count("queued"),
                 "running": states.count("running"),
                 "finished": len(states) - states.count("queued") - states.count("running"),
+                "refused": self.refused,
             }
 
     def _work(self) -> None:
@@ -206,7 +209,7 @@ OPENAPI: dict[str, Any] = {
         },
         "/status": {
             "get": {
-                "summary": "ready or estop; queue length",
+                "summary": "ready or estop; queue length; jobs refused during an emergency stop",
                 "responses": {"200": {"description": "status"}},
             }
         },

@@ -171,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
         "robot-sim",
         help="serve a simulated thin-film synthesis robot over HTTP (for demos and tests)",
     )
-    c.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default: 8765)")
+    c.add_argument(
+        "--port", type=int, default=8765, help="port on 127.0.0.1 (default: 8765; 0: any, printed)"
+    )
     c.add_argument("--latency", type=float, default=2.0, help="seconds per job (default: 2)")
     c.add_argument("--fail-rate", type=float, default=0.0, help="probability a job fails")
     c.add_argument("--seed", type=int, default=0, help="seed of noise and failures")
