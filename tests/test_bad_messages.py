@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import zmq
 
-from tests.conftest import Procs, free_endpoint
+from tests.conftest import TCP_ANY, Procs, scaled
 from tests.specs import branin
 
 pytestmark = pytest.mark.slow
@@ -36,7 +36,10 @@ class RawDriver:
         return mid
 
     def recv(self, timeout: float = 10.0) -> dict[str, Any]:
-        assert self.sock.poll(int(timeout * 1000)), "no reply from the controller"
+        """The next message (``timeout``: on an idle machine; it is scaled). Connect once
+        the controller serves (Procs.serving): its start-up is not part of this wait."""
+        timeout = scaled(timeout)
+        assert self.sock.poll(int(timeout * 1000)), f"no reply from the controller in {timeout:g} s"
         msg: dict[str, Any] = json.loads(self.sock.recv())
         if msg["type"] == "WELCOME":
             self.campaign = {k: msg[k] for k in ("campaign_id", "spec_hash")}
@@ -71,8 +74,10 @@ def session(tmp_path: Path, procs: Procs) -> Any:
         strategy={"method": "sobol"},
         execution={"max_in_flight": 2, "heartbeat_timeout": 60},
     )
-    ep, db = free_endpoint(), tmp_path / "m.db"
-    procs.controller(spec, db, ep)
+    db = tmp_path / "m.db"
+    ctl = procs.controller(spec, db, TCP_ANY)
+    ep = procs.endpoint(ctl)
+    procs.serving(ctl, db)
     d = RawDriver(ep)
     d.send("HELLO", name="raw", kind="test", version="1", capacity=2)
     assert d.recv_type("WELCOME")["campaign"] == "branin"

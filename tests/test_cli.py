@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from loopctl import Campaign
-from tests.conftest import ENV, loopctl
+from tests.conftest import ENV, loopctl, scaled
 from tests.specs import branin
 
 COMMANDS = [
@@ -69,7 +69,7 @@ def test_read_only_commands_do_not_import_torch(tmp_path: Path, args: list[str])
         "except SystemExit:\n    pass\nprint('TORCH' if 'torch' in sys.modules else 'NO')"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60
+        [sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=scaled(60)
     ).stdout
     assert out.strip().endswith("NO"), out[-300:]
 

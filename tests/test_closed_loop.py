@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
 from loopctl import Campaign
-from loopctl.store import Store
-from tests.conftest import Procs, count, db_rows, free_endpoint, loopctl, wait_for
+from loopctl.store import Store, is_locked
+from tests.conftest import TCP_ANY, Procs, count, db_rows, loopctl, scaled, wait_for
 from tests.specs import branin
 from tests.test_campaign_api import branin_fn
 
@@ -23,11 +22,12 @@ def completed(db: Path) -> int:
 
 
 def test_three_drivers_complete_twenty_trials(tmp_path: Path, procs: Procs) -> None:
-    ep, db = free_endpoint(), tmp_path / "c.db"
-    ctl = procs.controller(branin(tmp_path), db, ep)
+    db = tmp_path / "c.db"
+    ctl = procs.controller(branin(tmp_path), db, TCP_ANY)
+    ep = procs.endpoint(ctl)
     for i in range(3):
         procs.driver(ep, f"d{i}", "--latency", "0.1")
-    assert ctl.wait(120) == 0, procs.log("controller.log")
+    assert procs.exit_code(ctl, 120) == 0, procs.log("controller.log")
     assert db_rows(db, "SELECT status, COUNT(*) FROM trials GROUP BY status") == [("completed", 20)]
     assert db_rows(db, "SELECT COUNT(DISTINCT trial_id) FROM observations WHERE metric='y'") == [
         (20,)
@@ -47,7 +47,7 @@ def test_three_drivers_complete_twenty_trials(tmp_path: Path, procs: Procs) -> N
         ok, _bad, msg = store.verify_chain()
     assert ok, msg
     for p in procs.procs[1:]:  # drivers exit 0 on SHUTDOWN
-        assert p.wait(10) == 0
+        assert procs.exit_code(p, 10) == 0
     st = json.loads(loopctl("status", str(db), "--json").stdout)
     assert st["trials"]["completed"] == 20 and st["budget"]["left"] == 0
     assert st["best"]["value"] == min(r[0] for r in db_rows(db, "SELECT value FROM observations"))
@@ -63,10 +63,12 @@ def test_killed_driver_trial_is_redispatched(tmp_path: Path, procs: Procs) -> No
         tmp_path,
         strategy={"method": "sobol"},
         budget={"trials": 8},
-        execution={"heartbeat_timeout": 2, "heartbeat_interval": 0.5},
+        # scaled: a driver lost only because this machine is busy would add attempts
+        execution={"heartbeat_timeout": scaled(2), "heartbeat_interval": 0.5},
     )
-    ep, db = free_endpoint(), tmp_path / "k.db"
-    ctl = procs.controller(spec, db, ep)
+    db = tmp_path / "k.db"
+    ctl = procs.controller(spec, db, TCP_ANY)
+    ep = procs.endpoint(ctl)
     victim = procs.driver(ep, "victim", "--latency", "1.5")
     wait_for(
         lambda: (
@@ -79,7 +81,7 @@ def test_killed_driver_trial_is_redispatched(tmp_path: Path, procs: Procs) -> No
         procs.driver(ep, name, "--latency", "0.3")
     (held,) = db_rows(db, "SELECT id FROM trials WHERE status='running' AND driver='victim'")[0]
     victim.send_signal(signal.SIGKILL)
-    assert ctl.wait(90) == 0, procs.log("controller.log")
+    assert procs.exit_code(ctl, 90) == 0, procs.log("controller.log")
     assert completed(db) == 8
     assert db_rows(db, "SELECT COUNT(*) FROM trials") == [(8,)]
     status, driver, attempts = db_rows(
@@ -92,19 +94,22 @@ def test_killed_driver_trial_is_redispatched(tmp_path: Path, procs: Procs) -> No
     assert len(reasons) == 1 and "silent" in str(reasons[0][0])
 
 
-def test_sigterm_stops_cleanly_then_resume_reuses_the_driver(tmp_path: Path, procs: Procs) -> None:
+def test_sigterm_stops_cleanly_then_resume_reuses_the_driver(
+    tmp_path: Path, procs: Procs, ipc: str
+) -> None:
     spec = branin(
         tmp_path,
         strategy={"method": "sobol"},
         budget={"trials": 500},
         execution={"heartbeat_interval": 0.2, "heartbeat_timeout": 1.0},
     )
-    ep, db = free_endpoint(), tmp_path / "s.db"
-    ctl = procs.controller(spec, db, ep)
-    drv = procs.driver(ep, "d", "--latency", "0.05")
+    db = tmp_path / "s.db"  # ipc: the resumed controller is at the same address
+    ctl = procs.controller(spec, db, ipc)
+    drv = procs.driver(ipc, "d", "--latency", "0.05")
     wait_for(lambda: completed(db) >= 5, 30, "five results")
+    silent = procs.log("d.log").count("controller silent")
     ctl.send_signal(signal.SIGTERM)
-    assert ctl.wait(20) == 0, procs.log("controller.log")
+    assert procs.exit_code(ctl, 20) == 0, procs.log("controller.log")
     kinds = [r[0] for r in db_rows(db, "SELECT kind FROM events ORDER BY seq DESC LIMIT 1")]
     assert kinds == ["controller_stopped"]
     with Store.open(db, readonly=True) as store:
@@ -112,28 +117,27 @@ def test_sigterm_stops_cleanly_then_resume_reuses_the_driver(tmp_path: Path, pro
     st = json.loads(loopctl("status", str(db), "--json").stdout)
     assert st["controller"]["running"] is False and st["finished"] is None
     before = st["trials"]["completed"]
-    time.sleep(1.5)  # the driver notices the silence and keeps reconnecting
-    assert drv.poll() is None  # a stop is not the end: drivers wait for a resume
-    again = procs.start(
-        "-v", "resume", str(db), "--bind", ep, "--trials", str(before + 5), log="resume.log"
+    wait_for(
+        lambda: procs.log("d.log").count("controller silent") > silent,
+        10,
+        "the driver to notice the silence",
     )
-    assert again.wait(60) == 0, procs.log("resume.log")
+    assert drv.poll() is None  # a stop is not the end: it keeps reconnecting for a resume
+    again = procs.start(
+        "-v", "resume", str(db), "--bind", ipc, "--trials", str(before + 5), log="resume.log"
+    )
+    assert procs.exit_code(again, 60) == 0, procs.log("resume.log")
     assert completed(db) == before + 5
-    assert drv.wait(10) == 0  # SHUTDOWN at the end of the campaign
+    assert procs.exit_code(drv, 10) == 0  # SHUTDOWN at the end of the campaign
     with Store.open(db, readonly=True) as store:
         assert store.verify_chain()[0]
 
 
 def test_second_writer_is_refused_while_controller_runs(tmp_path: Path, procs: Procs) -> None:
     spec = branin(tmp_path, strategy={"method": "sobol"})
-    ep, db = free_endpoint(), tmp_path / "l.db"
-    procs.controller(spec, db, ep)
-    wait_for(
-        lambda: completed(db) == 0 and db.exists() and Path(str(db) + "-lock").exists(),
-        20,
-        "the controller to create its database",
-    )
-    time.sleep(0.5)
+    db = tmp_path / "l.db"
+    ctl = procs.controller(spec, db, TCP_ANY)
+    procs.wait_for(lambda: is_locked(str(db)), 20, "the controller to hold its database", ctl)
     csv = tmp_path / "past.csv"
     csv.write_text("x1,x2,y\n1,2,30\n")
     r = loopctl("import", str(db), str(csv), check=False)
@@ -147,14 +151,15 @@ def test_driver_that_cannot_evaluate_says_so_and_flags_override(
     tmp_path: Path, procs: Procs
 ) -> None:
     spec = branin(tmp_path, strategy={"method": "sobol"}, budget={"trials": 3})
-    ep, db = free_endpoint(), tmp_path / "o.db"
-    ctl = procs.controller(spec, db, ep)
+    db = tmp_path / "o.db"
+    ctl = procs.controller(spec, db, TCP_ANY)
+    ep = procs.endpoint(ctl)
     bad = procs.driver(ep, "bad", "--function", "nosuch")
-    assert bad.wait(30) == 2
+    assert procs.exit_code(bad, 30) == 2
     assert "cannot evaluate campaign 'branin': unknown function 'nosuch'" in procs.log("bad.log")
     assert db_rows(db, "SELECT COUNT(*) FROM events WHERE kind = 'trial_dispatched'") == [(0,)]
     procs.driver(ep, "sphere", "--function", "sphere")  # flags override the campaign file
-    assert ctl.wait(60) == 0, procs.log("controller.log")
+    assert procs.exit_code(ctl, 60) == 0, procs.log("controller.log")
     for x1, x2, y in db_rows(
         db,
         "SELECT json_extract(parameters, '$.x1'), "
@@ -172,9 +177,9 @@ def test_finite_space_ends_when_used_up(tmp_path: Path, procs: Procs) -> None:
         "objectives: [{name: y, goal: minimize}]\nbudget: {trials: 50}\nstrategy: sobol\n"
         "oracle: {kind: function, function: sphere}\n"
     )
-    ep, db = free_endpoint(), tmp_path / "t.db"
-    ctl = procs.controller(spec, db, ep)
-    procs.driver(ep, "d")
-    assert ctl.wait(60) == 0, procs.log("controller.log")
+    db = tmp_path / "t.db"
+    ctl = procs.controller(spec, db, TCP_ANY)
+    procs.driver(procs.endpoint(ctl), "d")
+    assert procs.exit_code(ctl, 60) == 0, procs.log("controller.log")
     assert completed(db) == 6
     assert "space exhausted" in procs.log("controller.log")

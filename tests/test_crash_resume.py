@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Procs, count, free_endpoint, loopctl, wait_for
+from tests.conftest import TCP_ANY, Procs, count, loopctl, scaled, wait_for
 from tests.specs import branin
 from tests.test_campaign_api import branin_fn
 
@@ -26,7 +26,7 @@ def _started(db: Path, n: int) -> bool:
     return count(db, STARTED) == n
 
 
-def test_controller_killed_five_times_loses_nothing(tmp_path: Path, procs: Procs) -> None:
+def test_controller_killed_five_times_loses_nothing(tmp_path: Path, procs: Procs, ipc: str) -> None:
     spec = branin(
         tmp_path,
         strategy={"method": "sobol"},
@@ -38,23 +38,23 @@ def test_controller_killed_five_times_loses_nothing(tmp_path: Path, procs: Procs
             "retries": 10,
         },
     )
-    ep, db = free_endpoint(), tmp_path / "crash.db"
+    db = tmp_path / "crash.db"  # ipc: every resumed controller is at the same address
     rng = random.Random(7)
-    drivers = [procs.driver(ep, f"d{i}", "--latency", "0.3") for i in range(3)]
-    ctl = procs.controller(spec, db, ep, log="ctl-0.log")
+    drivers = [procs.driver(ipc, f"d{i}", "--latency", "0.3") for i in range(3)]
+    ctl = procs.controller(spec, db, ipc, log="ctl-0.log")
     kills = 0
     while kills < 5:
-        wait_for(partial(_started, db, kills + 1), 30, "the controller to start")
-        time.sleep(rng.uniform(0.4, 1.2))
+        procs.wait_for(partial(_started, db, kills + 1), 30, "the controller to start", ctl)
+        time.sleep(rng.uniform(0.4, 1.2))  # a random moment of a running campaign
         done = count(db, "SELECT COUNT(*) FROM trials WHERE status = 'completed'")
         assert done < TRIALS, "the campaign finished before five kills; slow the drivers"
         ctl.send_signal(signal.SIGKILL)
-        ctl.wait(10)
+        procs.exit_code(ctl, 10)
         kills += 1
-        ctl = procs.start("-v", "resume", str(db), "--bind", ep, log=f"ctl-{kills}.log")
-    assert ctl.wait(120) == 0, procs.log(f"ctl-{kills}.log")
+        ctl = procs.start("-v", "resume", str(db), "--bind", ipc, log=f"ctl-{kills}.log")
+    assert procs.exit_code(ctl, 120) == 0, procs.log(f"ctl-{kills}.log")
     for d in drivers:
-        assert d.wait(20) == 0
+        assert procs.exit_code(d, 20) == 0
 
     assert count(db, "SELECT COUNT(*) FROM trials WHERE status = 'completed'") == TRIALS
     assert count(db, "SELECT COUNT(*) FROM trials WHERE status != 'completed'") == 0
@@ -81,7 +81,7 @@ def test_controller_killed_five_times_loses_nothing(tmp_path: Path, procs: Procs
 
 
 def test_driver_killed_holding_a_result_delivers_it_after_restart(
-    tmp_path: Path, procs: Procs
+    tmp_path: Path, procs: Procs, ipc: str
 ) -> None:
     spec = branin(
         tmp_path,
@@ -90,28 +90,31 @@ def test_driver_killed_holding_a_result_delivers_it_after_restart(
         execution={
             "max_in_flight": 1,
             "heartbeat_interval": 0.2,
-            "heartbeat_timeout": 1.0,
+            # also the resumed controller's grace period for the driver to come back with
+            # its trial: scaled, for a driver process that starts slowly on a busy machine
+            "heartbeat_timeout": scaled(1.0),
             "retries": 0,
         },
     )
-    ep, db = free_endpoint(), tmp_path / "held.db"
-    ctl = procs.controller(spec, db, ep)
-    drv = procs.driver(ep, "keeper", "--latency", "1.5")
+    db = tmp_path / "held.db"  # ipc: the resumed controller is at the same address
+    ctl = procs.controller(spec, db, ipc)
+    drv = procs.driver(ipc, "keeper", "--latency", "1.5")
     wait_for(
         lambda: count(db, "SELECT COUNT(*) FROM trials WHERE status = 'running'") == 1,
         20,
         "a trial to be running",
     )
     ctl.send_signal(signal.SIGKILL)  # nobody will acknowledge the result
-    ctl.wait(10)
+    procs.exit_code(ctl, 10)
     outbox = tmp_path / "keeper.outbox"
     wait_for(lambda: bool(list(outbox.rglob("*.json"))), 10, "the result in the outbox")
     (held,) = [f.stem for f in outbox.rglob("*.json")]
     drv.send_signal(signal.SIGKILL)  # and the driver dies holding it
-    drv.wait(10)
-    ctl = procs.start("-v", "resume", str(db), "--bind", ep, log="resume.log")
-    procs.driver(ep, "keeper", "--latency", "0.1")  # same name, same outbox
-    assert ctl.wait(60) == 0, procs.log("resume.log")
+    procs.exit_code(drv, 10)
+    # same name, same outbox; started first, to be back within the grace period
+    procs.driver(ipc, "keeper", "--latency", "0.1")
+    ctl = procs.start("-v", "resume", str(db), "--bind", ipc, log="resume.log")
+    assert procs.exit_code(ctl, 60) == 0, procs.log("resume.log")
     conn = sqlite3.connect(db)
     kinds = [
         k
@@ -140,20 +143,20 @@ def test_controller_survives_a_database_locked_by_another_program(
         budget={"trials": 12},
         execution={"heartbeat_interval": 0.5, "heartbeat_timeout": 3},
     )
-    ep, db = free_endpoint(), tmp_path / "locked.db"
-    ctl = procs.controller(spec, db, ep)
-    procs.driver(ep, "d", "--latency", "0.1")
+    db = tmp_path / "locked.db"
+    ctl = procs.controller(spec, db, TCP_ANY)
+    procs.driver(procs.endpoint(ctl), "d", "--latency", "0.1")
     wait_for(
         lambda: count(db, "SELECT COUNT(*) FROM trials WHERE status='completed'") >= 2,
         20,
         "two results",
     )
-    other = sqlite3.connect(db, timeout=5)
+    other = sqlite3.connect(db, timeout=scaled(5))
     other.execute("BEGIN IMMEDIATE")  # a person's sqlite3 shell, mid-edit, for 7 s
     time.sleep(7)
     other.rollback()
     other.close()
-    assert ctl.wait(60) == 0, procs.log("controller.log")
+    assert procs.exit_code(ctl, 60) == 0, procs.log("controller.log")
     log = procs.log("controller.log")
     assert "another program holds a write lock" in log
     assert count(db, "SELECT COUNT(*) FROM trials WHERE status='completed'") == 12

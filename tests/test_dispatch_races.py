@@ -21,7 +21,7 @@ from loopctl.controller import Controller, Outbox
 from loopctl.spec import AUTO_TIMEOUT_FIRST, AUTO_TIMEOUT_FLOOR, load_spec, parse_spec
 from loopctl.store import Store
 from loopctl.strategies import make_strategy
-from tests.conftest import Procs, count, db_rows, scaled
+from tests.conftest import Procs, count, db_rows
 from tests.specs import branin
 from tests.test_bad_messages import RawDriver
 
@@ -33,7 +33,7 @@ QUIET = {"max_in_flight": 1, "heartbeat_interval": 0.5, "heartbeat_timeout": 60}
 def start(tmp: Path, procs: Procs, ipc: str, **execution: Any) -> Path:
     spec = branin(tmp, strategy={"method": "sobol"}, execution={**QUIET, **execution})
     db = tmp / "r.db"
-    procs.controller(spec, db, ipc)
+    procs.serving(procs.controller(spec, db, ipc), db)
     return db
 
 
@@ -122,10 +122,15 @@ def test_many_drivers_starting_together_leave_no_trial_running(
     drivers = procs.start(
         ipc, "32", str(tmp_path / "outboxes"), module="tests.many_drivers", log="drivers.log"
     )
-    time.sleep(2.5)  # positive wait: let every driver give up once and open a new socket
+
+    def every_driver_gave_up_once() -> bool:  # and opened a new socket
+        lines = procs.log("drivers.log").splitlines()
+        return len({ln.split()[2] for ln in lines if "reconnecting" in ln}) == 32
+
+    procs.wait_for(every_driver_gave_up_once, 30, "32 drivers to reconnect", drivers)
     ctl = procs.controller(spec, db, ipc)
-    assert ctl.wait(scaled(180)) == 0, procs.log("controller.log")[-3000:]
-    assert drivers.wait(scaled(30)) == 0, procs.log("drivers.log")[-3000:]
+    assert procs.exit_code(ctl, 180) == 0, procs.log("controller.log")[-3000:]
+    assert procs.exit_code(drivers, 30) == 0, procs.log("drivers.log")[-3000:]
     assert count(db, "SELECT COUNT(*) FROM trials WHERE status = 'completed'") == 400
     assert count(db, "SELECT COUNT(*) FROM trials WHERE status != 'completed'") == 0
     assert count(db, "SELECT COUNT(DISTINCT driver) FROM trials") > 1

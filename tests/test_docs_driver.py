@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ENV, ROOT, Procs, free_endpoint
+from tests.conftest import ENV, ROOT, TCP_ANY, Procs, scaled
 from tests.specs import branin
 
 pytestmark = pytest.mark.slow
@@ -24,10 +24,10 @@ def test_documented_driver_completes_a_campaign(tmp_path: Path, procs: Procs) ->
     script = tmp_path / "furnace.py"
     script.write_text(code.group(1))
     spec = branin(tmp_path, strategy={"method": "sobol"}, budget={"trials": 6})
-    ep, db = free_endpoint(), tmp_path / "f.db"
-    ctl = procs.controller(spec, db, ep)
+    db = tmp_path / "f.db"
+    ctl = procs.controller(spec, db, TCP_ANY)
     drv = subprocess.Popen(
-        [sys.executable, str(script), ep],
+        [sys.executable, str(script), procs.endpoint(ctl)],
         cwd=ROOT,
         env=ENV,
         stdout=subprocess.PIPE,
@@ -35,8 +35,8 @@ def test_documented_driver_completes_a_campaign(tmp_path: Path, procs: Procs) ->
         text=True,
     )
     try:
-        assert ctl.wait(60) == 0, procs.log("controller.log")
-        assert drv.wait(20) == 0
+        assert procs.exit_code(ctl, 60) == 0, procs.log("controller.log")
+        assert drv.wait(scaled(20)) == 0
     finally:
         if drv.poll() is None:
             drv.kill()

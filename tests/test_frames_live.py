@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from loopctl import protocol
-from tests.conftest import Procs, count, scaled
+from tests.conftest import Procs, count
 from tests.specs import branin
 from tests.test_bad_messages import RawDriver
 from tests.test_protocol_fuzz import json_values
@@ -60,6 +60,7 @@ def test_random_frames_over_a_real_socket(tmp_path: Path, procs: Procs, ipc: str
     )
     db = tmp_path / "f.db"
     ctl = procs.controller(spec, db, ipc)
+    procs.serving(ctl, db)
     fuzzer = RawDriver(ipc)
     n = {"sent": 0}
 
@@ -83,7 +84,7 @@ def test_random_frames_over_a_real_socket(tmp_path: Path, procs: Procs, ipc: str
         fuzzer.sock.send(json.dumps({"v": 1, "id": probe, "type": "HEARTBEAT"}).encode())
         replies = []
         while True:
-            reply = fuzzer.recv(timeout=scaled(10))
+            reply = fuzzer.recv(timeout=10)
             if reply.get("ref") == probe:
                 break
             replies.append(reply)
@@ -98,7 +99,7 @@ def test_random_frames_over_a_real_socket(tmp_path: Path, procs: Procs, ipc: str
         fuzzer.close()
     assert count(db, "SELECT COUNT(*) FROM trials WHERE status = 'completed'") == 0
     procs.driver(ipc, "honest", "--latency", "0.05")
-    assert ctl.wait(scaled(60)) == 0, procs.log("controller.log")[-3000:]
+    assert procs.exit_code(ctl, 60) == 0, procs.log("controller.log")[-3000:]
     assert count(db, "SELECT COUNT(*) FROM trials WHERE status = 'completed'") == 3
     log = procs.log("controller.log")
     assert "bad message from unregistered peer" in log

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, scaled
 
 PROBE = """
 import importlib.util, json, sys
@@ -48,7 +48,7 @@ def test_ehvi_never_starts_a_compiler(tmp_path: Path, kernel: str) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=scaled(120),
     )
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.conftest import ENV, ROOT, Procs, count, db_rows, free_endpoint, loopctl
+from tests.conftest import ENV, ROOT, TCP_ANY, Procs, count, db_rows, loopctl, scaled
 from tests.specs import branin
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,7 @@ def human(ep: str, tmp: Path, name: str = "bench") -> pexpect.spawn:
         cwd=str(ROOT),
         env=ENV,
         encoding="utf-8",
-        timeout=20,
+        timeout=scaled(20),
     )
 
 
@@ -51,8 +51,9 @@ def test_a_person_enters_fails_defers_and_reopens(tmp_path: Path, procs: Procs) 
             "heartbeat_interval": 0.5,
         },
     )
-    ep, db = free_endpoint(), tmp_path / "h.db"
-    ctl = procs.controller(spec, db, ep)
+    db = tmp_path / "h.db"
+    ctl = procs.controller(spec, db, TCP_ANY)
+    ep = procs.endpoint(ctl)
     p = human(ep, tmp_path)
     p.expect("Experiment (T\\d+)")
     first = p.match.group(1)
@@ -90,13 +91,13 @@ def test_a_person_enters_fails_defers_and_reopens(tmp_path: Path, procs: Procs) 
     assert count(db, "SELECT COUNT(*) FROM trials WHERE status = 'completed'") == 1
     # reopened: the campaign carries on with the same person
     q = human(ep, tmp_path)
-    q.expect(r"y \[mS/cm\]: ", timeout=30)
+    q.expect(r"y \[mS/cm\]: ", timeout=scaled(30))
     q.sendline("7.25")
     q.expect("notes")
     q.sendline("")
     q.expect(r"\[y/n\]")
     q.sendline("y")
-    assert ctl.wait(30) == 0, procs.log("controller.log")
+    assert procs.exit_code(ctl, 30) == 0, procs.log("controller.log")
     q.expect(pexpect.EOF)
     statuses = dict(db_rows(db, "SELECT id, status FROM trials"))
     assert statuses[third] == "completed"

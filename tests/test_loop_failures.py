@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Procs, count, db_rows, loopctl, scaled
+from tests.conftest import Procs, count, db_rows, loopctl
 from tests.specs import branin
 
 pytestmark = pytest.mark.slow
@@ -46,7 +46,7 @@ def test_a_used_up_constrained_space_ends_the_campaign(
     db = tmp_path / "t.db"
     ctl = procs.controller(path, db, ipc)
     procs.driver(ipc, "d")
-    assert ctl.wait(scaled(60)) == 0, procs.log("controller.log")
+    assert procs.exit_code(ctl, 60) == 0, procs.log("controller.log")
     assert completed(db) == 5
     assert "space exhausted" in procs.log("controller.log")
 
@@ -69,8 +69,8 @@ def test_a_one_off_fault_is_logged_and_the_campaign_goes_on(
     db = tmp_path / "f.db"
     ctl = procs.controller(spec(tmp_path), db, ipc, env={"LOOPCTL_FAULTS": plan})
     drv = procs.driver(ipc, "honest", "--latency", "0.05")
-    assert ctl.wait(scaled(90)) == 0, procs.log("controller.log")
-    assert drv.wait(scaled(20)) == 0
+    assert procs.exit_code(ctl, 90) == 0, procs.log("controller.log")
+    assert procs.exit_code(drv, 20) == 0
     log = procs.log("controller.log")
     assert f"injected fault at stage '{stage}'" in log, log
     assert "Traceback" in log  # with where it happened
@@ -97,11 +97,11 @@ def test_a_fault_that_repeats_or_kills_a_task_stops_loudly(
     db = tmp_path / "f.db"
     ctl = procs.controller(spec(tmp_path), db, ipc, env={"LOOPCTL_FAULTS": plan})
     drv = procs.driver(ipc, "honest", "--latency", "0.05")
-    assert ctl.wait(scaled(60)) == 1, procs.log("controller.log")  # not a hang, not a 0
+    assert procs.exit_code(ctl, 60) == 1, procs.log("controller.log")  # not a hang, not a 0
     log = procs.log("controller.log")
     assert expect in log, log
     assert "finished: error" in log  # the summary says it was an error
-    assert drv.wait(scaled(20)) == 0  # told SHUTDOWN, not left knocking
+    assert procs.exit_code(drv, 20) == 0  # told SHUTDOWN, not left knocking
     assert "controller says shutdown" in procs.log("honest.log")
     st = loopctl("status", str(db)).stdout
     assert "last error:" in st and "injected fault" in st, st

@@ -46,12 +46,14 @@ def test_results_only_from_the_driver_that_holds_the_trial(
         execution={
             "max_in_flight": 3,
             "heartbeat_interval": 0.2,
-            "heartbeat_timeout": 1.5,
+            # evil and good must not be lost while this test process is busy: only good's
+            # real silence, below, is waited for (on its driver_lost event)
+            "heartbeat_timeout": scaled(1.5),
             "retries": 2,
         },
     )
     db = tmp_path / "o.db"
-    procs.controller(spec, db, ipc)
+    procs.serving(procs.controller(spec, db, ipc), db)
     good, evil = RawDriver(ipc), RawDriver(ipc)
     try:
         w = hello(good, "good", 2, session="s-good")
@@ -130,7 +132,8 @@ def test_a_name_is_bound_to_its_first_curve_key(tmp_path: Path, procs: Procs, ip
         tmp_path,
         strategy={"method": "sobol"},
         budget={"trials": 3},
-        execution={"heartbeat_interval": 0.2, "heartbeat_timeout": 1.5},
+        # a spurious loss of lab-b (this machine busy) would record a second connection
+        execution={"heartbeat_interval": 0.2, "heartbeat_timeout": scaled(1.5)},
         security={"curve_secret_key": "keys/controller.key_secret", "authorized_keys": "allowed"},
     )
     db = tmp_path / "k.db"
@@ -140,16 +143,16 @@ def test_a_name_is_bound_to_its_first_curve_key(tmp_path: Path, procs: Procs, ip
     connected = "SELECT COUNT(*) FROM events WHERE kind = 'driver_connected'"
     keep_alive_until(lambda: count(db, connected) == 1, 30)
     a.send_signal(signal.SIGKILL)
-    a.wait(10)
+    procs.exit_code(a, 10)
     keep_alive_until(
         lambda: count(db, "SELECT COUNT(*) FROM events WHERE kind = 'driver_lost'") == 1, 20
     )
     # lab-b's key is allowed in, but not under lab-a's name, not even with lab-a gone
     impostor = procs.driver(ipc, "lab-a", "--key", str(k["b"]), *keys)
-    assert impostor.wait(scaled(30)) == 3, procs.log("lab-a.log")
+    assert procs.exit_code(impostor, 30) == 3, procs.log("lab-a.log")
     assert "belongs to another CURVE key" in procs.log("lab-a.log")
     procs.driver(ipc, "lab-b", "--key", str(k["b"]), *keys, "--latency", "0.05")
-    assert ctl.wait(scaled(60)) == 0, procs.log("controller.log")
+    assert procs.exit_code(ctl, 60) == 0, procs.log("controller.log")
     names = [
         json.loads(p)["name"]
         for (p,) in db_rows(db, "SELECT payload FROM events WHERE kind = 'driver_connected'")

@@ -17,7 +17,7 @@ from loopctl.controller import Controller, Outbox
 from loopctl.spec import load_spec
 from loopctl.store import Store
 from loopctl.strategies import make_strategy
-from tests.conftest import Procs, count, free_endpoint, loopctl, scaled, wait_for
+from tests.conftest import TCP_ANY, Procs, loopctl, scaled
 from tests.specs import branin
 from tests.test_bad_messages import RawDriver
 
@@ -44,21 +44,16 @@ def test_heartbeats_are_answered_during_a_model_fit(tmp_path: Path, procs: Procs
     (tmp_path / "past.csv").write_text("\n".join(rows) + "\n")
     Campaign.create(SPEC, db).close()
     loopctl("import", str(db), str(tmp_path / "past.csv"))
-    ep = free_endpoint()
-    procs.start("-v", "resume", str(db), "--bind", ep, "--trials", "1", log="resume.log")
-    # it loads the model libraries before serving: on a busy machine that alone can take
-    # longer than the driver's wait for WELCOME, which is not what this test measures
-    wait_for(
-        lambda: count(db, "SELECT COUNT(*) FROM events WHERE kind = 'controller_started'") > 0,
-        120,
-        "the controller to serve",
-    )
+    ctl = procs.start("-v", "resume", str(db), "--bind", TCP_ANY, "--trials", "1", log="resume.log")
+    ep = procs.endpoint(ctl)
+    # it loads the model libraries before serving, which is not what this test is about
+    procs.serving(ctl, db)
     d = RawDriver(ep)
     d.send("HELLO", name="hb", kind="test", version="1", capacity=1)
     d.recv_type("WELCOME")
     d.send("READY")
     t0, gaps, task = time.monotonic(), [], None
-    while task is None and time.monotonic() - t0 < 120:
+    while task is None and time.monotonic() - t0 < scaled(120):
         sent = time.monotonic()
         d.send("HEARTBEAT")
         while True:
@@ -73,9 +68,12 @@ def test_heartbeats_are_answered_during_a_model_fit(tmp_path: Path, procs: Procs
     waited = time.monotonic() - t0
     assert task is not None, procs.log("resume.log")
     assert waited > 0.5, "the proposal was too quick to show anything"
-    assert len(gaps) >= 5
     print(f"fit {waited:.2f} s, {len(gaps)} heartbeats, slowest reply {max(gaps):.3f} s")
-    assert max(gaps) < 0.5, f"a heartbeat waited {max(gaps):.2f} s during a {waited:.1f} s fit"
+    # answered while the model fitted, not after it: a loop blocked by the fit answers
+    # nothing until the TASK, then its one heartbeat after waiting about the whole fit
+    # (a bound relative to the fit, so that it holds on a machine of any speed and load)
+    assert len(gaps) >= 5, f"{len(gaps)} heartbeats answered during a {waited:.1f} s fit"
+    assert max(gaps) < waited / 4, f"a heartbeat waited {max(gaps):.2f} s of a {waited:.1f} s fit"
 
 
 def test_a_frame_that_arrives_while_the_controller_sends_is_read(tmp_path: Path, ipc: str) -> None:

@@ -3,37 +3,32 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
-import socket
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, Procs, count, db_rows, free_endpoint, wait_for
+from tests.conftest import ROOT, TCP_ANY, Procs, count, db_rows, scaled, wait_for
 
 pytestmark = pytest.mark.slow
 CAMPAIGN = ROOT / "campaigns" / "thin-film-robot.yaml"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def http(url: str, method: str = "GET") -> Any:
     req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
-    with urllib.request.urlopen(req, timeout=5) as r:
+    with urllib.request.urlopen(req, timeout=scaled(5)) as r:
         return json.loads(r.read())
 
 
-def robot(procs: Procs, port: int, *extra: str, log: str = "sim.log") -> Any:
+def robot(procs: Procs, *extra: str, port: int = 0, log: str = "sim.log") -> tuple[Any, int]:
+    """A robot-sim on ``port`` (0: any free one, read from the line it prints)."""
     p = procs.start("robot-sim", "--port", str(port), *extra, log=log)
-    wait_for(lambda: "listening" in procs.log(log), 20, "the robot to listen")
-    return p
+    procs.wait_for(lambda: "listening" in procs.log(log), 20, "the robot to listen", p)
+    (url,) = re.findall(r"listening on (\S+)", procs.log(log))
+    return p, int(url.rsplit(":", 1)[1])
 
 
 def campaign(tmp: Path, **changes: Any) -> Path:
@@ -48,14 +43,14 @@ def campaign(tmp: Path, **changes: Any) -> Path:
 
 
 def start(procs: Procs, tmp: Path, port: int, spec: Path, capacity: int = 2) -> tuple[Any, Path]:
-    ep, db = free_endpoint(), tmp / "films.db"
-    ctl = procs.controller(spec, db, ep)
+    db = tmp / "films.db"
+    ctl = procs.controller(spec, db, TCP_ANY)
     procs.start(
         "-v",
         "driver",
         "robot",
         "--connect",
-        ep,
+        procs.endpoint(ctl),
         "--robot-url",
         f"http://127.0.0.1:{port}",
         "--name",
@@ -74,12 +69,11 @@ def completed(db: Path) -> int:
 
 
 def test_openapi_and_normal_completion(tmp_path: Path, procs: Procs) -> None:
-    port = free_port()
-    robot(procs, port, "--latency", "0.2")
+    _, port = robot(procs, "--latency", "0.2")
     api = http(f"http://127.0.0.1:{port}/openapi.json")
     assert api["openapi"].startswith("3.") and "/jobs/{id}" in api["paths"]
     ctl, db = start(procs, tmp_path, port, campaign(tmp_path, budget={"trials": 6}))
-    assert ctl.wait(60) == 0, procs.log("controller.log")
+    assert procs.exit_code(ctl, 60) == 0, procs.log("controller.log")
     assert completed(db) == 6
     rows = db_rows(db, "SELECT metric, COUNT(*) FROM observations GROUP BY metric")
     assert dict(rows) == {"figure_of_merit": 6, "stability": 6}
@@ -88,8 +82,7 @@ def test_openapi_and_normal_completion(tmp_path: Path, procs: Procs) -> None:
 
 
 def test_robot_failures_are_reported_with_reasons_and_retried(tmp_path: Path, procs: Procs) -> None:
-    port = free_port()
-    robot(procs, port, "--latency", "0.1", "--fail-rate", "0.4", "--seed", "4")
+    _, port = robot(procs, "--latency", "0.1", "--fail-rate", "0.4", "--seed", "4")
     # Sobol: this is about the robot's failures reaching the database, not about modelling
     # them (test_engine_strategies does that); GP fits made it take ~55 s of its 90 s
     spec = campaign(
@@ -99,7 +92,7 @@ def test_robot_failures_are_reported_with_reasons_and_retried(tmp_path: Path, pr
         strategy={"method": "sobol"},
     )
     ctl, db = start(procs, tmp_path, port, spec)
-    assert ctl.wait(90) == 0, procs.log("controller.log")
+    assert procs.exit_code(ctl, 90) == 0, procs.log("controller.log")
     assert completed(db) == 8
     reasons = [
         json.loads(p)
@@ -113,8 +106,7 @@ def test_robot_failures_are_reported_with_reasons_and_retried(tmp_path: Path, pr
 
 
 def test_cancel_reaches_the_robot(tmp_path: Path, procs: Procs) -> None:
-    port = free_port()
-    robot(procs, port, "--latency", "5")
+    _, port = robot(procs, "--latency", "5")
     spec = campaign(tmp_path, execution={"trial_timeout": 1, "retries": 0}, budget={"trials": 2})
     start(procs, tmp_path, port, spec)
     wait_for(
@@ -134,11 +126,11 @@ def test_cancel_reaches_the_robot(tmp_path: Path, procs: Procs) -> None:
 
 
 def test_emergency_stop_and_reset(tmp_path: Path, procs: Procs) -> None:
-    port = free_port()
-    robot(procs, port, "--latency", "1.0")
+    _, port = robot(procs, "--latency", "1.0")
+    status = f"http://127.0.0.1:{port}/status"
     ctl, db = start(procs, tmp_path, port, campaign(tmp_path, budget={"trials": 6}))
     wait_for(lambda: completed(db) >= 1, 30, "a first result")
-    wait_for(lambda: http(f"http://127.0.0.1:{port}/status")["running"] > 0, 10, "a running job")
+    wait_for(lambda: http(status)["running"] > 0, 10, "a running job")
     http(f"http://127.0.0.1:{port}/estop", "POST")
     wait_for(
         lambda: (
@@ -152,30 +144,35 @@ def test_emergency_stop_and_reset(tmp_path: Path, procs: Procs) -> None:
         15,
         "aborted trials",
     )
-    time.sleep(0.6)  # a job that finished just before the stop may still be collected
-    before = completed(db)
-    time.sleep(2.5)
-    assert completed(db) == before  # paused: nothing new runs while the robot is stopped
-    assert http(f"http://127.0.0.1:{port}/status")["state"] == "estop"
+    # the aborted trial is retried: the driver submits it, is refused, and waits (refused
+    # twice: it is in its loop of waiting for the reset, not failing the trial)
+    wait_for(lambda: http(status)["refused"] >= 2, 30, "the driver to wait for the reset")
+    assert http(status)["state"] == "estop"
+    jobs = http(f"http://127.0.0.1:{port}/jobs")
+    assert not [j for j in jobs if j["state"] in ("queued", "running")]
+    # paused: every result is one the robot finished, none was made up while it is stopped
+    assert completed(db) <= sum(j["state"] == "done" for j in jobs)
+    refusals = (
+        "SELECT COUNT(*) FROM events WHERE kind = 'trial_failed' AND payload LIKE '%refused%'"
+    )
+    assert count(db, refusals) == 0  # held back, not failed for good
     http(f"http://127.0.0.1:{port}/reset", "POST")
-    assert ctl.wait(60) == 0, procs.log("controller.log")
+    assert procs.exit_code(ctl, 60) == 0, procs.log("controller.log")
     assert completed(db) == 6
 
 
 def test_robot_server_killed_and_restarted(tmp_path: Path, procs: Procs) -> None:
-    port = free_port()
-    sim = robot(procs, port, "--latency", "0.5")
+    sim, port = robot(procs, "--latency", "0.5")
     ctl, db = start(procs, tmp_path, port, campaign(tmp_path, budget={"trials": 6}))
     wait_for(lambda: completed(db) >= 2, 30, "two results")
     sim.send_signal(signal.SIGKILL)
-    sim.wait(5)
-    time.sleep(0.5)
-    robot(procs, port, "--latency", "0.5", log="sim2.log")
-    assert ctl.wait(90) == 0, procs.log("controller.log")
-    assert completed(db) == 6
-    lost = count(
-        db,
+    procs.exit_code(sim, 5)
+    lost = (
         "SELECT COUNT(*) FROM events WHERE kind = 'trial_failed' AND "
-        "(payload LIKE '%lost the job%' OR payload LIKE '%unreachable%')",
+        "(payload LIKE '%lost the job%' OR payload LIKE '%unreachable%')"
     )
-    assert lost >= 1  # the jobs in flight died with the robot and were run again
+    # while it is down, the jobs in flight (or the next ones submitted) fail as retryable
+    wait_for(lambda: count(db, lost) >= 1, 30, "a trial failed with the robot")
+    robot(procs, "--latency", "0.5", port=port, log="sim2.log")  # back at its address
+    assert procs.exit_code(ctl, 90) == 0, procs.log("controller.log")
+    assert completed(db) == 6

@@ -21,7 +21,7 @@ from loopctl import Campaign
 from loopctl.cli import main
 from loopctl.spec import load_spec, parse_spec, spec_hash
 from loopctl.status import campaign_status
-from tests.conftest import Procs, count, loopctl, wait_for
+from tests.conftest import Procs, count, loopctl, scaled, wait_for
 from tests.specs import branin
 
 TRIALS = 4
@@ -299,7 +299,7 @@ def test_status_while_the_controller_writes_never_calls_it_edited(
     db = tmp_path / "w.db"
     ctl = procs.start("start", str(spec), "--db", str(db), "--spawn-drivers", "3", log="ctl.log")
     wait_for(lambda: count(db, "SELECT COUNT(*) FROM events") > 0, 60, "the database")
-    seen_running, deadline = 0, time.monotonic() + 120
+    seen_running, deadline = 0, time.monotonic() + scaled(120)
     try:
         while ctl.poll() is None:
             assert time.monotonic() < deadline, procs.log("ctl.log")
@@ -310,7 +310,7 @@ def test_status_while_the_controller_writes_never_calls_it_edited(
     finally:
         if ctl.poll() is None:  # a failure: SIGTERM, so that it ends the drivers it spawned
             ctl.terminate()
-            ctl.wait(60)
-    assert ctl.wait() == 0, procs.log("ctl.log")
+            ctl.wait(scaled(60))
+    assert procs.exit_code(ctl, 60) == 0, procs.log("ctl.log")
     assert seen_running >= 3, "the reads never overlapped the controller's writes"
     assert campaign_status(str(db))["budget"]["completed"] == trials
