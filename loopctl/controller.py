@@ -27,6 +27,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import zmq
@@ -382,8 +383,43 @@ class Controller:
                 self._guarded(b, out, "dispatch", self._dispatch)
                 return True
 
-            await self._commit(work)
+            await self._commit(work, partial(self._unrecorded, frames))
             self._wake.set()
+
+    def _unrecorded(self, frames: list[_Frames], out: Outbox) -> None:
+        """Answer frames taken from the socket for a batch that could not even begin (another
+        program holds the database's write lock, the disk is read-only): as if their batch
+        had failed to commit. A HEARTBEAT or READY of a known driver records nothing and is
+        handled; anything else is answered ``not_recorded``, so that its sender sends it
+        again (the SDK keeps its reports, and says HELLO again after a refused HELLO)."""
+        now = time.monotonic()
+        for parts, _user in frames:
+            if not parts:
+                continue
+            identity = parts[0]
+            try:
+                msg = protocol.decode(parts[1]) if len(parts) == 2 else None
+            except ProtocolError:
+                msg = None
+            d = self.drivers.get(identity)
+            if msg is not None and d is not None and msg.type in ("HEARTBEAT", "READY"):
+                d.last_seen = now
+                if msg.type == "HEARTBEAT":
+                    out.put(identity, protocol.make("HEARTBEAT"))
+                else:
+                    d.ready = True
+                continue
+            out.put(
+                identity,
+                protocol.make(
+                    "ERROR",
+                    code="not_recorded",
+                    message="the controller cannot write its database right now; nothing "
+                    "was recorded: send it again",
+                    ref=msg.id if msg is not None else protocol.message_id(parts[-1]),
+                    trial=msg.get("trial") if msg is not None else None,
+                ),
+            )
 
     def handle(self, b: Batch, parts: list[bytes], out: Outbox, user: str | None = None) -> None:
         """Handle one incoming message; never raises but StoreError (the batch failed).
@@ -894,24 +930,34 @@ class Controller:
             if await self._commit(self._expire) or self.stop_reason:
                 self._wake.set()
 
-    async def _commit(self, work: Callable[[Batch, Outbox], bool]) -> bool:
+    async def _commit(
+        self,
+        work: Callable[[Batch, Outbox], bool],
+        unrecorded: Callable[[Outbox], None] | None = None,
+    ) -> bool:
         """Run ``work`` in one transaction, then send the replies it collected.
 
         If the commit fails nothing is sent that depends on it, and every message that
         would have been confirmed is answered ``not_recorded``: drivers keep their
         unacknowledged results and re-send them, so a full or locked disk delays a
-        campaign but loses nothing. Whatever happened, the drivers' holdings in memory
-        are then read back from the database, so a rolled-back dispatch cannot leave a
-        slot taken that no trial fills.
+        campaign but loses nothing. If the transaction cannot even begin (another
+        program holds the write lock), ``work`` never runs and ``unrecorded`` answers
+        instead. Whatever happened, the drivers' holdings in memory are then read back
+        from the database, so a rolled-back dispatch cannot leave a slot taken that no
+        trial fills.
         """
         out = Outbox()
+        began = False
         try:
             try:
                 with self.store.batch() as b:
+                    began = True
                     changed = work(b, out)
                     faults.inject("commit")
             except StoreError as exc:
                 log.error("%s", exc)
+                if not began and unrecorded is not None:
+                    unrecorded(out)
                 await self._flush(out.after_failed_commit())
                 return False
             except Exception as exc:

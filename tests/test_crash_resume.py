@@ -152,10 +152,14 @@ def test_controller_survives_a_database_locked_by_another_program(
         "two results",
     )
     other = sqlite3.connect(db, timeout=scaled(5))
-    other.execute("BEGIN IMMEDIATE")  # a person's sqlite3 shell, mid-edit, for 7 s
-    time.sleep(7)
-    other.rollback()
-    other.close()
+    other.execute("BEGIN IMMEDIATE")  # a person's sqlite3 shell, mid-edit
+    try:  # until a result has come in, could not be recorded, and its driver was told so
+        wait_for(
+            lambda: "(not_recorded)" in procs.log("d.log"), 30, "a result refused while locked"
+        )
+    finally:
+        other.rollback()
+        other.close()
     assert procs.exit_code(ctl, 60) == 0, procs.log("controller.log")
     log = procs.log("controller.log")
     assert "another program holds a write lock" in log
