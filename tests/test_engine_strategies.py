@@ -110,6 +110,11 @@ def test_categorical_gp_finds_the_best_category_more_often_than_sobol() -> None:
     def f(p: dict[str, Any]) -> dict[str, float]:
         return {"y": branin(p) + offset[p["solvent"]]}
 
+    # Deterministic: the seeds are fixed, and a proposal is a function of seed and data
+    # (torch's RNG seeded per proposal, one thread below 500 points): the same picks on
+    # every run. The margin holds beyond these two seeds: over seeds 0-7, after the first
+    # 8 trials, the GP picked ethanol in 0.875, 0.875, 0.75, 0.625, 0.875, 0.625, 0.875,
+    # 0.625 of trials (any two average at least 0.625), Sobol in 0.25 to 0.375.
     shares = {}
     for method in ("auto", "sobol"):
         picks = []
@@ -117,7 +122,7 @@ def test_categorical_gp_finds_the_best_category_more_often_than_sobol() -> None:
             c = run(campaign(seed, space=space, strategy={"method": method}), f, 16)
             picks += [t["parameters"]["solvent"] for t in c.trials()[8:]]
         shares[method] = picks.count("ethanol") / len(picks)
-    assert shares["auto"] > 0.6 > shares["sobol"]
+    assert shares["auto"] > 0.6 > shares["sobol"], shares
 
 
 def test_outcome_constraint_steers_proposals_to_the_feasible_side() -> None:
