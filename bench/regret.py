@@ -27,9 +27,10 @@ comma-separated part with ``=`` and no ``:`` continues the method before it):
   ``initial=N`` for ``initial_trials``; these go into the campaign spec;
 - bench-only knobs of the acquisition's search, to measure Ax's settings without changing
   loopctl: ``restarts=N``, ``raw_samples=N`` (per pick), ``maxiter=N`` (L-BFGS-B iterations),
-  ``mc_samples=N`` (qLogNEI's QMC samples). They are set on loopctl's modules in the worker
-  for that run only (botorch_gp.MC_SAMPLES, search.MAXITER, the Search's restarts and raw
-  samples) and restored after it.
+  ``mc_samples=N`` (qLogNEI's QMC samples), ``lambda_min=N`` (the outcome warp's smallest
+  lambda). They are set on loopctl's modules in the worker for that run only
+  (botorch_gp.MC_SAMPLES, search.MAXITER, the Search's restarts and raw samples,
+  warping.LAMBDA_RANGE) and restored after it.
 
 Generated problems (bench/generated.py via bench/problems.py): ``gen-<family>-<index>``,
 ``gen-<family>`` for the instances of ``--instances`` (default 0-4), ``gen`` for every
@@ -74,7 +75,8 @@ CHECKPOINTS = (0.25, 0.5, 0.75, 1.0)
 
 # ---------------------------------------------------------------------- methods
 
-KNOBS = ("restarts", "raw_samples", "maxiter", "mc_samples")  # bench-only, see the docstring
+# bench-only, see the docstring
+KNOBS = ("restarts", "raw_samples", "maxiter", "mc_samples", "lambda_min")
 
 
 @dataclass
@@ -138,9 +140,12 @@ def _knobs(knobs: dict[str, int]) -> Iterator[None]:
     if not knobs:
         yield
         return
-    from loopctl.strategies import botorch_gp, search
+    from loopctl.strategies import botorch_gp, search, warping
 
     saved = (botorch_gp.MC_SAMPLES, search.MAXITER, botorch_gp.Search)
+    saved_range = warping.LAMBDA_RANGE
+    if "lambda_min" in knobs:  # the warp's lambda kept at or above this (1: no concave warp)
+        warping.LAMBDA_RANGE = (float(knobs["lambda_min"]), warping.LAMBDA_RANGE[1])
     restarts, raw = knobs.get("restarts"), knobs.get("raw_samples")
 
     class Tuned(search.Search):
@@ -157,6 +162,7 @@ def _knobs(knobs: dict[str, int]) -> Iterator[None]:
         yield
     finally:
         botorch_gp.MC_SAMPLES, search.MAXITER, botorch_gp.Search = saved  # type: ignore[misc]
+        warping.LAMBDA_RANGE = saved_range
 
 
 # ---------------------------------------------------------------------- one run
