@@ -4,11 +4,20 @@ Single-objective problems report simple regret against the known optimum (EMT:
 against the best value any run found, as its optimum is not known); two-objective
 problems report the hypervolume gap to the true front; pools report how many of the
 top 5 % candidates were found (Liang et al. 2021).
+
+``gen-<family>-<index>`` (e.g. ``gen-hartmann6-3``) is instance ``index`` of a family of
+bench/generated.py: a randomly shifted, scaled and permuted standard test function, its
+outcome in random units y = a * f + b. Its budget is GEN_TRIALS_PER_DIM (10) trials per
+dimension; its regret is reported in the function's own units, (best - optimum) / a, so
+that instances of a family can be pooled and compared (on the log scale this is the raw
+log10 regret minus log10 a, the same shift for every method on an instance); the "trials
+to target" target is 1 % of the median regret of 1,024 Sobol points of the instance's box.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +46,8 @@ class Problem:
     pool: dict[str, Any] | None = None
     pool_values: dict[tuple[float, ...], float] = field(default_factory=dict)
     fails: Callable[[dict[str, Any]], bool] | None = None
+    scale: float = 1.0  # single: regret is reported divided by it (gen-*: the instance's a)
+    family: str | None = None  # gen-*: the family its instances are pooled under
 
 
 def _branin(x1: float, x2: float) -> float:
@@ -283,3 +294,52 @@ def problems() -> dict[str, Problem]:
             # BraninCurrin's front in closed form is not known; 59.3601 is BoTorch's figure
             p.optimum = 59.36011874867746 if p.name == "branincurrin" else _true_hv(p.name)
     return out
+
+
+GEN_TRIALS_PER_DIM = 10
+
+
+def generated_names(token: str, instances: list[int]) -> list[str]:
+    """``gen`` -> every family's instances; ``gen-<family>`` -> that family's; else ``token``."""
+    from generated import FAMILIES
+
+    if token == "gen":
+        return [f"gen-{f}-{i}" for f in FAMILIES for i in instances]
+    if token.startswith("gen-") and token.removeprefix("gen-") in FAMILIES:
+        return [f"{token}-{i}" for i in instances]
+    return [token]
+
+
+@cache
+def generated_problem(name: str) -> Problem:
+    """``gen-<family>-<index>``: instance ``index`` of bench/generated.py's ``family``."""
+    from generated import continuous
+    from scipy.stats import qmc
+
+    family, _, index = name.removeprefix("gen-").rpartition("-")
+    inst = continuous(family, int(index))
+
+    def evaluate(p: dict[str, Any]) -> Outcomes:
+        return {"y": float(inst(_xs(p, inst.dim)[None, :])[0])}
+
+    u = qmc.Sobol(inst.dim, scramble=True, seed=0).random(1024)
+    typical = float(np.median(inst(inst.low + u * (inst.high - inst.low)) - inst.optimum))
+    return Problem(
+        name,
+        "single",
+        inst.space(),
+        [{"name": "y", "goal": "minimize"}],
+        evaluate,
+        GEN_TRIALS_PER_DIM * inst.dim,
+        inst.optimum,
+        target=0.01 * typical / inst.a,
+        scale=inst.a,
+        family=f"gen-{family}",
+    )
+
+
+def problem(name: str) -> Problem:
+    """A problem of :func:`problems` or a generated instance, by name (a fresh copy)."""
+    if name.startswith("gen-"):
+        return dataclasses.replace(generated_problem(name))
+    return problems()[name]

@@ -17,6 +17,26 @@ only); ``loopctl-nsga2`` runs on the multi-objective problems only. ``--budget``
 sets the trials per run for every problem; by default each has its own (bench/problems.py).
 On the two-objective problems both tools are given the reference point the hypervolume is
 scored against, as objective thresholds.
+
+A loopctl method may carry options after a colon, ``key=value`` separated by commas
+(``--methods loopctl,ax,loopctl:warp_outcomes=false,initial=5`` is three methods: a
+comma-separated part with ``=`` and no ``:`` continues the method before it):
+
+- any strategy option of loopctl/spec.py's STRATEGY_OPTIONS (``warp_outcomes=false``,
+  ``winsorize=true``, ``center_point=false``, ``acquisition=ucb``, ``beta=4``, ...), and
+  ``initial=N`` for ``initial_trials``; these go into the campaign spec;
+- bench-only knobs of the acquisition's search, to measure Ax's settings without changing
+  loopctl: ``restarts=N``, ``raw_samples=N`` (per pick), ``maxiter=N`` (L-BFGS-B iterations),
+  ``mc_samples=N`` (qLogNEI's QMC samples), ``lambda_min=N`` (the outcome warp's smallest
+  lambda). They are set on loopctl's modules in the worker for that run only
+  (botorch_gp.MC_SAMPLES, search.MAXITER, the Search's restarts and raw samples,
+  warping.LAMBDA_RANGE) and restored after it.
+
+Generated problems (bench/generated.py via bench/problems.py): ``gen-<family>-<index>``,
+``gen-<family>`` for the instances of ``--instances`` (default 0-4), ``gen`` for every
+family's. Their budget is 10 trials per dimension (``--gen-trials-per-dim`` changes it);
+their regret is in the function's own units ((best - optimum) / a) and the markdown pools
+each family's instances and seeds into one row per method.
 """
 
 from __future__ import annotations
@@ -37,6 +57,9 @@ import sys
 import time
 import traceback
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,22 +68,117 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from problems import Problem, hypervolume, problems
+from problems import Problem, generated_names, hypervolume, problem
 
 CHECKPOINTS = (0.25, 0.5, 0.75, 1.0)
+
+
+# ---------------------------------------------------------------------- methods
+
+# bench-only, see the docstring
+KNOBS = ("restarts", "raw_samples", "maxiter", "mc_samples", "lambda_min")
+
+
+@dataclass
+class Method:
+    """A ``--methods`` entry: ``loopctl[-<method>][:key=value,...]``, ``ax`` or ``sobol``."""
+
+    base: str
+    options: dict[str, Any] = field(default_factory=dict)  # the spec's strategy options
+    initial: int | None = None  # the spec's initial_trials
+    knobs: dict[str, int] = field(default_factory=dict)
+
+
+def split_methods(text: str) -> list[str]:
+    """Split ``--methods`` on commas; a part with ``=`` and no ``:`` continues the one before."""
+    out: list[str] = []
+    for part in text.split(","):
+        if out and "=" in part and ":" not in part:
+            out[-1] += "," + part
+        else:
+            out.append(part)
+    return out
+
+
+def parse_method(method: str) -> Method:
+    from loopctl.spec import STRATEGY_OPTIONS
+
+    base, _, rest = method.partition(":")
+    m = Method(base)
+    if base in ("ax", "sobol") or not base.startswith("loopctl"):
+        if rest or base not in ("ax", "sobol"):
+            raise ValueError(f"{method}: options are for loopctl methods only")
+        return m
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        kind = STRATEGY_OPTIONS.get(key)
+        if not eq:
+            raise ValueError(f"{method}: {item!r} is not key=value")
+        if key == "initial":
+            m.initial = int(value)
+        elif key in KNOBS:
+            m.knobs[key] = int(value)
+        elif kind is bool:
+            if value.lower() not in ("true", "false"):
+                raise ValueError(f"{method}: {key} must be true or false")
+            m.options[key] = value.lower() == "true"
+        elif kind is float:
+            m.options[key] = float(value)
+        elif isinstance(kind, tuple):
+            if value not in kind:
+                raise ValueError(f"{method}: {key} must be one of {', '.join(kind)}")
+            m.options[key] = value
+        else:
+            known = ", ".join([*STRATEGY_OPTIONS, "initial", *KNOBS])
+            raise ValueError(f"{method}: unknown option {key!r} (one of {known})")
+    return m
+
+
+@contextmanager
+def _knobs(knobs: dict[str, int]) -> Iterator[None]:
+    """The bench-only search knobs, set on loopctl's modules for one run and restored."""
+    if not knobs:
+        yield
+        return
+    from loopctl.strategies import botorch_gp, search, warping
+
+    saved = (botorch_gp.MC_SAMPLES, search.MAXITER, botorch_gp.Search)
+    saved_range = warping.LAMBDA_RANGE
+    if "lambda_min" in knobs:  # the warp's lambda kept at or above this (1: no concave warp)
+        warping.LAMBDA_RANGE = (float(knobs["lambda_min"]), warping.LAMBDA_RANGE[1])
+    restarts, raw = knobs.get("restarts"), knobs.get("raw_samples")
+
+    class Tuned(search.Search):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.restarts = restarts or self.restarts
+            self.raw_samples = raw or self.raw_samples
+
+    botorch_gp.MC_SAMPLES = knobs.get("mc_samples", botorch_gp.MC_SAMPLES)
+    search.MAXITER = knobs.get("maxiter", search.MAXITER)
+    if restarts or raw:
+        botorch_gp.Search = Tuned  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        botorch_gp.MC_SAMPLES, search.MAXITER, botorch_gp.Search = saved  # type: ignore[misc]
+        warping.LAMBDA_RANGE = saved_range
 
 
 # ---------------------------------------------------------------------- one run
 
 
 def _spec(p: Problem, method: str, seed: int) -> dict[str, Any]:
-    strategy: dict[str, Any] = {"method": "auto"}
-    if method == "sobol":
-        strategy = {"method": "sobol"}
-    elif method == "loopctl-nofail":
-        strategy = {"method": "auto", "options": {"learn_failures": False}}
-    elif method.startswith("loopctl-"):
-        strategy = {"method": method.removeprefix("loopctl-")}
+    m = parse_method(method)
+    name = "auto" if m.base == "loopctl" else m.base.removeprefix("loopctl-")
+    options = dict(m.options)
+    if name == "nofail":
+        name, options = "auto", {"learn_failures": False} | options
+    strategy: dict[str, Any] = {"method": name}
+    if options:
+        strategy["options"] = options
+    if m.initial is not None:
+        strategy["initial_trials"] = m.initial
     spec: dict[str, Any] = {
         "name": p.name,
         "seed": seed,
@@ -140,17 +258,17 @@ def _run_ax(p: Problem, batch: int, seed: int) -> dict[str, Any]:
 
 
 def run_one(job: tuple[str, str, int, int, int | None]) -> dict[str, Any]:
-    problem, method, batch, seed, budget = job
+    name, method, batch, seed, budget = job
     from loopctl.strategies import fused_kernel, surrogate
 
     surrogate.set_threads(0)  # LOOPCTL_TORCH_THREADS=1 for Ax's runs too: the workers share
     fused_kernel.no_jit()  # Ax and loopctl alike: the kernel make install built, never a JIT build
     warnings.simplefilter("ignore")
-    p = problems()[problem]
+    p = problem(name)
     if budget is not None:
         p.budget = budget
     record: dict[str, Any] = {
-        "problem": problem,
+        "problem": name,
         "method": method,
         "batch": batch,
         "seed": seed,
@@ -163,7 +281,8 @@ def run_one(job: tuple[str, str, int, int, int | None]) -> dict[str, Any]:
                 return record | {"error": "n/a: Ax's Client cannot restrict itself to a pool"}
             r = _run_ax(p, batch, seed)
         else:
-            r = _run_loopctl(p, method, batch, seed)
+            with _knobs(parse_method(method).knobs):
+                r = _run_loopctl(p, method, batch, seed)
     except Exception as exc:  # recorded and reported, never fatal for the whole benchmark
         return record | {
             "error": f"{type(exc).__name__}: {exc}",
@@ -182,7 +301,7 @@ def _trace(p: Problem, outcomes: list[dict[str, float]], optimum: float | None) 
         best = math.inf
         for o in outcomes:
             best = min(best, o["y"])
-            out.append(best - (optimum if optimum is not None else 0.0))
+            out.append((best - (optimum if optimum is not None else 0.0)) / p.scale)
     elif p.kind == "multi":
         pts = np.array([[o["a"], o["b"]] for o in outcomes])
         for i in range(1, len(pts) + 1):
@@ -206,7 +325,15 @@ def random_top(n_pool: int, cycles: int) -> list[float]:
 
 
 def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
-    probs = problems()
+    """One row per (problem, method, batch); generated instances also pooled per family
+    (rows whose ``problem`` is the family, e.g. ``gen-hartmann6``, with their ``instances``)."""
+    probs: dict[str, Problem] = {}
+
+    def get(name: str) -> Problem:
+        if name not in probs:
+            probs[name] = problem(name)
+        return probs[name]
+
     # EMT's optimum is unknown: the best value any run found
     emt = [
         o["y"]
@@ -215,63 +342,75 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
         for o in r["outcomes"]
     ]
     if emt:
-        probs["emt_alloy"].optimum = min(emt) - 1e-6
-    table: dict[tuple[str, str, int], dict[str, Any]] = {}
+        get("emt_alloy").optimum = min(emt) - 1e-6
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for r in records:
         groups.setdefault((r["problem"], r["method"], r["batch"]), []).append(r)
+        family = get(r["problem"]).family
+        if family is not None:
+            groups.setdefault((family, r["method"], r["batch"]), []).append(r)
+    table: dict[tuple[str, str, int], dict[str, Any]] = {}
     for key, rs in sorted(groups.items()):
-        p = probs[key[0]]
-        ok = [r for r in rs if "outcomes" in r]
-        row: dict[str, Any] = {
-            "runs": len(rs),
-            "errors": [r["error"][:120] for r in rs if "error" in r][:1],
-        }
-        if not ok:
-            table[key] = row
-            continue
-        traces = [_trace(p, r["outcomes"], p.optimum) for r in ok]
-        n = min(len(t) for t in traces)
-        row["trials"] = n
-        row["strategies"] = sorted({s for r in ok for s in r["strategies"]})
-        row["time_per_proposal_s"] = statistics.median(
-            t for r in ok for t in r["times"][1:] or r["times"]
-        )
-        row["failed"] = statistics.median(r["failed"] for r in ok)
-        if p.kind == "pool":
-            finals = [t[n - 1] for t in traces]
-            rnd = random_top(len(p.pool_values), n)
-            med = [statistics.median(t[i] for t in traces) for i in range(n)]
-            row["final"] = _quartiles(finals)
-            row["along"] = {
-                f"{int(c * 100)}%": _quartiles([t[int(c * n) - 1] for t in traces])
-                for c in CHECKPOINTS
-            }
-            row["ef_max"] = max(med[i] / rnd[i] for i in range(n) if rnd[i] > 0)
-            row["af"] = {}
-            for a in (0.5, 0.8):
-                i_m = next((i + 1 for i, v in enumerate(med) if v >= a), None)
-                i_r = _random_cycles(len(p.pool_values), a)
-                row["af"][str(a)] = (i_r / i_m) if i_m else None
-                row.setdefault("cycles_to", {})[str(a)] = i_m
-        else:
-            logs = [[math.log10(max(v, 1e-6)) for v in t] for t in traces]
-            row["final"] = _quartiles([lg[n - 1] for lg in logs])
-            row["along"] = {
-                f"{int(c * 100)}%": _quartiles([lg[max(0, int(c * n) - 1)] for lg in logs])
-                for c in CHECKPOINTS
-            }
-            reach = [next((i + 1 for i, v in enumerate(t) if v <= p.target), None) for t in traces]
-            hit = [x for x in reach if x is not None]
-            row["to_target"] = {
-                "target": p.target,
-                "median": statistics.median(hit) if hit else None,
-                "not_reached": len(reach) - len(hit),
-            }
-        table[key] = row
+        table[key] = _row([(get(r["problem"]), r) for r in rs])
+        if key[0] not in {r["problem"] for r in rs}:
+            table[key]["instances"] = sorted({r["problem"] for r in rs})
     return {
         "rows": [{"problem": k[0], "method": k[1], "batch": k[2], **v} for k, v in table.items()]
     }
+
+
+def _row(runs: list[tuple[Problem, dict[str, Any]]]) -> dict[str, Any]:
+    """The summary of the runs of one cell (each run with its own problem)."""
+    row: dict[str, Any] = {
+        "runs": len(runs),
+        "errors": [r["error"][:120] for _, r in runs if "error" in r][:1],
+    }
+    ok = [(p, r) for p, r in runs if "outcomes" in r]
+    if not ok:
+        return row
+    p = ok[0][0]
+    traces = [_trace(q, r["outcomes"], q.optimum) for q, r in ok]
+    n = min(len(t) for t in traces)
+    row["trials"] = n
+    row["strategies"] = sorted({s for _, r in ok for s in r["strategies"]})
+    row["time_per_proposal_s"] = statistics.median(
+        t for _, r in ok for t in r["times"][1:] or r["times"]
+    )
+    row["failed"] = statistics.median(r["failed"] for _, r in ok)
+    if p.kind == "pool":
+        finals = [t[n - 1] for t in traces]
+        rnd = random_top(len(p.pool_values), n)
+        med = [statistics.median(t[i] for t in traces) for i in range(n)]
+        row["final"] = _quartiles(finals)
+        row["along"] = {
+            f"{int(c * 100)}%": _quartiles([t[int(c * n) - 1] for t in traces]) for c in CHECKPOINTS
+        }
+        row["ef_max"] = max(med[i] / rnd[i] for i in range(n) if rnd[i] > 0)
+        row["af"] = {}
+        for a in (0.5, 0.8):
+            i_m = next((i + 1 for i, v in enumerate(med) if v >= a), None)
+            i_r = _random_cycles(len(p.pool_values), a)
+            row["af"][str(a)] = (i_r / i_m) if i_m else None
+            row.setdefault("cycles_to", {})[str(a)] = i_m
+        return row
+    logs = [[math.log10(max(v, 1e-6)) for v in t] for t in traces]
+    row["final"] = _quartiles([lg[n - 1] for lg in logs])
+    row["along"] = {
+        f"{int(c * 100)}%": _quartiles([lg[max(0, int(c * n) - 1)] for lg in logs])
+        for c in CHECKPOINTS
+    }
+    reach = [
+        next((i + 1 for i, v in enumerate(t) if v <= q.target), None)
+        for (q, _), t in zip(ok, traces, strict=True)
+    ]
+    hit = [x for x in reach if x is not None]
+    targets = {q.target for q, _ in ok}
+    row["to_target"] = {
+        "target": p.target if len(targets) == 1 else None,  # None: each instance its own
+        "median": statistics.median(hit) if hit else None,
+        "not_reached": len(reach) - len(hit),
+    }
+    return row
 
 
 def _random_cycles(n_pool: int, a: float) -> int:
@@ -289,8 +428,9 @@ def _quartiles(values: list[float]) -> list[float]:
 
 def markdown(summary: dict[str, Any], commands: list[str]) -> str:
     rows = summary["rows"]
-    seeds = max((r["runs"] for r in rows), default=0)
-    short = sorted({f"{r['method']} q={r['batch']}" for r in rows if r["runs"] < seeds})
+    cells = [r for r in rows if "instances" not in r]  # a family's rows pool its instances
+    seeds = max((r["runs"] for r in cells), default=0)
+    short = sorted({f"{r['method']} q={r['batch']}" for r in cells if r["runs"] < seeds})
     lines = [
         "# Optimisation benchmark",
         "",
@@ -310,8 +450,13 @@ def markdown(summary: dict[str, Any], commands: list[str]) -> str:
     ]
     if short:
         lines += [f"Fewer than {seeds} seeds (see `runs`): {', '.join(short)}.", ""]
+    generated = [r for r in rows if "instances" in r]
+    if generated:
+        lines += _generated_summary(rows, generated)
     by_problem: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
+        if r["problem"].startswith("gen-") and "instances" not in r:
+            continue  # an instance: in the summary above, pooled in its family's section
         by_problem.setdefault(r["problem"], []).append(r)
     pool_head = ["method", "batch", "runs", "Top% end", "Top% at 25/50/75 % of budget"]
     pool_head += ["EF max", "AF(0.5)", "AF(0.8)", "s/proposal"]
@@ -347,10 +492,80 @@ def markdown(summary: dict[str, Any], commands: list[str]) -> str:
                 ratio = r["time_per_proposal_s"] / max(ax["time_per_proposal_s"], 1e-9)
                 vs = f"{q[1] - ax['final'][1]:+.2f}, {ratio:.2f}x"
             tt = r["to_target"]
-            target = f"{_f(tt['median'])} ({tt['not_reached']}) ≤{tt['target']:g}"
+            goal = "1 % of typical" if tt["target"] is None else f"{tt['target']:g}"
+            target = f"{_f(tt['median'])} ({tt['not_reached']}) ≤{goal}"
             lines.append(_cells([*first, final, along, target, f"{r['failed']:g}", t, vs]))
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _generated_summary(rows: list[dict[str, Any]], families: list[dict[str, Any]]) -> list[str]:
+    """Generated families at a glance: each method's pooled final regret and time against
+    Ax's, how many families each method beats Ax on, and the median per instance."""
+    lines = [
+        "## Generated instances (bench/generated.py)",
+        "",
+        "Randomly shifted, scaled and permuted test functions (trials: per run, 10 per dimension",
+        "unless the command says otherwise); regret in the function's own units, (best -",
+        "optimum) / a, pooled over instances and seeds. Per method: final log10 regret median",
+        "[25th, 75th percentile], difference of medians to Ax's (negative: better), median",
+        "s/proposal and its ratio to Ax's.",
+        "",
+    ]
+    head = ["family", "method", "batch", "runs", "trials", "final log10", "vs ax"]
+    head += ["s/proposal", "x ax"]
+    lines += [_cells(head), _cells(["---"] * len(head))]
+    score: dict[tuple[str, int], list[int]] = {}
+    for r in families:
+        if "final" not in r:
+            lines.append(_cells([r["problem"], r["method"], str(r["batch"]), str(r["runs"])]))
+            continue
+        ax = next(
+            (
+                x
+                for x in families
+                if x["problem"] == r["problem"]
+                and x["method"] == "ax"
+                and x["batch"] == r["batch"]
+                and "final" in x
+            ),
+            None,
+        )
+        q, t = r["final"], r["time_per_proposal_s"]
+        vs = ratio = ""
+        if ax is not None and r["method"] != "ax":
+            d = q[1] - ax["final"][1]
+            vs, ratio = f"{d:+.2f}", f"{t / max(ax['time_per_proposal_s'], 1e-9):.2f}"
+            tally = score.setdefault((r["method"], r["batch"]), [0, 0, 0])
+            tally[0 if d < 0 else 1 if d == 0 else 2] += 1
+        final = f"{q[1]:.2f} [{q[0]:.2f}, {q[2]:.2f}]"
+        cells = [r["problem"], r["method"], str(r["batch"]), str(r["runs"]), str(r["trials"])]
+        cells += [final, vs]
+        lines.append(_cells([*cells, f"{t:.2f}", ratio]))
+    lines.append("")
+    for (method, batch), (won, tied, lost) in sorted(score.items()):
+        lines.append(
+            f"- {method} q={batch}: median better than Ax's on {won}, equal on {tied}, "
+            f"worse on {lost} of {won + tied + lost} families"
+        )
+    methods = sorted({(r["method"], r["batch"]) for r in families})
+    names = sorted({n for r in families for n in r["instances"]})
+    by_cell = {(r["problem"], r["method"], r["batch"]): r for r in rows}
+    head = ["instance", *(f"{m} q={b}" for m, b in methods)]
+    lines += [
+        "",
+        "Median final log10 regret (function units) per instance:",
+        "",
+        _cells(head),
+        _cells(["---"] * len(head)),
+    ]
+    for name in names:
+        cells = [name]
+        for m, b in methods:
+            cell = by_cell.get((name, m, b), {})
+            cells.append(f"{cell['final'][1]:.2f}" if "final" in cell else "")
+        lines.append(_cells(cells))
+    return [*lines, ""]
 
 
 def _cells(cells: list[str]) -> str:
@@ -370,11 +585,26 @@ def main() -> None:
         "--problems",
         default="branin,hartmann6,ackley6,emt_alloy,branincurrin,dtlz2,mixed_mo,liang_p3ht,liang_perovskite,branin_fail",
     )
-    ap.add_argument("--methods", default="loopctl,ax,sobol")
+    ap.add_argument(
+        "--methods",
+        default="loopctl,ax,sobol",
+        help="comma-separated; loopctl[-<method>][:key=value,...] takes options (see above)",
+    )
+    ap.add_argument(
+        "--instances",
+        default="0-4",
+        help="generated instances for gen and gen-<family>: 0-4, or 0,2,7",
+    )
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--batch", default="1,4")
     ap.add_argument(
         "--budget", type=int, default=None, help="trials per run (default: each problem's own)"
+    )
+    ap.add_argument(
+        "--gen-trials-per-dim",
+        type=int,
+        default=None,
+        help="trials per dimension for generated problems (default: theirs, 10)",
     )
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default="bench/regret.json")
@@ -403,15 +633,25 @@ def main() -> None:
             records, commands = got["records"], got.get("commands", [])
         commands.append(command)
         done = {(r["problem"], r["method"], r["batch"], r["seed"]) for r in records}
+        instances = _instances(args.instances)
+        names = [n for t in args.problems.split(",") for n in generated_names(t, instances)]
+        kinds = {n: problem(n).kind for n in names}
+        methods = split_methods(args.methods)
+        bases = {m: parse_method(m).base for m in methods}  # fails early on a bad option
+        budgets = {n: args.budget for n in names}
+        if args.budget is None and args.gen_trials_per_dim is not None:
+            for n in names:
+                if n.startswith("gen-"):
+                    budgets[n] = args.gen_trials_per_dim * len(problem(n).space)
         jobs = [
-            (p, m, int(b), s, args.budget)
+            (p, m, int(b), s, budgets[p])
             for s in range(args.seeds)
-            for p in args.problems.split(",")
-            for m in args.methods.split(",")
+            for p in names
+            for m in methods
             for b in args.batch.split(",")
             if (p, m, int(b), s) not in done
-            and not (m == "loopctl-nofail" and problems()[p].kind != "fail")
-            and not (m == "loopctl-nsga2" and problems()[p].kind != "multi")
+            and not (bases[m] == "loopctl-nofail" and kinds[p] != "fail")
+            and not (bases[m] == "loopctl-nsga2" and kinds[p] != "multi")
         ]
         print(f"{len(jobs)} runs on {args.workers} workers", flush=True)
         t0 = time.time()
@@ -432,6 +672,14 @@ def main() -> None:
     if args.markdown:
         Path(args.markdown).write_text(markdown(summary, commands or [command]))
         print(f"wrote {args.markdown}")
+
+
+def _instances(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        low, dash, high = part.partition("-")
+        out += list(range(int(low), int(high) + 1)) if dash else [int(low)]
+    return out
 
 
 if __name__ == "__main__":

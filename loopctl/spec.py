@@ -31,6 +31,7 @@ STRATEGY_OPTIONS: dict[str, tuple[str, ...] | type] = {
     "center_point": bool,
     "learn_failures": bool,
     "warp_outcomes": bool,
+    "winsorize": bool,
     "nsga2_bound": ("ucb", "mean"),
 }
 EMT_ELEMENTS = ("Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt")

@@ -161,3 +161,16 @@ def test_backtest_names_what_it_cannot_use(tmp_path: Path) -> None:
         "backtest", str(campaign), "--data", str(data), "--column", "y=yield", check=False
     )
     assert bad.returncode == 1 and "row" in bad.stderr and "k" in bad.stderr
+
+
+def test_a_campaign_with_two_objectives_is_scored_on_the_first(tmp_path: Path) -> None:
+    campaign, data = write_pool(tmp_path)
+    spec = yaml.safe_load(campaign.read_text())
+    spec["objectives"].append({"name": "cost", "goal": "minimize"})
+    spec["outcome_constraints"] = [{"name": "cost", "op": "<=", "bound": 3}]
+    campaign.write_text(yaml.safe_dump(spec))
+    result = backtest(
+        campaign, data, strategies=["random"], seeds=2, budget=5, workers=1, out=tmp_path / "o"
+    )
+    assert result.summary["objective"] == "y" and result.summary["goal"] == "minimize"
+    assert result.summary["arms"]["random"]["runs"] == 2

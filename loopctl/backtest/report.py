@@ -64,6 +64,7 @@ def summarise(
         "n_tied_top": len(top),
         "budget": horizon,
         "replicates_averaged": scenario.replicates,
+        "data_rows_outside_pool": scenario.unmatched,
         "random": {
             "top": rand.tolist(),
             "cycles_to": {f"{a:g}": metrics.random_cycles_to(scenario.n_pool, a) for a in LEVELS},

@@ -64,8 +64,9 @@ def campaign_spec(
     raw["seed"] = seed
     raw["strategy"] = arm.strategy(initial)
     raw["budget"] = {"trials": budget}
-    for key in ("drivers", "oracle", "security", "robot"):
+    for key in ("drivers", "oracle", "security", "robot", "outcome_constraints"):
         raw.pop(key, None)  # the backtest is the oracle; nothing is spawned or connected
+    raw["objectives"] = [o for o in raw["objectives"] if o.get("name") == scenario.objective]
     return raw
 
 

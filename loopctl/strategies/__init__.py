@@ -56,9 +56,21 @@ def model_plan(spec: Spec) -> tuple[str, str]:
     if m > 1:
         return "mobo", f"{m} objectives: GPs + log-noisy EHVI"
     acq = planned_acquisition(spec)
+    model = SURROGATE_TEXT[str(spec.strategy.options.get("surrogate", "gp"))]
     if acq == "ucb" and "acquisition" not in spec.strategy.options:
-        return "botorch", "one objective over a pool: GP + UCB (log-noisy EI once a trial fails)"
-    return "botorch", f"one objective: GP + {'UCB' if acq == 'ucb' else 'log-noisy EI'}"
+        return (
+            "botorch",
+            f"one objective over a pool: {model} + UCB (log-noisy EI once a trial fails)",
+        )
+    return "botorch", f"one objective: {model} + {'UCB' if acq == 'ucb' else 'log-noisy EI'}"
+
+
+SURROGATE_TEXT = {
+    "gp": "GP",
+    "gp-matern": "Matern GP without priors",
+    "forest": "random forest",
+    "auto": "GP or random forest (chosen by leave-one-out at each proposal)",
+}
 
 
 def planned_acquisition(spec: Spec) -> str:

@@ -33,7 +33,7 @@ from loopctl.space import Space
 from loopctl.strategies import fused_kernel
 from loopctl.strategies.base import CampaignData
 from loopctl.strategies.forest import ForestModel
-from loopctl.strategies.warping import Warp
+from loopctl.strategies.warping import Warp, tukey_floor
 
 fused_kernel.no_jit()  # every model-based strategy imports this module
 
@@ -122,6 +122,11 @@ def training_data(data: CampaignData, notes: list[str]) -> Training:
         if bool((yvar < floor).any()):
             notes.append("standard errors below 1e-3 of the spread were raised to it")
         yvar = torch.maximum(yvar, floor)
+    # winsorize: Ax's clip of each objective's bad tail, before any warp (off by default)
+    if spec.strategy.options.get("winsorize", False):
+        k = len(objs)
+        floors = tensor([tukey_floor(y[:, j].numpy()) for j in range(k)])
+        y = torch.cat([torch.maximum(y[:, :k], floors), y[:, k:]], dim=1)
     warps = tuple(
         Warp.fit(y[:, j].numpy()) if j < len(objs) and spec.strategy.warp_outcomes else Warp()
         for j in range(len(names))
@@ -172,6 +177,8 @@ def _gp(
         covar = ScaleKernel(
             MaternKernel(nu=2.5, ard_num_dims=space.dim, batch_shape=batch), batch_shape=batch
         )
+        covar.outputscale = 1.0  # GPy's starting values, as the paper's GP started
+        covar.base_kernel.lengthscale = 1.0
     return SingleTaskGP(
         x,
         y,

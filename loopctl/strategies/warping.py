@@ -86,3 +86,15 @@ class Warp:
             u >= 0, (u.clamp_min(0) + 1) ** (self.lam - 1), (1 - u.clamp_max(0)) ** (1 - self.lam)
         )
         return d / self.scale
+
+
+def tukey_floor(y: np.ndarray) -> float:
+    """Ax's automatic winsorization of an objective, for the ``winsorize`` option: the lower
+    Tukey fence q1 - 1.5 (q3 - q1) of values oriented "larger is better", with q1 and q3 taken
+    outward (numpy's ``lower`` 25th and ``higher`` 75th percentiles) as Ax's ``Winsorize``
+    transform takes them (ax/adapter/transforms/winsorize.py). Values below it are raised to
+    it; the good tail, where the optimum is, is never touched."""
+    y = np.asarray(y, dtype=float).reshape(-1)
+    q1 = float(np.percentile(y, 25, method="lower"))
+    q3 = float(np.percentile(y, 75, method="higher"))
+    return q1 - 1.5 * (q3 - q1)
