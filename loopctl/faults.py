@@ -7,14 +7,18 @@ set ``LOOPCTL_FAULTS`` in that process's environment, e.g.::
     LOOPCTL_FAULTS="propose:2+,dispatch:5"
 
 ``STAGE:N`` raises :class:`InjectedFault` on the N-th pass through that stage only;
-``STAGE:N+`` on the N-th and every later pass. Stages are named where
-:func:`inject` is called (receive, decode, handle, commit, propose, dispatch). Without
-the variable, :func:`inject` is one dictionary look-up.
+``STAGE:N+`` on the N-th and every later pass; ``STAGE:N-M`` on passes N to M. Stages
+are named where :func:`inject` is called (receive, decode, handle, commit, propose,
+dispatch, disk_full). ``disk_full`` is the outside world's fault rather than ours: it
+raises what SQLite raises when a commit finds the disk full (a real tmpfs filled to the
+brim behaves the same, but a test cannot mount one everywhere). Without the variable,
+:func:`inject` is one dictionary look-up.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections import Counter
 
 ENV = "LOOPCTL_FAULTS"
@@ -24,12 +28,14 @@ class InjectedFault(RuntimeError):
     """Raised where a test asked for a fault; never raised in normal use."""
 
 
-def _parse(text: str) -> dict[str, tuple[int, bool]]:
-    plan: dict[str, tuple[int, bool]] = {}
+def _parse(text: str) -> dict[str, tuple[int, float]]:
+    """Each stage's passes to fail, first to last (inclusive)."""
+    plan: dict[str, tuple[int, float]] = {}
     for item in filter(None, (x.strip() for x in text.split(","))):
         stage, _, when = item.partition(":")
-        repeat = when.endswith("+")
-        plan[stage.strip()] = (int(when.rstrip("+") or "1"), repeat)
+        first, dash, last = when.rstrip("+").partition("-")
+        n = int(first or "1")
+        plan[stage.strip()] = (n, float("inf") if when.endswith("+") else int(last) if dash else n)
     return plan
 
 
@@ -42,6 +48,8 @@ def inject(stage: str) -> None:
     if not _PLAN or stage not in _PLAN:
         return
     _calls[stage] += 1
-    n, repeat = _PLAN[stage]
-    if _calls[stage] == n or (repeat and _calls[stage] > n):
+    first, last = _PLAN[stage]
+    if first <= _calls[stage] <= last:
+        if stage == "disk_full":
+            raise sqlite3.OperationalError("database or disk is full")
         raise InjectedFault(f"injected fault at stage {stage!r} (pass {_calls[stage]})")

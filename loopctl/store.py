@@ -27,6 +27,7 @@ from typing import Any
 
 import sqlite_utils
 
+from loopctl import faults
 from loopctl.canonical import canonical, sha256_hex
 from loopctl.errors import CampaignLocked, StoreError
 
@@ -233,6 +234,7 @@ class Store:
         b = Batch(self)
         try:
             yield b
+            faults.inject("disk_full")
             self.conn.execute("COMMIT")
         except BaseException as exc:
             self._last = None

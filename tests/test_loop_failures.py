@@ -107,3 +107,26 @@ def test_a_fault_that_repeats_or_kills_a_task_stops_loudly(
     assert "last error:" in st and "injected fault" in st, st
     assert "stopped: error" in st, st
     assert loopctl("audit", str(db)).returncode == 0
+
+
+@pytest.mark.parametrize("method", ["sobol", "botorch"])
+def test_the_campaign_goes_on_by_itself_once_a_full_disk_has_room_again(
+    tmp_path: Path, procs: Procs, ipc: str, method: str
+) -> None:
+    """Every commit from the 6th to the 40th finds the disk full (the timer commits every
+    0.1 s, so a few seconds of it), then space is back. Seen before: the campaign recorded
+    the pending result and then hung at '1 proposed' with a live, idle driver."""
+    path = branin(
+        tmp_path,
+        strategy={"method": method, "initial_trials": 3},
+        budget={"trials": 8},
+        execution=EXE,
+    )
+    db = tmp_path / "full.db"
+    ctl = procs.controller(path, db, ipc, env={"LOOPCTL_FAULTS": "disk_full:6-40"})
+    drv = procs.driver(ipc, "honest", "--latency", "0.05")
+    assert procs.exit_code(ctl, 120) == 0, procs.log("controller.log")
+    assert procs.exit_code(drv, 20) == 0
+    assert "the disk is full" in procs.log("controller.log")
+    assert db_rows(db, "SELECT status, COUNT(*) FROM trials GROUP BY status") == [("completed", 8)]
+    assert loopctl("audit", str(db)).returncode == 0
