@@ -161,10 +161,6 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument(
             "--operator", default=None, help="who is deciding (default: your login name); recorded"
         )
-        c.add_argument(
-            "--key", metavar="FILE", help="your CURVE secret key, if the controller uses CURVE"
-        )
-        c.add_argument("--server-key", metavar="FILE", help="the controller's public key")
         c.set_defaults(func=cmd_operator, action=action)
 
     c = sub.add_parser(
@@ -647,8 +643,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
         body["reason"] = args.reason
     if getattr(args, "values", None):
         body["parameters"] = _parse_settings(args.values)
-    curve = (args.key, args.server_key) if args.key else None
-    print(send_command(args.db, body, curve))
+    print(send_command(args.db, body))
     return 0
 
 

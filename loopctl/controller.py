@@ -22,8 +22,10 @@ import json
 import logging
 import math
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,9 +35,8 @@ from typing import Any, Protocol
 import zmq
 import zmq.asyncio
 
-from loopctl import faults, ledger, lifecycle, protocol
+from loopctl import faults, ledger, lifecycle, operator, protocol
 from loopctl.errors import LoopctlError, ProtocolError, StoreError, TrialError, ValidationError
-from loopctl.operator import apply_command
 from loopctl.security import Curve, fingerprint, secure_server
 from loopctl.space import Space
 from loopctl.spec import AUTO_TIMEOUT_FACTOR, AUTO_TIMEOUT_FIRST, AUTO_TIMEOUT_FLOOR, Spec
@@ -204,6 +205,9 @@ class Controller:
         self._raw: zmq.Socket[bytes] | None = None
         self._auth: Any = None
         self.endpoint = ""
+        self.ops: zmq.asyncio.Socket | None = None  # operator commands: see loopctl.operator
+        self.operator_endpoint = ""
+        self._ops_dir: str | None = None
         self.drivers: dict[bytes, DriverConn] = {}
         self.started = time.monotonic()
         self.stop_reason: str | None = None
@@ -235,6 +239,11 @@ class Controller:
             raise LoopctlError(f"cannot bind {endpoint}: {exc}") from None
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._raw = zmq.Socket.shadow(self.sock.underlying)
+        self._ops_dir = tempfile.mkdtemp(prefix="loopctl-")  # mode 0700: this user only
+        self.ops = self.ctx.socket(zmq.ROUTER)
+        self.ops.setsockopt(zmq.LINGER, 500)
+        self.operator_endpoint = f"ipc://{self._ops_dir}/operator"
+        self.ops.bind(self.operator_endpoint)
         return self.endpoint
 
     async def run(self) -> str:
@@ -255,6 +264,7 @@ class Controller:
                     "pid": os.getpid(),
                     "host": socket.gethostname(),
                     "endpoint": self.endpoint,
+                    "operator": self.operator_endpoint,
                     "target": self.target,
                 },
             )
@@ -263,6 +273,7 @@ class Controller:
         tasks = [
             asyncio.create_task(self._receive(), name="receive"),
             asyncio.create_task(self._tick(), name="timer"),
+            asyncio.create_task(self._operate(), name="operator"),
         ]
         for t in tasks:
             t.add_done_callback(self._watchdog)
@@ -333,6 +344,10 @@ class Controller:
             log.error("%s", exc)
         await asyncio.sleep(0.05)
         self.sock.close(linger=500)
+        if self.ops is not None:
+            self.ops.close(linger=500)
+        if self._ops_dir is not None:
+            shutil.rmtree(self._ops_dir, ignore_errors=True)
         if self._auth is not None:
             self._auth.stop()
         self.ctx.term()
@@ -384,6 +399,36 @@ class Controller:
                 return True
 
             await self._commit(work, partial(self._unrecorded, frames))
+            self._wake.set()
+
+    async def _operate(self) -> None:
+        """Operator commands, one transaction each, answered once committed (or refused:
+        then nothing was recorded and the operator is told so)."""
+        assert self.ops is not None
+        while True:
+            parts = await self.ops.recv_multipart()
+            if len(parts) != 2:
+                continue  # not from loopctl's own client: nothing to answer to
+            replies: list[protocol.Message] = []
+
+            def work(
+                b: Batch, out: Outbox, frame: bytes = parts[1], replies: list[Any] = replies
+            ) -> bool:
+                replies.append(operator.answer(b, self.spec, self.space, frame))
+                self._guarded(b, out, "dispatch", self._dispatch)
+                return True
+
+            if not await self._commit(work):
+                replies = [
+                    protocol.make(
+                        "ERROR",
+                        code="not_recorded",
+                        message="the controller cannot write its database right now; "
+                        "nothing was recorded: try again",
+                        ref=protocol.message_id(parts[1]),
+                    )
+                ]
+            await self.ops.send_multipart([parts[0], protocol.encode(replies[0])])
             self._wake.set()
 
     def _unrecorded(self, frames: list[_Frames], out: Outbox) -> None:
@@ -529,11 +574,13 @@ class Controller:
         if msg.type == "HELLO":
             self._hello(b, identity, msg, out, user)
             return
-        if msg.type == "COMMAND":  # an operator, not a driver: no HELLO
-            done = apply_command(b, self.spec, self.space, msg.body)
-            log.info("operator %s: %s", msg.body["operator"], done)
-            out.put(identity, protocol.make("DONE", message=done, ref=msg.id))
-            return
+        if msg.type == "COMMAND":
+            raise ProtocolError(
+                "not_operator",
+                "operator commands are taken on the controller's operator socket only, "
+                "which only its user on its machine can reach: run loopctl approve/pause/... "
+                "there",
+            )
         d = self.drivers.get(identity)
         if d is None:
             raise ProtocolError(

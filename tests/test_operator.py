@@ -80,3 +80,41 @@ def test_commands_apply_to_a_stopped_campaign(tmp_path: Path) -> None:
     r = loopctl("suggest", str(db), "--set", "x1=1", "--set", "x2=2")
     assert "controller not running" in r.stdout
     assert statuses(db)["T0002"] == "approved"
+
+
+def test_a_driver_socket_cannot_command(tmp_path: Path, procs: Procs) -> None:
+    """COMMAND on the drivers' socket is refused and records nothing; the operator socket
+    sits in a directory only the controller's user can enter, and `loopctl pause` uses it."""
+    import os
+    import stat
+
+    import zmq
+
+    from loopctl import protocol
+
+    spec = branin(tmp_path, strategy={"method": "sobol"}, budget={"trials": 3})
+    db = tmp_path / "op.db"
+    ctl = procs.controller(spec, db, TCP_ANY)
+    ep = procs.endpoint(ctl)
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(ep)
+        sock.send(protocol.encode(protocol.make("COMMAND", action="pause", operator="mallory")))
+        assert sock.poll(int(scaled(20) * 1000)), "no answer to COMMAND on the drivers' socket"
+        reply = json.loads(sock.recv())
+    finally:
+        sock.close()
+        ctx.term()
+    assert reply["type"] == "ERROR" and reply["code"] == "not_operator", reply
+    assert count(db, "SELECT COUNT(*) FROM events WHERE kind = 'campaign_paused'") == 0
+    (payload,) = db_rows(db, "SELECT payload FROM events WHERE kind = 'controller_started'")[0]
+    path = json.loads(payload)["operator"].removeprefix("ipc://")
+    assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+    assert "dispatching paused" in loopctl("pause", str(db), "--operator", "ann").stdout
+    assert count(db, "SELECT COUNT(*) FROM events WHERE kind = 'campaign_paused'") == 1
+    procs.driver(ep, "d")  # paused: it waits; unpaused, the campaign ends
+    loopctl("unpause", str(db))
+    assert procs.exit_code(ctl, 60) == 0, procs.log("controller.log")
+    assert not os.path.exists(os.path.dirname(path))  # cleaned up on the way out
