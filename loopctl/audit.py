@@ -46,6 +46,9 @@ _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
         f"controller started, pid {p.get('pid')} at {p.get('endpoint')}"
     ),
     "controller_stopped": lambda p: f"controller stopped: {p.get('reason')}",
+    "run_settings": lambda p: (
+        f"run with {p.get('trials')} trials at {p.get('endpoint')}, sync {p.get('synchronous')}"
+    ),
     "campaign_finished": lambda p: f"campaign finished: {p.get('reason')}",
     "proposal_made": lambda p: (
         f"{p['id']} by {p['strategy']} ({p['version']}): {', '.join(p['trial_ids'])}"

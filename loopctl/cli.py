@@ -17,6 +17,7 @@ from loopctl.errors import LoopctlError
 
 EXAMPLE = Path(__file__).with_name("example-campaign.yaml")
 DEMO = Path(__file__).resolve().parents[1] / "campaigns" / "alloy-mixing.yaml"
+DEFAULT_BIND = "tcp://127.0.0.1:*"  # a free port on loopback, printed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -284,11 +285,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _controller_options(c: argparse.ArgumentParser) -> None:
     c.add_argument(
         "--bind",
-        default="tcp://127.0.0.1:*",
         metavar="ENDPOINT",
-        help="where drivers connect (default: a free port on 127.0.0.1, printed)",
+        help="where drivers connect (default: a free port on 127.0.0.1, printed; for resume, "
+        "the endpoint the campaign last ran at, where its drivers are still knocking)",
     )
-    c.add_argument("--trials", type=int, metavar="N", help="override budget.trials")
+    c.add_argument(
+        "--trials",
+        type=int,
+        metavar="N",
+        help="override budget.trials (kept: resume goes on with it unless told otherwise)",
+    )
     c.add_argument(
         "--spawn-drivers",
         type=int,
@@ -299,9 +305,8 @@ def _controller_options(c: argparse.ArgumentParser) -> None:
     c.add_argument(
         "--sync",
         choices=("FULL", "NORMAL"),
-        default="FULL",
-        help="SQLite durability: FULL survives a power cut (default), NORMAL only a "
-        "crash of the process",
+        help="SQLite durability: FULL survives a power cut (default; resume: what the "
+        "campaign last ran with), NORMAL only a crash of the process",
     )
     c.add_argument(
         "--curve-secret-key",
@@ -421,10 +426,10 @@ def cmd_start(args: argparse.Namespace) -> int:
     return run_campaign(
         spec,
         args.db,
-        bind=args.bind,
+        bind=args.bind or DEFAULT_BIND,
         trials=args.trials,
         spawn=args.spawn_drivers,
-        sync=args.sync,
+        sync=args.sync or "FULL",
         security=args,
     )
 
@@ -441,7 +446,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_campaign(
         spec,
         db,
-        bind="tcp://127.0.0.1:*",
+        bind=DEFAULT_BIND,
         trials=args.trials,
         spawn=args.spawn_drivers,
         sync="FULL",
@@ -472,20 +477,31 @@ def run_campaign(
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from loopctl.controller import check_bindable
     from loopctl.integrity import stored_spec
     from loopctl.store import Store
 
-    store = Store.open(args.db, synchronous=args.sync)
+    store = Store.open(args.db, synchronous=args.sync or "FULL")
     try:
         spec = stored_spec(store)
-        curve = _check_run_options(spec, args.trials, args.spawn_drivers, args.bind, args)
-        earlier = (store.meta("controller") or {}).get("target")
+        earlier = store.run_settings()  # what the campaign last ran with
+        store.set_synchronous(args.sync or earlier.get("synchronous") or "FULL")
+        bind = args.bind or earlier.get("endpoint") or DEFAULT_BIND
+        curve = _check_run_options(spec, args.trials, args.spawn_drivers, bind, args)
+        if not args.bind and earlier.get("endpoint"):
+            try:
+                check_bindable(bind)
+            except LoopctlError as exc:
+                raise LoopctlError(
+                    f"{exc}; it is the endpoint this campaign last ran at (drivers left running "
+                    "keep calling it): free it, or choose another with --bind"
+                ) from None
     except BaseException:
         store.close()
         raise
-    trials = args.trials or earlier
+    trials = args.trials or earlier.get("trials")
     return _run(
-        store, spec, args.db, bind=args.bind, trials=trials, spawn=args.spawn_drivers, curve=curve
+        store, spec, args.db, bind=bind, trials=trials, spawn=args.spawn_drivers, curve=curve
     )
 
 

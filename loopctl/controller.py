@@ -268,6 +268,13 @@ class Controller:
                     "target": self.target,
                 },
             )
+            settings = {
+                "trials": self.target,
+                "endpoint": self.endpoint,
+                "synchronous": self.store.synchronous,
+            }
+            if self.store.run_settings() != settings:  # what `resume` will use
+                b.add("run_settings", None, settings)
             self._recover(b)
         self._check_done()
         tasks = [

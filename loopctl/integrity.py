@@ -39,6 +39,7 @@ META_KEYS = {  # event kind -> the meta rows it writes, to name the event behind
     "controller_started": ("controller",),
     "controller_stopped": ("controller",),
     "campaign_finished": ("finished",),
+    "run_settings": ("run_settings",),
     "campaign_paused": ("paused",),
     "campaign_unpaused": ("paused",),
 }

@@ -18,7 +18,7 @@ def campaign_status(path: str) -> dict[str, Any]:
         counts.update(store.counts())
         own = ledger.run_counts(store)
         controller = store.meta("controller") or {}
-        target = controller.get("target") or spec.budget.trials
+        target = store.run_settings().get("trials") or spec.budget.trials
         running = is_locked(path)
         drivers = [
             {"name": d["name"], "kind": d["kind"], "status": d["status"], "capacity": d["capacity"]}
@@ -61,11 +61,14 @@ def campaign_status(path: str) -> dict[str, Any]:
 
 def format_status(st: dict[str, Any]) -> str:
     ctl = st["controller"]
-    state = (
-        f"running at {ctl.get('endpoint')} (pid {ctl.get('pid')})"
-        if ctl["running"]
-        else "not running"
-    )
+    if ctl["running"] and ctl.get("stopped") is None and ctl.get("pid"):
+        state = f"running at {ctl.get('endpoint')} (pid {ctl.get('pid')})"
+    elif ctl["running"]:
+        state = "starting (the database is held, the controller is not listening yet)"
+    elif ctl.get("pid") and ctl.get("stopped") is None:
+        state = f"not running: its controller (pid {ctl['pid']}) ended without stopping (killed?)"
+    else:
+        state = "not running"
     if st.get("finished"):
         state += f"; finished: {st['finished'].get('reason')}"
     elif not ctl["running"] and ctl.get("stopped"):

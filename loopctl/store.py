@@ -124,6 +124,7 @@ class Store:
         self._in_batch = False
         self._last: tuple[int, str] | None = None
         self._params: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.synchronous = "FULL"
 
     # ------------------------------------------------------------------ opening
 
@@ -204,7 +205,27 @@ class Store:
             if lock_fd is not None:
                 os.close(lock_fd)
             raise StoreError(f"{path}: cannot open campaign database: {_explain(exc)}") from None
-        return cls(path, conn, lock_fd)
+        store = cls(path, conn, lock_fd)
+        store.synchronous = synchronous.upper()
+        return store
+
+    def set_synchronous(self, mode: str) -> None:
+        """What a resumed campaign ran with before, unless told otherwise."""
+        if mode.upper() not in SYNC_MODES:
+            raise StoreError(f"synchronous must be one of {', '.join(SYNC_MODES)}")
+        self.conn.execute(f"PRAGMA synchronous = {mode.upper()}")
+        self.synchronous = mode.upper()
+
+    def run_settings(self) -> dict[str, Any]:
+        """How the campaign was last run: trials (the budget), endpoint, synchronous. What
+        `resume` uses unless told otherwise; older databases have only the controller's
+        last target."""
+        settings = dict(self.meta("run_settings") or {})
+        if "trials" not in settings:
+            target = (self.meta("controller") or {}).get("target")
+            if target:
+                settings["trials"] = target
+        return settings
 
     def close(self) -> None:
         self.conn.close()
@@ -511,6 +532,13 @@ def _p_controller(conn: sqlite3.Connection, ev: Event) -> None:
     )
 
 
+def _p_run_settings(conn: sqlite3.Connection, ev: Event) -> None:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'run_settings'").fetchone()
+    merged = json.loads(row[0]) if row else {}
+    merged.update({k: v for k, v in ev.payload.items() if v is not None})
+    _set_meta(conn, "run_settings", merged)
+
+
 def _p_finished(conn: sqlite3.Connection, ev: Event) -> None:
     _set_meta(conn, "finished", dict(ev.payload, at=ev.time))
 
@@ -649,6 +677,7 @@ _PROJECTIONS = {
     "controller_started": _p_controller,
     "controller_stopped": _p_controller_stopped,
     "campaign_finished": _p_finished,
+    "run_settings": _p_run_settings,
     "proposal_made": _p_proposal,
     "trial_proposed": _p_trial_new,
     "trial_imported": _p_trial_new,

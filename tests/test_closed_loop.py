@@ -133,6 +133,41 @@ def test_sigterm_stops_cleanly_then_resume_reuses_the_driver(
         assert store.verify_chain()[0]
 
 
+def test_resume_keeps_the_overrides_and_the_endpoint_of_the_start(
+    tmp_path: Path, procs: Procs
+) -> None:
+    """`start --trials 6 --sync NORMAL` on a free port, killed twice: each plain `resume`
+    goes on with 6 trials, NORMAL and the same port, where the driver left running (with
+    a result in hand, maybe) calls back. Before, resume fell back to the file's 20 trials
+    and a new port."""
+    spec = branin(
+        tmp_path,
+        strategy={"method": "sobol"},
+        budget={"trials": 20},
+        execution={"heartbeat_interval": 0.2, "heartbeat_timeout": 1.5},
+    )
+    db = tmp_path / "o.db"
+    ctl = procs.controller(spec, db, TCP_ANY, "--trials", "6", "--sync", "NORMAL")
+    ep = procs.endpoint(ctl)
+    drv = procs.driver(ep, "d", "--latency", "0.3")
+    for kill in range(2):
+        wait_for(lambda k=kill: completed(db) >= 2 * k + 1, 30, "a result")
+        ctl.send_signal(signal.SIGKILL)
+        procs.exit_code(ctl, 10)
+        st = loopctl("status", str(db)).stdout
+        assert "budget: " in st and " of 6 completed" in st, st
+        assert "ended without stopping" in st, st
+        ctl = procs.start("-v", "resume", str(db), log=f"resume{kill}.log")
+        assert procs.endpoint(ctl) == ep
+    assert procs.exit_code(ctl, 90) == 0, procs.log("resume1.log")
+    assert procs.exit_code(drv, 20) == 0  # it found the campaign again, to its end
+    assert completed(db) == 6
+    with Store.open(db, readonly=True) as store:
+        assert store.run_settings() == {"trials": 6, "endpoint": ep, "synchronous": "NORMAL"}
+    assert count(db, "SELECT COUNT(*) FROM events WHERE kind = 'run_settings'") == 1
+    assert loopctl("audit", str(db)).returncode == 0
+
+
 def test_second_writer_is_refused_while_controller_runs(tmp_path: Path, procs: Procs) -> None:
     spec = branin(tmp_path, strategy={"method": "sobol"})
     db = tmp_path / "l.db"
