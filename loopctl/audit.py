@@ -46,6 +46,10 @@ _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
         f"controller started, pid {p.get('pid')} at {p.get('endpoint')}"
     ),
     "controller_stopped": lambda p: f"controller stopped: {p.get('reason')}",
+    "trial_amended": lambda p: (
+        f"amended by {p.get('operator')} ({p.get('reason')}): "
+        f"{_outcomes({'outcomes': p['previous']})} -> {_outcomes(p)}"
+    ),
     "run_settings": lambda p: (
         f"run with {p.get('trials')} trials at {p.get('endpoint')}, sync {p.get('synchronous')}"
     ),

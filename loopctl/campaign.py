@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopctl import ledger, lifecycle
+from loopctl.errors import TrialError
 from loopctl.integrity import stored_spec
 from loopctl.space import Space
 from loopctl.spec import Spec, load_spec, parse_spec
@@ -99,11 +100,39 @@ class Campaign:
     def tell(
         self, trial_id: str, outcomes: Mapping[str, Any], metadata: Mapping[str, Any] | None = None
     ) -> None:
-        """Record a result: ``{"objective": value}`` or ``{"objective": (mean, sem)}``."""
+        """Record a result: ``{"objective": value}`` or ``{"objective": (mean, sem)}``.
+
+        Telling the same values again does nothing; other values for a trial that has its
+        result raise :class:`TrialError` (see :meth:`amend`)."""
+        t = self.store.trial(trial_id)
+        if t is not None and t["status"] == lifecycle.COMPLETED:
+            ledger.check_retold(self.store, self.spec, trial_id, outcomes)
+            return
         with self.store.batch() as b:
             ledger.record_result(b, self.spec, trial_id, outcomes, API_DRIVER, metadata)
 
+    def amend(
+        self, trial_id: str, outcomes: Mapping[str, Any], reason: str, operator: str | None = None
+    ) -> str:
+        """Correct a recorded result (a mis-typed value, a re-calibrated instrument): the
+        given outcomes replace the old ones for every reader, the strategy included, and
+        the log keeps both, with the operator (default: your login), time and reason."""
+        import getpass
+
+        with self.store.batch() as b:
+            return ledger.record_amendment(
+                b, self.spec, trial_id, outcomes, reason, operator or getpass.getuser()
+            )
+
     def fail(self, trial_id: str, reason: str, retryable: bool = False) -> None:
+        """Say a trial could not be measured; a trial that has its result cannot fail."""
+        t = self.store.trial(trial_id)
+        if t is not None and t["status"] == lifecycle.COMPLETED:
+            raise TrialError(
+                "already_completed",
+                f"trial {trial_id} already has a result; it cannot fail now (to correct the "
+                "result, use amend)",
+            )
         with self.store.batch() as b:
             ledger.record_failure(
                 b, trial_id, reason, retryable, API_DRIVER, self.spec.execution.retries

@@ -142,12 +142,23 @@ def build_parser() -> argparse.ArgumentParser:
         ("suggest", "queue a candidate of your own (validated like any other)"),
         ("pause", "stop dispatching; trials in flight carry on"),
         ("unpause", "dispatch again after a pause"),
+        ("amend", "correct a recorded result (the old value stays in the log, with your reason)"),
     ):
         c = sub.add_parser(action, help=text)
         c.add_argument("db", metavar="PATH", help="campaign database")
         if action in ("approve", "reject"):
             c.add_argument("trials", nargs="+", metavar="TRIAL", help="trial ids, e.g. T0007")
-        if action == "reject":
+        if action == "amend":
+            c.add_argument("trials", nargs=1, metavar="TRIAL", help="the trial, e.g. T0007")
+            c.add_argument(
+                "--set",
+                dest="outcomes",
+                action="append",
+                required=True,
+                metavar="NAME=VALUE",
+                help="a corrected outcome (repeat for each; the others keep their values)",
+            )
+        if action in ("reject", "amend"):
             c.add_argument("--reason", required=True, help="why (kept with the trial)")
         if action == "suggest":
             c.add_argument(
@@ -659,6 +670,8 @@ def cmd_operator(args: argparse.Namespace) -> int:
         body["reason"] = args.reason
     if getattr(args, "values", None):
         body["parameters"] = _parse_settings(args.values)
+    if getattr(args, "outcomes", None):
+        body["outcomes"] = _parse_settings(args.outcomes)
     print(send_command(args.db, body))
     return 0
 

@@ -150,6 +150,52 @@ def record_result(
     return True
 
 
+def check_retold(store: Store, spec: Spec, tid: str, outcomes: Any) -> None:
+    """`tell` on a trial that has its result: the same values again are a harmless retry;
+    anything else is refused, pointing at the audited way to correct a result."""
+    if validate_outcomes(spec, outcomes) != _recorded(store, tid):
+        raise TrialError(
+            "already_completed",
+            f"trial {tid} already has a result ({_describe(_recorded(store, tid))}); a "
+            "result is not overwritten: correct it with Campaign.amend(...) or "
+            "`loopctl amend DB TRIAL --set NAME=VALUE --reason ...` (kept in the log)",
+        )
+
+
+def _recorded(store: Store, tid: str) -> dict[str, dict[str, Any]]:
+    rows = store.conn.execute(
+        "SELECT metric, value, sem FROM observations WHERE trial_id = ?", (tid,)
+    ).fetchall()
+    return {m: {"value": v, "sem": s} for m, v, s in rows}
+
+
+def _describe(outcomes: Mapping[str, Mapping[str, Any]]) -> str:
+    return ", ".join(f"{m}={o['value']:.6g}" for m, o in outcomes.items())
+
+
+def record_amendment(
+    b: Batch, spec: Spec, tid: str, changes: Mapping[str, Any], reason: str, operator: str
+) -> str:
+    """An operator corrects a recorded result: the new values replace the old for every
+    reader (strategies included) and both stay in the log, with who, when and why."""
+    t = _trial(b.store, tid)
+    lifecycle.check("trial_amended", tid, t["status"])
+    if not reason.strip():
+        raise ValidationError(f"amend {tid}: give a reason (it is kept with the correction)")
+    previous = _recorded(b.store, tid)
+    merged: dict[str, Any] = {m: dict(o) for m, o in previous.items()}
+    merged.update(changes)
+    clean = validate_outcomes(spec, merged, f"amend {tid}")
+    if clean == previous:
+        raise ValidationError(f"amend {tid}: nothing changes ({_describe(previous)})")
+    b.add(
+        "trial_amended",
+        tid,
+        {"outcomes": clean, "previous": previous, "reason": reason, "operator": operator},
+    )
+    return f"amended {tid}: {_describe(previous)} -> {_describe(clean)}"
+
+
 def record_failure(
     b: Batch, tid: str, reason: str, retryable: bool, driver: str | None, retries: int
 ) -> str:
@@ -413,7 +459,7 @@ class DataView:
             self.status[tid] = lifecycle.IN_DOUBT
         elif kind in ("trial_failed", "trial_interrupted", "trial_abandoned"):
             self.status[tid] = p["status"]
-        if kind in ("trial_completed", "trial_imported"):
+        if kind in ("trial_completed", "trial_imported", "trial_amended"):
             self.status[tid] = lifecycle.COMPLETED
             self.outcomes[tid] = {m: (o["value"], o.get("sem")) for m, o in p["outcomes"].items()}
 

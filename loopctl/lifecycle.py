@@ -31,6 +31,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "trial_reclaimed": frozenset({IN_DOUBT}),  # its driver came back still holding it
     "trial_interrupted": frozenset({RUNNING, IN_DOUBT}),
     "trial_abandoned": frozenset({PROPOSED, APPROVED, RUNNING, IN_DOUBT}),
+    "trial_amended": frozenset({COMPLETED}),  # an operator's correction, kept in the log
 }
 
 

@@ -1,4 +1,4 @@
-"""Operator commands on a campaign: approve, reject, suggest, pause, unpause.
+"""Operator commands on a campaign: approve, reject, suggest, pause, unpause, amend.
 
 The same function records them whether the controller runs (it receives a
 COMMAND on its operator socket and applies it in its own transaction) or not (the
@@ -24,7 +24,7 @@ from loopctl.store import Batch
 
 log = logging.getLogger("loopctl.controller")
 
-ACTIONS = ("approve", "reject", "suggest", "pause", "unpause")
+ACTIONS = ("approve", "reject", "suggest", "pause", "unpause", "amend")
 
 
 def apply_command(b: Batch, spec: Spec, space: Space, body: Mapping[str, Any]) -> str:
@@ -42,6 +42,12 @@ def apply_command(b: Batch, spec: Spec, space: Space, body: Mapping[str, Any]) -
     if action == "suggest":
         tid = ledger.record_suggestion(b, spec, space, body.get("parameters") or {}, operator)
         return f"suggested {tid}"
+    if action == "amend":
+        if len(trials) != 1:
+            raise ValidationError("amend: name exactly one trial")
+        return ledger.record_amendment(
+            b, spec, trials[0], body.get("outcomes") or {}, body.get("reason") or "", operator
+        )
     if action in ("pause", "unpause"):
         ledger.record_pause(b, action == "pause", operator)
         return "dispatching paused" if action == "pause" else "dispatching resumed"

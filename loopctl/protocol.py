@@ -99,6 +99,7 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
         "trials": (_ids, False),
         "reason": (_text, False),
         "parameters": (_map, False),
+        "outcomes": (_map, False),  # amend: the corrected values
     },
     # controller -> driver
     "WELCOME": {

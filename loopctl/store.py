@@ -610,6 +610,11 @@ def _p_completed(conn: sqlite3.Connection, ev: Event) -> None:
     _insert_outcomes(conn, ev)
 
 
+def _p_amended(conn: sqlite3.Connection, ev: Event) -> None:
+    conn.execute("DELETE FROM observations WHERE trial_id = ?", (ev.trial_id,))
+    _insert_outcomes(conn, ev)
+
+
 def _p_settled(conn: sqlite3.Connection, ev: Event) -> None:
     """trial_failed / trial_interrupted / trial_abandoned: terminal or back to the queue."""
     status = ev.payload["status"]
@@ -683,6 +688,7 @@ _PROJECTIONS = {
     "trial_imported": _p_trial_new,
     "trial_dispatched": _p_dispatched,
     "trial_completed": _p_completed,
+    "trial_amended": _p_amended,
     "trial_failed": _p_settled,
     "trial_interrupted": _p_settled,
     "trial_abandoned": _p_settled,

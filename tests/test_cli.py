@@ -24,6 +24,7 @@ COMMANDS = [
     "export",
     "import",
     "keys",
+    "amend",
 ]
 
 
