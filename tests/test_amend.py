@@ -69,7 +69,10 @@ def test_amend_keeps_the_old_value_in_the_log_and_the_strategy_sees_the_new(
 @pytest.mark.slow
 def test_amend_from_the_cli_reaches_a_running_controller(tmp_path: Path, procs: Procs) -> None:
     spec = branin(
-        tmp_path, strategy={"method": "sobol"}, budget={"trials": 4}, execution={"max_in_flight": 1}
+        tmp_path,
+        strategy={"method": "sobol"},
+        budget={"trials": 12},
+        execution={"max_in_flight": 1},
     )
     db = tmp_path / "r.db"
     ctl = procs.controller(spec, db, TCP_ANY)
