@@ -49,6 +49,15 @@ class TrialFailed(Exception):
         self.retryable = retryable
 
 
+class PutBack(Exception):
+    """Raise from ``evaluate`` to hand the trial back unmeasured (a person will do it later,
+    or is leaving): it goes back to the queue, and it is neither a failure nor an attempt."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class CannotEvaluate(Exception):
     """Raise from ``setup`` when the campaign asks for something this driver cannot do."""
 
@@ -404,6 +413,8 @@ class Driver:
             msg = protocol.make(
                 "FAILED", trial=trial, reason=exc.reason[:4000], retryable=exc.retryable, **ids
             )
+        except PutBack as exc:
+            msg = protocol.make("RELEASE", trial=trial, reason=exc.reason[:4000], **ids)
         except Exception as exc:  # an evaluation bug is a failure of this trial, not the driver
             log.exception("evaluate raised for trial %s", trial)
             msg = protocol.make(

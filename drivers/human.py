@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from drivers.base import Driver, Result, TrialFailed
+from drivers.base import Driver, PutBack, Result, TrialFailed
 
 NUMBER = re.compile(r"^\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*(.*?)\s*$")
 
@@ -53,7 +53,7 @@ class HumanDriver(Driver):
             return self._enter(trial)
         except Quit:
             self.stop("the operator closed the program")
-            raise TrialFailed("put back: the operator closed the program", retryable=True) from None
+            raise PutBack(f"the operator {self.operator} closed the program") from None
 
     def _enter(self, trial: str) -> Result:
         print("Type each result. Instead of a value: f = failed, l = later, q = quit.", flush=True)
@@ -65,7 +65,7 @@ class HumanDriver(Driver):
                     reason = self._line("Why did it fail? ") or "failed (no reason given)"
                     raise TrialFailed(f"{reason} (entered by {self.operator})", retryable=False)
                 if answer == "l":
-                    raise TrialFailed(f"put back for later by {self.operator}", retryable=True)
+                    raise PutBack(f"put back for later by {self.operator}")
                 values[name] = float(answer)
             notes = self._line("Method / notes (optional): ")
             shown = ", ".join(

@@ -71,6 +71,7 @@ _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
     ),
     "trial_failed": lambda p: f"failed: {p['reason']} -> {p['status']}",
     "trial_interrupted": lambda p: f"interrupted: {p['reason']} -> {p['status']}",
+    "trial_released": lambda p: f"put back unmeasured by {p['driver']}: {p['reason']}",
     "trial_abandoned": lambda p: f"abandoned: {p['reason']}",
     "trial_in_doubt": lambda p: f"in doubt: {p['reason']}",
     "trial_approved": lambda p: f"approved by {p['operator']}",
@@ -165,9 +166,10 @@ def format_audit(report: dict[str, Any], path: str) -> str:
             if pr
             else t["origin"]
         )
+        n = t["attempts"]
         lines.append(
             f"  {t['trial']} {t['status']}: chosen by {chosen}; ran on "
-            f"{t['driver'] or '-'} ({t['attempts']} attempts) {t['started']} -> "
+            f"{t['driver'] or '-'} ({n} attempt{'' if n == 1 else 's'}) {t['started']} -> "
             f"{t['finished']}"
         )
         if pr.get("lengthscales") is not None:

@@ -604,6 +604,8 @@ class Controller:
             self._result(b, d, msg, out)
         elif msg.type == "FAILED":
             self._failed(b, d, msg, out)
+        elif msg.type == "RELEASE":
+            self._release(b, d, msg, out)
         elif msg.type == "BYE":
             self._lose(b, d, "driver_left", msg.get("reason") or "driver said BYE")
         elif msg.type == "READY":
@@ -719,7 +721,7 @@ class Controller:
         return {h[len(mine) :] for h in holds or () if h.startswith(mine)}
 
     def _reported_trial(self, d: DriverConn, msg: protocol.Message) -> str:
-        """The trial of a RESULT or FAILED, once it is sure to be this campaign's and this
+        """The trial of a RESULT, FAILED or RELEASE, once it is sure to be this campaign's and this
         driver's to report: sent to it in this session or held by it at HELLO (a restarted
         driver delivering from its outbox), and dispatched to its name at some point."""
         tid: str = msg.body["trial"]
@@ -785,6 +787,20 @@ class Controller:
             d.name,
             msg.body["reason"],
             "will retry" if status == lifecycle.PROPOSED else "final",
+        )
+
+    def _release(self, b: Batch, d: DriverConn, msg: protocol.Message, out: Outbox) -> None:
+        """Put back unmeasured. Only while this driver still has it: the same RELEASE sent
+        again after a reconnect finds it queued (or elsewhere) and is just acknowledged."""
+        tid = self._reported_trial(d, msg)
+        t = self.store.trial(tid)
+        held = (lifecycle.RUNNING, lifecycle.IN_DOUBT)
+        if t is not None and t["status"] in held and t["driver"] == d.name:
+            ledger.record_release(b, tid, msg.body["reason"], d.name)
+            log.info("trial %s put back by %s: %s", tid, d.name, msg.body["reason"])
+        d.trials.discard(tid)
+        out.put(
+            d.identity, protocol.make("ACK", trial=tid, ref=msg.id, campaign_id=self.campaign_id)
         )
 
     def _cancel_elsewhere(self, tid: str, keep: DriverConn, out: Outbox, reason: str) -> None:

@@ -220,6 +220,18 @@ def record_failure(
     return status
 
 
+def record_release(b: Batch, tid: str, reason: str, driver: str) -> None:
+    """The driver hands the trial back unmeasured (a person will do it later, or is
+    leaving): back to the queue, and the attempt does not count against the retries."""
+    t = _trial(b.store, tid)
+    lifecycle.check("trial_released", tid, t["status"])
+    b.add(
+        "trial_released",
+        tid,
+        {"reason": reason, "driver": driver, "attempt": t["attempts"], "status": "proposed"},
+    )
+
+
 def record_interrupt(b: Batch, tid: str, reason: str, retries: int) -> str:
     """The driver vanished or the trial timed out: re-queue within the retry limit."""
     t = _trial(b.store, tid)
@@ -457,7 +469,7 @@ class DataView:
             self.status[tid] = lifecycle.RUNNING
         elif kind == "trial_in_doubt":
             self.status[tid] = lifecycle.IN_DOUBT
-        elif kind in ("trial_failed", "trial_interrupted", "trial_abandoned"):
+        elif kind in ("trial_failed", "trial_interrupted", "trial_abandoned", "trial_released"):
             self.status[tid] = p["status"]
         if kind in ("trial_completed", "trial_imported", "trial_amended"):
             self.status[tid] = lifecycle.COMPLETED

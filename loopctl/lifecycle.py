@@ -32,6 +32,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "trial_interrupted": frozenset({RUNNING, IN_DOUBT}),
     "trial_abandoned": frozenset({PROPOSED, APPROVED, RUNNING, IN_DOUBT}),
     "trial_amended": frozenset({COMPLETED}),  # an operator's correction, kept in the log
+    "trial_released": frozenset({RUNNING, IN_DOUBT}),  # put back unmeasured by its driver
 }
 
 

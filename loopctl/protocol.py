@@ -90,6 +90,11 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
         "retryable": (_bool, True),
         **_CAMPAIGN,
     },
+    "RELEASE": {  # put back unmeasured (a person: "later"): not a failure, not an attempt
+        "trial": (_str, True),
+        "reason": (_text, True),
+        **_CAMPAIGN,
+    },
     "HEARTBEAT": {},
     "BYE": {"reason": (_text, False)},
     # operator -> controller (loopctl approve/reject/suggest/pause/unpause), no HELLO needed
@@ -127,7 +132,9 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
     "SHUTDOWN": {"reason": (_text, False)},
     "DONE": {"message": (_text, True), "ref": (_str, False)},  # a COMMAND was carried out
 }
-FROM_DRIVER = frozenset({"HELLO", "READY", "RESULT", "FAILED", "HEARTBEAT", "BYE", "COMMAND"})
+FROM_DRIVER = frozenset(
+    {"HELLO", "READY", "RESULT", "FAILED", "RELEASE", "HEARTBEAT", "BYE", "COMMAND"}
+)
 FROM_CONTROLLER = frozenset(
     {"WELCOME", "TASK", "CANCEL", "ACK", "ERROR", "SHUTDOWN", "HEARTBEAT", "DONE"}
 )

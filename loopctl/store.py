@@ -624,6 +624,15 @@ def _p_settled(conn: sqlite3.Connection, ev: Event) -> None:
     )
 
 
+def _p_released(conn: sqlite3.Connection, ev: Event) -> None:
+    """Back to the queue as if never sent: the attempt is given back."""
+    conn.execute(
+        "UPDATE trials SET status = 'proposed', attempts = attempts - 1, started_at = NULL, "
+        "deadline = NULL, reason = ? WHERE id = ?",
+        (ev.payload.get("reason"), ev.trial_id),
+    )
+
+
 def _p_in_doubt(conn: sqlite3.Connection, ev: Event) -> None:
     """in_doubt: the deadline becomes the grace period; reclaimed: back to running."""
     status = "in_doubt" if ev.kind == "trial_in_doubt" else "running"
@@ -692,6 +701,7 @@ _PROJECTIONS = {
     "trial_failed": _p_settled,
     "trial_interrupted": _p_settled,
     "trial_abandoned": _p_settled,
+    "trial_released": _p_released,
     "trial_in_doubt": _p_in_doubt,
     "trial_approved": _p_operator,
     "trial_rejected": _p_operator,

@@ -108,3 +108,49 @@ def test_a_person_enters_fails_defers_and_reopens(tmp_path: Path, procs: Procs) 
     csv = loopctl("export", str(db), "--format", "csv").stdout
     assert "ann,four-point probe" in csv
     assert "entered by ann" in loopctl("audit", str(db)).stdout
+
+
+def test_later_and_quit_put_a_trial_back_without_using_a_retry(
+    tmp_path: Path, procs: Procs
+) -> None:
+    """With retries: 0, 'l' and 'q' used to fail the trial for good, and the report of 'q'
+    was refused (bad_state) when the program was opened again."""
+    spec = branin(
+        tmp_path,
+        strategy={"method": "sobol"},
+        budget={"trials": 2},
+        execution={"max_in_flight": 1, "retries": 0, "heartbeat_interval": 0.5},
+    )
+    db = tmp_path / "h.db"
+    ctl = procs.controller(spec, db, TCP_ANY)
+    ep = procs.endpoint(ctl)
+    p = human(ep, tmp_path)
+    p.expect("Experiment (T\\d+)")
+    first = p.match.group(1)
+    p.expect("y: ")
+    p.sendline("l")
+    p.expect("Experiment (T\\d+)")
+    assert p.match.group(1) == first  # the only one queued: back at once, not failed
+    p.expect("y: ")
+    p.sendline("q")  # closes the program mid-entry
+    p.expect(pexpect.EOF)
+    p.close()
+    assert p.exitstatus == 0
+    q = human(ep, tmp_path)
+    for value in ("1.5", "2.5"):
+        q.expect("Experiment (T\\d+)", timeout=scaled(30))
+        q.expect("y: ")
+        q.sendline(value)
+        q.expect("notes")
+        q.sendline("")
+        q.expect(r"\[y/n\]")
+        q.sendline("y")
+    assert procs.exit_code(ctl, 30) == 0, procs.log("controller.log")
+    q.expect(pexpect.EOF)
+    assert db_rows(db, "SELECT status, COUNT(*) FROM trials GROUP BY status") == [("completed", 2)]
+    assert db_rows(db, "SELECT attempts FROM trials WHERE id = ?", first) == [(1,)]
+    assert count(db, "SELECT COUNT(*) FROM events WHERE kind = 'trial_released'") == 2
+    assert count(db, "SELECT COUNT(*) FROM events WHERE kind = 'trial_failed'") == 0
+    log = procs.log("controller.log")
+    assert "bad_state" not in log and "cannot be" not in log, log  # its reports all taken
+    assert "put back for later by ann" in loopctl("audit", str(db)).stdout
