@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopctl import ledger, lifecycle
-from loopctl.errors import TrialError
+from loopctl.errors import LoopctlError, TrialError
 from loopctl.integrity import stored_spec
 from loopctl.space import Space
 from loopctl.spec import Spec, load_spec, parse_spec
@@ -81,14 +82,41 @@ class Campaign:
     # ------------------------------------------------------------------ ask / tell
 
     def ask(self, n: int = 1) -> list[Trial]:
-        """Hand out ``n`` trials to run: re-queued ones first, then new proposals."""
+        """Hand out up to ``n`` trials to run: re-queued ones first, then new proposals.
+
+        Never past the budget (``budget.trials``, or the last ``--trials`` given): fewer
+        than asked come with a warning, none left raises. A finite space that has run out
+        of new candidates gives fewer (or none) with a warning too."""
         if n < 1:
             raise ValueError("n must be at least 1")
+        budget = self.store.run_settings().get("trials") or self.spec.budget.trials
+        counts = ledger.run_counts(self.store)
+        out = (lifecycle.COMPLETED, lifecycle.RUNNING, lifecycle.IN_DOUBT)  # handed out
+        used = sum(counts.get(s, 0) for s in out)
+        left = budget - used
+        if left <= 0:
+            raise LoopctlError(
+                f"ask({n}): the budget of {budget} trials is used ({used} completed or "
+                "running); raise budget.trials in the campaign file, or resume with --trials"
+            )
+        if n > left:
+            warnings.warn(
+                f"ask({n}): only {left} trials are left of the budget of {budget}; "
+                f"returning {left}",
+                stacklevel=2,
+            )
+            n = left
         queued = self.store.trials(lifecycle.PROPOSED)[:n]
         proposal = None
         if len(queued) < n:
             data = self.view.refresh()
             proposal = self.strategy.propose(data, n - len(queued))
+            got = len(queued) + len(proposal.candidates)
+            if got < n:
+                warnings.warn(
+                    f"ask({n}): the space has no more new candidates; returning {got}",
+                    stacklevel=2,
+                )
         with self.store.batch() as b:
             ids = [t["id"] for t in queued]
             if proposal is not None:

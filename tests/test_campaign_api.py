@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from loopctl import Campaign
-from loopctl.errors import TrialError, ValidationError
+from loopctl.errors import LoopctlError, TrialError, ValidationError
 from tests.conftest import loopctl
 from tests.specs import branin
 
@@ -47,7 +47,9 @@ def test_tell_validates(tmp_path: Path) -> None:
     with pytest.raises(TrialError, match="no trial 'T0042'"):
         c.tell("T0042", {"y": 1.0})
     c.tell(t.id, {"y": 1.0})
-    c.tell(t.id, {"y": 2.0})  # a repeat changes nothing
+    c.tell(t.id, {"y": 1.0})  # the same result again: a harmless retry
+    with pytest.raises(TrialError, match="already has a result"):
+        c.tell(t.id, {"y": 2.0})  # another value is refused, not silently dropped
     assert c.best()["value"] == 1.0  # type: ignore[index]
 
 
@@ -121,3 +123,26 @@ def test_import_rejects_bad_rows_whole(tmp_path: Path, body: str, message: str) 
     assert r.returncode == 1 and message in r.stderr, r.stderr
     with Campaign.open(db) as c:
         assert c.trials() == []
+
+
+def test_ask_keeps_to_the_budget_and_says_when_the_space_runs_out(tmp_path: Path) -> None:
+    with Campaign.create(branin(tmp_path, strategy={"method": "sobol"}, budget={"trials": 5})) as c:
+        with pytest.warns(UserWarning, match=r"only 5 trials are left of the budget of 5"):
+            trials = c.ask(30)
+        assert len(trials) == 5
+        for t in trials:
+            c.tell(t.id, {"y": 1.0})
+        with pytest.raises(LoopctlError, match="budget of 5 trials is used"):
+            c.ask(1)
+    tiny = {
+        "name": "tiny",
+        "space": [{"name": "n", "type": "integer", "bounds": [1, 3]}],
+        "objectives": [{"name": "y", "goal": "minimize"}],
+        "budget": {"trials": 10},
+        "strategy": "sobol",
+    }
+    with (
+        Campaign.create(tiny) as c,
+        pytest.warns(UserWarning, match="no more new candidates; returning 3"),
+    ):
+        assert len(c.ask(5)) == 3
