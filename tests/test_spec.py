@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from loopctl.errors import SpecError
 from loopctl.spec import load_spec, parse_spec_text
-from tests.conftest import CAMPAIGNS, loopctl
+from tests.conftest import CAMPAIGNS, loopctl, scaled
 
 GOOD = """
 name: t
@@ -223,3 +224,32 @@ def test_text_that_float_does_not_read_is_not_a_number(low: str) -> None:
     with pytest.raises(SpecError) as err:
         parse_spec_text(LOG_RANGE.format(low=low))
     assert "space[0].bounds[0]: must be a number, got the text" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "text,expect",
+    [
+        (  # the issue's 953-byte bomb, in kind: 9 levels of 9 aliases, 9**9 strings
+            "name: x\noracle:\n  options:\n    a: &a [l, l, l, l, l, l, l, l, l]\n"
+            + "".join(
+                f"    {c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n"
+                for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+            ),
+            "expands to more than 1,000,000 values",
+        ),
+        ("name: x\noptions: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than 64 levels"),
+        ("name: x\na: &a [1, *a]\n", "refers to a value that contains it"),
+        ("name: x\noptions: '" + "x" * (5 * 1024 * 1024) + "'\n", "more than the 4,194,304"),
+    ],
+    ids=["alias-bomb", "deep", "self-reference", "too-big"],
+)
+def test_hostile_campaign_files_fail_fast_and_clearly(
+    tmp_path: Path, text: str, expect: str
+) -> None:
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
+    t0 = time.monotonic()
+    r = loopctl("validate", str(path), check=False)
+    assert r.returncode != 0 and expect in r.stderr, r.stderr
+    assert "hostile.yaml" in r.stderr
+    assert time.monotonic() - t0 < scaled(30)  # was minutes and gigabytes
