@@ -17,13 +17,35 @@ from loopctl.integrity import check
 from loopctl.store import Store
 
 
-def audit(store: Store) -> dict[str, Any]:
-    """The integrity check every reading command shares, in full, with the story around it."""
+def audit(store: Store, expect_head: str | None = None) -> dict[str, Any]:
+    """The integrity check every reading command shares, in full, with the story around it.
+
+    ``expect_head``: the hash of an event recorded elsewhere (an earlier audit's ``head``).
+    The chain proves the log is consistent, not that it is the same log: whoever can write
+    the file can rewrite it all. A head kept outside the file must still be in the log,
+    at its place, or the history up to it was changed or cut."""
     verdict = check(store)
+    problems = list(verdict.problems)
+    row = store.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    head = {"seq": row[0], "hash": row[1]} if row else {"seq": 0, "hash": None}
+    if expect_head:
+        found = store.conn.execute(
+            "SELECT seq FROM events WHERE hash = ?", (expect_head.strip().lower(),)
+        ).fetchone()
+        if found is None:
+            problems.append(
+                {
+                    "check": "expected head",
+                    "event": None,
+                    "message": f"the head {expect_head[:16]}... recorded elsewhere is not in "
+                    "this log: the history up to it was rewritten or cut",
+                }
+            )
     return {
-        "ok": verdict.ok,
+        "ok": not problems,
         "chain": verdict.chain,
-        "problems": verdict.problems,
+        "head": head,
+        "problems": problems,
         "first_bad_event": verdict.problems[0]["event"] if verdict.problems else None,
         "timeline": timeline(store),
         "trials": provenance(store),
@@ -146,6 +168,8 @@ def format_audit(report: dict[str, Any], path: str) -> str:
     lines = [
         f"audit of {path}: " + ("OK" if report["ok"] else "FAILED"),
         f"hash chain: {report['chain']}",
+        f"head: event {report['head']['seq']}, hash {report['head']['hash']} (keep it "
+        "elsewhere; audit --expect-head checks the log against it)",
     ]
     for p in report["problems"]:
         at = f"event {p['event']}" if p["event"] is not None else "no event"

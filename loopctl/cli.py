@@ -213,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also recompute every proposal from the recorded data and seed and say, proposal "
         "by proposal, whether the same candidates come out (loads the models: slower)",
     )
+    c.add_argument(
+        "--expect-head",
+        metavar="HASH",
+        help="a head hash printed by an earlier audit and kept elsewhere: fail unless this "
+        "log still contains it (detects a rewritten or cut history)",
+    )
     c.set_defaults(func=cmd_audit)
 
     c = sub.add_parser(
@@ -748,7 +754,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from loopctl.store import Store
 
     with Store.open(args.db, readonly=True) as store:
-        report = audit(store)
+        report = audit(store, args.expect_head)
         if args.replay and report["ok"]:
             from loopctl.integrity import stored_spec
             from loopctl.replay import format_replay, replay

@@ -112,3 +112,23 @@ def test_replay_recomputes_every_proposal(tmp_path: Path) -> None:
         spec = stored_spec(store)
         other = replay(store, replace(spec, seed=spec.seed + 1))  # a different seed
     assert [x["ok"] for x in other] == [False] * 5
+
+
+def test_a_head_kept_elsewhere_catches_a_rewritten_history(db: Path, tmp_path: Path) -> None:
+    """The chain alone cannot tell a consistent forgery (here, the whole campaign made again
+    with other results) from the real thing; the head an earlier audit printed can."""
+    head = json.loads(loopctl("audit", str(db), "--json").stdout)["head"]
+    assert head["seq"] > 0 and len(head["hash"]) == 64
+    assert f"head: event {head['seq']}, hash {head['hash']}" in loopctl("audit", str(db)).stdout
+    with Campaign.open(db) as c:  # the real log grows: the old head is still in it
+        (t,) = c.ask()
+        c.tell(t.id, {"y": 1.0})
+    assert loopctl("audit", str(db), "--expect-head", head["hash"]).returncode == 0
+    forged = tmp_path / "forged" / "a.db"
+    forged.parent.mkdir()
+    with Campaign.create(branin(forged.parent, strategy={"method": "sobol"}), forged) as c:
+        for t in c.ask(4):
+            c.tell(t.id, {"y": -1.0})  # better results than were measured
+    assert loopctl("audit", str(forged)).returncode == 0  # consistent in itself
+    r = loopctl("audit", str(forged), "--expect-head", head["hash"], check=False)
+    assert r.returncode == 2 and "rewritten or cut" in r.stdout, r.stdout
