@@ -48,6 +48,7 @@ log = logging.getLogger("loopctl.controller")
 MAX_GROUP = 512  # frames handled in one transaction at most
 MAX_CONSECUTIVE = 3  # failures of one stage in a row before the controller gives up
 BACKOFF = (1.0, 2.0, 4.0)  # seconds before a failed proposal is tried again
+HELLO_BURST, HELLO_WINDOW = 10, 10.0  # HELLOs one peer may send in that many seconds
 
 
 class Reporter(Protocol):
@@ -221,6 +222,7 @@ class Controller:
         self._wake = asyncio.Event()
         self._refusals = RefusalLog()
         self._orphans: dict[str, float] = {}  # running trial -> when seen without its driver
+        self._hellos: dict[bytes, list[float]] = {}  # peer -> its recent HELLOs
         self._keys = self._bound_keys()  # driver name -> the CURVE key it first came with
         self._longest = self._longest_trial()  # for trial_timeout: auto
 
@@ -625,6 +627,7 @@ class Controller:
                 f"{fingerprint(bound.encode())}); this key (fingerprint "
                 f"{fingerprint(user.encode())}) must use a name of its own",
             )
+        self._admit(identity, name)
         current = self.drivers.get(identity)
         if current is not None and current.name != name:
             # one socket, a new name: what it ran under the old one will not be reported
@@ -714,6 +717,28 @@ class Controller:
                 spec_hash=self.spec_hash,
             ),
         )
+
+    def _admit(self, identity: bytes, name: str) -> None:
+        """A HELLO that would add a driver, refused before anything is recorded when the
+        campaign has its fill (execution.max_drivers) or the same peer keeps saying HELLO:
+        a flood of peers must not crowd out the honest drivers' heartbeats and results."""
+        now = time.monotonic()
+        recent = [t for t in self._hellos.get(identity, ()) if now - t < HELLO_WINDOW]
+        recent.append(now)
+        self._hellos[identity] = recent
+        if len(recent) > HELLO_BURST:
+            raise ProtocolError(
+                "slow_down",
+                f"more than {HELLO_BURST} HELLOs in {HELLO_WINDOW:g} s from this connection; "
+                "wait before saying HELLO again",
+            )
+        joins = identity not in self.drivers and all(d.name != name for d in self.drivers.values())
+        if joins and len(self.drivers) >= self.exe.max_drivers:
+            raise ProtocolError(
+                "too_many_drivers",
+                f"{len(self.drivers)} drivers are connected, the campaign's limit "
+                "(execution.max_drivers); try again when one has left",
+            )
 
     def _held(self, holds: list[str] | None) -> set[str]:
         """This campaign's trials among a HELLO's ``CAMPAIGN_ID/TRIAL`` entries."""
@@ -1053,6 +1078,8 @@ class Controller:
     def _expire(self, b: Batch, out: Outbox) -> bool:
         now, wall = time.monotonic(), time.time()
         changed = False
+        for peer in [p for p, ts in self._hellos.items() if now - ts[-1] > HELLO_WINDOW]:
+            del self._hellos[peer]
         for d in list(self.drivers.values()):
             if now - d.last_seen > self.exe.heartbeat_timeout:
                 self._lose(

@@ -176,6 +176,7 @@ class Execution:
     heartbeat_interval: float = 1.0
     heartbeat_timeout: float = 10.0
     approval: str = "auto"  # manual: proposals wait for `loopctl approve`
+    max_drivers: int = 128  # connected at once; more are refused (with nothing recorded)
 
 
 @dataclass(frozen=True)
@@ -906,6 +907,7 @@ def _execution(r: _Reader, value: Any) -> Execution:
         "heartbeat_interval",
         "heartbeat_timeout",
         "approval",
+        "max_drivers",
     }
     r.unknown_keys(d, "execution", keys)
     timeout, auto = _trial_timeout(r, d)
@@ -922,6 +924,7 @@ def _execution(r: _Reader, value: Any) -> Execution:
         or 10.0,
         approval=r.string(d, "approval", "execution", choices=("auto", "manual"), default="auto")
         or "auto",
+        max_drivers=r.integer(d, "max_drivers", "execution", default=128, low=1),
     )
     if e.heartbeat_timeout <= e.heartbeat_interval:
         r.problem(

@@ -179,3 +179,41 @@ def test_message_before_hello_is_refused(session: Any) -> None:
     finally:
         stranger.close()
     assert fingerprint(db) == before
+
+
+def test_drivers_past_the_limit_and_hello_floods_are_refused_unrecorded(
+    tmp_path: Path, procs: Procs
+) -> None:
+    spec = branin(
+        tmp_path,
+        strategy={"method": "sobol"},
+        execution={"max_drivers": 3, "heartbeat_timeout": 60},
+    )
+    db = tmp_path / "cap.db"
+    ctl = procs.controller(spec, db, TCP_ANY)
+    ep = procs.endpoint(ctl)
+    procs.serving(ctl, db)
+    peers = [RawDriver(ep) for _ in range(6)]
+    for i, p in enumerate(peers):
+        p.send("HELLO", name=f"p{i}", kind="test", version="1", capacity=1)
+    answers = [p.recv() for p in peers]
+    kinds = sorted(a["type"] if a["type"] == "WELCOME" else a["code"] for a in answers)
+    assert kinds == ["WELCOME"] * 3 + ["too_many_drivers"] * 3, answers
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    connected = conn.execute("SELECT COUNT(*) FROM events WHERE kind = 'driver_connected'")
+    assert connected.fetchone()[0] == 3  # nothing recorded for a refused HELLO
+    flood = RawDriver(ep)
+    for _ in range(12):
+        flood.send("HELLO", name="flood", kind="test", version="1", capacity=1)
+    codes = [flood.recv()["code"] for _ in range(12)]
+    assert codes == ["too_many_drivers"] * 10 + ["slow_down"] * 2, codes
+    welcomed = [p for p, a in zip(peers, answers, strict=True) if a["type"] == "WELCOME"]
+    waiting = [p for p, a in zip(peers, answers, strict=True) if a["type"] != "WELCOME"]
+    welcomed[0].send("BYE")
+    waiting[0].send("HELLO", name="late", kind="test", version="1", capacity=1)
+    assert waiting[0].recv_type("WELCOME")  # a slot freed is a slot offered
+    rows = conn.execute("SELECT COUNT(*) FROM events WHERE kind = 'driver_connected'")
+    assert rows.fetchone()[0] == 4
+    conn.close()
+    for p in [*peers, flood]:
+        p.close()
