@@ -201,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_status)
 
     c = sub.add_parser(
+        "pending", help="proposals waiting for approval (execution.approval: manual)"
+    )
+    c.add_argument("db", metavar="PATH", help="campaign database")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.set_defaults(func=cmd_pending)
+
+    c = sub.add_parser(
         "audit",
         help="verify the hash chain and the tables against it; print the timeline and how "
         "each trial was chosen (exit 0 only if everything verifies)",
@@ -595,7 +602,7 @@ def _run(
             procs = spawn_drivers(endpoint, n_spawn, db)
         else:
             print(f"waiting for drivers: loopctl driver oracle --connect {endpoint}", flush=True)
-        ctl.reporter = reporter = TerminalReporter(spec.name)
+        ctl.reporter = reporter = TerminalReporter(spec.name, db=db)
         t0 = time.monotonic()
         try:
             reason = run_controller(ctl)
@@ -746,6 +753,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     st = campaign_status(args.db)
     print(json.dumps(st, indent=2) if args.json else format_status(st))
+    return 0
+
+
+def cmd_pending(args: argparse.Namespace) -> int:
+    from loopctl.status import campaign_status, format_pending
+
+    items = campaign_status(args.db)["awaiting_approval"]
+    print(json.dumps(items, indent=2) if args.json else format_pending(items, args.db))
     return 0
 
 

@@ -58,6 +58,8 @@ class Reporter(Protocol):
 
     def result(self, trial: dict[str, Any], outcome: str, value: float, driver: str) -> None: ...
 
+    def waiting(self, trial_id: str, parameters: dict[str, Any]) -> None: ...
+
 
 @dataclass
 class Status:
@@ -1002,7 +1004,10 @@ class Controller:
     def _take(self, b: Batch, proposal: Proposal, data_seq: int) -> None:
         self._failures.pop("propose", None)
         if proposal.candidates:
-            ledger.record_proposal(b, proposal, data_seq)
+            ids = ledger.record_proposal(b, proposal, data_seq)
+            if self.exe.approval == "manual" and self.reporter is not None:
+                for tid, c in zip(ids, proposal.candidates, strict=True):
+                    self.reporter.waiting(tid, c.parameters)
         else:
             self._take_nothing()
 

@@ -31,7 +31,8 @@ def format_parameters(params: dict[str, Any]) -> str:
 class TerminalReporter:
     """rich progress bar when stdout is a terminal; one line per completed trial when not."""
 
-    def __init__(self, title: str, force_plain: bool = False) -> None:
+    def __init__(self, title: str, force_plain: bool = False, db: str = "DB") -> None:
+        self.db = db
         self.title = title
         self.tty = sys.stdout.isatty() and not force_plain
         self._last_completed = -1
@@ -75,6 +76,17 @@ class TerminalReporter:
                 f"  [dim]{params} ({driver})[/]",
                 highlight=False,
             )
+
+    def waiting(self, trial_id: str, parameters: dict[str, Any]) -> None:
+        """A proposal the operator must approve: say so where they are looking."""
+        line = (
+            f"{time.strftime('%H:%M:%S')} {trial_id} waits for approval: "
+            f"{format_parameters(parameters)}  (loopctl approve {self.db} {trial_id}, or reject)"
+        )
+        if self._progress is not None:
+            self._progress.console.print(line, highlight=False, markup=False)
+        else:
+            print(line, flush=True)
 
     def close(self) -> None:
         if self._progress is not None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from loopctl import ledger, lifecycle
 from loopctl.integrity import verified_spec
-from loopctl.progress import describe_best
+from loopctl.progress import describe_best, format_parameters
 from loopctl.store import Store, is_locked
 
 
@@ -50,6 +50,7 @@ def campaign_status(path: str) -> dict[str, Any]:
             if running
             else 0,
             "finished": store.meta("finished"),
+            "awaiting_approval": awaiting_approval(store, spec),
             "paused": bool((store.meta("paused") or {}).get("paused")),
         }
         if len(spec.objectives) == 1:
@@ -57,6 +58,25 @@ def campaign_status(path: str) -> dict[str, Any]:
         else:
             out["pareto_size"] = ledger.pareto_size(store, spec)
         return out
+
+
+def awaiting_approval(store: Store, spec: Any) -> list[dict[str, Any]]:
+    """Proposals an operator has to approve or reject (execution.approval: manual), oldest
+    first; none when approval is automatic."""
+    if spec.execution.approval != "manual":
+        return []
+    return [
+        {"trial": t["id"], "parameters": t["parameters"], "origin": t["origin"]}
+        for t in store.trials(lifecycle.PROPOSED)
+    ]
+
+
+def format_pending(items: list[dict[str, Any]], path: str) -> str:
+    if not items:
+        return "nothing awaits approval"
+    lines = [f"{len(items)} awaiting approval (loopctl approve {path} TRIAL..., or reject):"]
+    lines += [f"  {i['trial']}: {format_parameters(i['parameters'])}" for i in items]
+    return "\n".join(lines)
 
 
 def format_status(st: dict[str, Any]) -> str:
@@ -87,6 +107,8 @@ def format_status(st: dict[str, Any]) -> str:
         f"trials: {counts or 'none yet'}"
         + (f" (of which {st['imported']} imported)" if st["imported"] else "")
     )
+    if st.get("awaiting_approval"):
+        lines.append(format_pending(st["awaiting_approval"], st["path"]))
     b = st["budget"]
     lines.append(f"budget: {b['completed']} of {b['trials']} completed, {b['left']} left")
     if "best" in st:

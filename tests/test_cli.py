@@ -25,6 +25,7 @@ COMMANDS = [
     "import",
     "keys",
     "amend",
+    "pending",
 ]
 
 

@@ -33,6 +33,15 @@ def test_manual_approval_reject_suggest_pause(tmp_path: Path, procs: Procs) -> N
     wait_for(lambda: len(statuses(db)) == 2, 20, "two proposals")
     wait_for(lambda: "driver d connected" in procs.log("controller.log"), 20, "the driver")
     assert set(statuses(db).values()) == {"proposed"}  # nothing runs unapproved
+    waiting = sorted(statuses(db))
+    pending = json.loads(loopctl("pending", str(db), "--json").stdout)
+    assert [p["trial"] for p in pending] == waiting and "x1" in pending[0]["parameters"]
+    assert f"2 awaiting approval (loopctl approve {db}" in loopctl("status", str(db)).stdout
+    wait_for(
+        lambda: all(f"{t} waits for approval: x1=" in procs.log("controller.log") for t in waiting),
+        20,
+        "the controller to say what waits",
+    )
     r = loopctl("approve", str(db), "T0001", "--operator", "ann")
     assert "approved T0001" in r.stdout
     wait_for(lambda: statuses(db).get("T0001") == "completed", 20, "T0001 to run")
