@@ -169,7 +169,13 @@ class Campaign:
     # ------------------------------------------------------------------ reading
 
     def best(self) -> dict[str, Any] | None:
+        """The best completed trial on the first objective (see :meth:`pareto` for several)."""
         return ledger.best(self.store, self.spec)
+
+    def pareto(self) -> list[dict[str, Any]]:
+        """The non-dominated completed trials, each with every objective's value (best first
+        on the first objective); with one objective, the best trial(s)."""
+        return ledger.pareto(self.store, self.spec)
 
     def trials(self) -> list[dict[str, Any]]:
         return self.store.trials()

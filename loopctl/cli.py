@@ -628,7 +628,11 @@ def summary_text(store: Any, spec: Any, db: str, reason: str, wall: float) -> st
         f"trials: {counts.get('completed', 0)} completed, {counts.get('failed', 0)} failed, "
         f"{counts.get('abandoned', 0)} abandoned in {wall:.1f} s",
     ]
-    if best is not None:
+    if len(spec.objectives) > 1:
+        from loopctl.status import format_pareto
+
+        lines.extend(format_pareto(ledger.pareto(store, spec), show=10))
+    elif best is not None:
         unit = spec.objectives[0].unit
         lines.append(
             f"best: {best['objective']} = {best['value']:.6g}"

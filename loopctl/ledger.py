@@ -508,22 +508,41 @@ def best(store: Store, spec: Spec) -> dict[str, Any] | None:
     }
 
 
-def pareto_size(store: Store, spec: Spec) -> int:
-    """Number of non-dominated completed trials (multi-objective summary)."""
+def pareto(store: Store, spec: Spec) -> list[dict[str, Any]]:
+    """The completed trials (meeting every outcome constraint) that no other beats on every
+    objective at once, with all their objectives, best first on the first objective."""
+    import numpy as np
+    from pymoo.util.nds.non_dominated_sorting import find_non_dominated
+
     obs = store.observations()
-    signs = [(o.name, o.sign) for o in spec.objectives]
-    points = [
-        [sign * v[name][0] for name, sign in signs]
-        for v in obs.values()
-        if all(name in v for name, _ in signs)
-    ]
-    return sum(
-        1
-        for p in points
-        if not any(
-            all(q_i >= p_i for q_i, p_i in zip(q, p, strict=True)) and q != p for q in points
+    done = {
+        t: v
+        for t, v in obs.items()
+        if all(o.name in v for o in spec.objectives)
+        and (not spec.outcome_constraints or spec.feasible({m: x[0] for m, x in v.items()}))
+    }
+    completed = {
+        r[0] for r in store.conn.execute("SELECT id FROM trials WHERE status = 'completed'")
+    }
+    done = {t: v for t, v in done.items() if t in completed}
+    if not done:
+        return []
+    ids = sorted(done)
+    minimise = np.array([[-o.sign * done[t][o.name][0] for o in spec.objectives] for t in ids])
+    front = []
+    for i in find_non_dominated(minimise):
+        t = store.trial(ids[i])
+        assert t is not None
+        front.append(
+            {
+                "trial_id": ids[i],
+                "outcomes": {o.name: done[ids[i]][o.name][0] for o in spec.objectives},
+                "parameters": t["parameters"],
+                "origin": t["origin"],
+            }
         )
-    )
+    first = spec.objectives[0]
+    return sorted(front, key=lambda p: -first.sign * p["outcomes"][first.name])
 
 
 def run_counts(store: Store) -> dict[str, int]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from loopctl import ledger
 from loopctl.integrity import verified_spec
+from loopctl.progress import format_parameters
 from loopctl.space import Space
 from loopctl.spec import CompositionParam, Spec
 from loopctl.store import Store
@@ -247,7 +248,21 @@ def _page(spec: Spec, store: Store, figures: list[str], rows: list[dict[str, Any
         + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         + "</p>"
     )
-    if best is not None:
+    if len(spec.objectives) > 1:
+        front = ledger.pareto(store, spec)
+        names = [o.name for o in spec.objectives]
+        head += (
+            f"<p>Pareto set: {len(front)} trials (no other trial is better on every objective)</p>"
+        )
+        head += "<table><tr><th>trial</th>" + "".join(f"<th>{html.escape(n)}</th>" for n in names)
+        head += "<th>parameters</th></tr>"
+        for p in front:
+            head += f"<tr><td>{p['trial_id']}</td>" + "".join(
+                f"<td>{p['outcomes'][n]:.6g}</td>" for n in names
+            )
+            head += f"<td>{html.escape(format_parameters(p['parameters']))}</td></tr>"
+        head += "</table>"
+    elif best is not None:
         head += (
             f"<p>best: {html.escape(best['objective'])} = {best['value']:.6g} "
             f"(trial {best['trial_id']})</p>"

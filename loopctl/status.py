@@ -56,7 +56,7 @@ def campaign_status(path: str) -> dict[str, Any]:
         if len(spec.objectives) == 1:
             out["best"] = ledger.best(store, spec)
         else:
-            out["pareto_size"] = ledger.pareto_size(store, spec)
+            out["pareto"] = ledger.pareto(store, spec)
         return out
 
 
@@ -77,6 +77,17 @@ def format_pending(items: list[dict[str, Any]], path: str) -> str:
     lines = [f"{len(items)} awaiting approval (loopctl approve {path} TRIAL..., or reject):"]
     lines += [f"  {i['trial']}: {format_parameters(i['parameters'])}" for i in items]
     return "\n".join(lines)
+
+
+def format_pareto(front: list[dict[str, Any]], show: int = 20) -> list[str]:
+    """The non-dominated trials, one line each with every objective (the first ``show``)."""
+    lines = [f"Pareto set: {len(front)} trials (none beaten on every objective)"]
+    for p in front[:show]:
+        values = ", ".join(f"{k}={v:.6g}" for k, v in p["outcomes"].items())
+        lines.append(f"  {p['trial_id']}: {values}  ({format_parameters(p['parameters'])})")
+    if len(front) > show:
+        lines.append(f"  ... and {len(front) - show} more (--json lists every one)")
+    return lines
 
 
 def format_status(st: dict[str, Any]) -> str:
@@ -117,7 +128,7 @@ def format_status(st: dict[str, Any]) -> str:
             + (f" (trial {st['best']['trial_id']})" if st["best"] else "")
         )
     else:
-        lines.append(f"Pareto set: {st['pareto_size']} trials")
+        lines.extend(format_pareto(st["pareto"]))
     live = [d for d in st["drivers"] if d["status"] == "connected"] if ctl["running"] else []
     lines.append(
         f"drivers connected: {len(live)}"

@@ -54,3 +54,33 @@ def test_two_objective_report_has_a_pareto_front(tmp_path: Path) -> None:
     assert (out / "pareto.png").exists() and not (out / "model.png").exists()
     st = loopctl("status", str(db)).stdout
     assert "Pareto set:" in st
+
+
+def test_the_pareto_set_is_listed_with_every_objective(tmp_path: Path) -> None:
+    """y minimised, z maximised: T1 (1, 3), T2 (3, 5), T3 (2, 4) trade off; T4 (2, 3) is
+    beaten by T3 and T5 (3, 5) ties T2 (neither beats the other); T6 has the best y, 0.5,
+    with the worst z."""
+    import json
+
+    db = tmp_path / "p.db"
+    spec = branin(
+        tmp_path,
+        objectives=[{"name": "y", "goal": "minimize"}, {"name": "z", "goal": "maximize"}],
+        strategy={"method": "sobol"},
+        oracle=None,
+    )
+    values = [(1, 3), (3, 5), (2, 4), (2, 3), (3, 5), (0.5, 0)]
+    with Campaign.create(spec, db) as c:
+        for t, (y, z) in zip(c.ask(6), values, strict=True):
+            c.tell(t.id, {"y": y, "z": z})
+        front = c.pareto()
+    assert [p["trial_id"] for p in front] == ["T0006", "T0001", "T0003", "T0002", "T0005"]
+    assert front[1]["outcomes"] == {"y": 1.0, "z": 3.0} and "x1" in front[1]["parameters"]
+    st = json.loads(loopctl("status", str(db), "--json").stdout)
+    assert [p["trial_id"] for p in st["pareto"]] == [p["trial_id"] for p in front]
+    text = loopctl("status", str(db)).stdout
+    assert "Pareto set: 5 trials" in text and "T0003: y=2, z=4" in text and "T0004" not in text
+    out = tmp_path / "rep"
+    loopctl("report", str(db), "--out", str(out))
+    page = (out / "report.html").read_text()
+    assert "Pareto set: 5 trials" in page and "<td>T0003</td><td>2</td><td>4</td>" in page
