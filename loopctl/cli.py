@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `loopctl audit DB | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except LoopctlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -40,6 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _needs_subcommand(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    parser.print_help(sys.stderr)
+    return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_demo)
 
     c = sub.add_parser("driver", help="run a driver that connects to a controller")
+    c.set_defaults(func=partial(_needs_subcommand, c))
     dsub = c.add_subparsers(title="kinds", metavar="KIND")
     o = dsub.add_parser(
         "oracle",
@@ -189,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_robot_sim)
 
     c = sub.add_parser("keys", help="CURVE key pairs for encrypted, authenticated connections")
+    c.set_defaults(func=partial(_needs_subcommand, c))
     ksub = c.add_subparsers(title="actions", metavar="ACTION")
     k = ksub.add_parser("generate", help="make NAME.key (public) and NAME.key_secret (private)")
     k.add_argument("name", help="whose key: the controller's or a driver's name")

@@ -359,7 +359,10 @@ def _validate_value(p: Parameter, v: Any, where: str) -> Any:
         if x < p.low - BOUND_TOL * max(1.0, abs(p.low)) or x > p.high + BOUND_TOL * max(
             1.0, abs(p.high)
         ):
-            raise ValidationError(f"{where}: {x:g} is outside the bounds [{p.low:g}, {p.high:g}]")
+            shown = f"{x:g}"
+            if shown in (f"{p.low:g}", f"{p.high:g}"):  # just past a bound: show the digits
+                shown = repr(x)
+            raise ValidationError(f"{where}: {shown} is outside the bounds [{p.low:g}, {p.high:g}]")
         return min(max(x, p.low), p.high)
     if isinstance(p, IntegerParam):
         x = finite_number(v, where)

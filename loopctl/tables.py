@@ -61,12 +61,21 @@ def trial_rows(store: Store, spec: Spec) -> list[dict[str, Any]]:
     return rows
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _safe(v: Any) -> Any:
+    """Text a spreadsheet would run as a formula (driver metadata such as ``=cmd|...``) is
+    written with a leading apostrophe, which spreadsheets show as text; numbers untouched."""
+    return "'" + v if isinstance(v, str) and v.startswith(FORMULA_START) else v
+
+
 def to_csv(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     if rows:
         w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
         w.writeheader()
-        w.writerows(rows)
+        w.writerows({k: _safe(v) for k, v in r.items()} for r in rows)
     return buf.getvalue()
 
 

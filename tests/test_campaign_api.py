@@ -146,3 +146,15 @@ def test_ask_keeps_to_the_budget_and_says_when_the_space_runs_out(tmp_path: Path
         pytest.warns(UserWarning, match="no more new candidates; returning 3"),
     ):
         assert len(c.ask(5)) == 3
+
+
+def test_csv_export_defuses_formulas_and_bounds_errors_show_the_digits(tmp_path: Path) -> None:
+    db = tmp_path / "f.db"
+    with Campaign.create(branin(tmp_path, strategy={"method": "sobol"}), db) as c:
+        (t,) = c.ask()
+        c.tell(t.id, {"y": -1.5}, {"notes": "=cmd|' /C calc'!A0", "operator": "+ann"})
+        with pytest.raises(ValidationError, match=r"-5\.000001 is outside the bounds \[-5, 10\]"):
+            c.space.validate({"x1": -5.000001, "x2": 1.0}, "suggestion")
+    text = loopctl("export", str(db), "--format", "csv").stdout
+    assert "'=cmd|' /C calc'!A0" in text and ",'+ann," in text
+    assert ",-1.5," in text  # numbers are left alone

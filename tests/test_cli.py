@@ -79,3 +79,26 @@ def test_read_only_commands_do_not_import_torch(tmp_path: Path, args: list[str])
 def test_status_of_missing_database_is_clear(tmp_path: Path) -> None:
     r = loopctl("status", str(tmp_path / "nope.db"), check=False)
     assert r.returncode == 1 and "no such campaign database" in r.stderr
+
+
+def test_group_commands_without_a_subcommand_and_a_closed_pipe(tmp_path: Path) -> None:
+    for group, usage in (("keys", "usage: loopctl keys"), ("driver", "usage: loopctl driver")):
+        r = loopctl(group, check=False)
+        assert r.returncode == 2 and r.stderr.startswith(usage), r
+    db = tmp_path / "p.db"
+    spec = branin(tmp_path, strategy={"method": "sobol"}, budget={"trials": 300})
+    with Campaign.create(spec, db) as c:  # an audit longer than a pipe's buffer (64 KiB)
+        for t in c.ask(300):
+            c.tell(t.id, {"y": 1.0})
+    # `loopctl audit DB | head -1`: the reader closes the pipe after one line
+    p = subprocess.Popen(
+        [sys.executable, "-m", "loopctl", "audit", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=ENV,
+    )
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.readline()
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(scaled(60)) == 0 and "Traceback" not in err, err
