@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("file", help="campaign file (YAML)")
     c.add_argument("--db", required=True, help="campaign database to create (must not exist)")
+    c.add_argument(
+        "--import",
+        dest="past",
+        metavar="FILE.csv",
+        help="earlier measurements to start from, as with `loopctl import` (before any proposal)",
+    )
     _controller_options(c)
     c.set_defaults(func=cmd_start)
 
@@ -265,7 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
         "csv",
         metavar="FILE.csv",
         help="one row per experiment; columns named after parameters and objectives "
-        "(optional OBJECTIVE_sem columns)",
+        "(optional OBJECTIVE_sem columns; any other column is kept with the trial)",
+    )
+    c.add_argument(
+        "--force", action="store_true", help="import rows even if they were imported before"
     )
     c.set_defaults(func=cmd_import)
 
@@ -467,6 +476,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         spawn=args.spawn_drivers,
         sync=args.sync or "FULL",
         security=args,
+        past=args.past,
     )
 
 
@@ -498,8 +508,10 @@ def run_campaign(
     spawn: int | None,
     sync: str,
     security: argparse.Namespace | None = None,
+    past: str | None = None,
 ) -> int:
-    """`start` and `demo`: create the database, then run the controller on it."""
+    """`start` and `demo`: create the database (with past measurements, if given), then
+    run the controller on it."""
     from loopctl.controller import check_bindable
     from loopctl.store import Store
     from loopctl.versions import software_versions
@@ -509,6 +521,17 @@ def run_campaign(
     store = Store.create(
         db, spec.raw, spec.hash, software_versions(), synchronous=sync, source=spec.source_file
     )
+    if past is not None:
+        from loopctl.tables import import_csv
+
+        try:
+            ids = import_csv(store, spec, past)
+        except BaseException:  # a bad file leaves no half-made campaign behind
+            store.close()
+            for suffix in ("", "-wal", "-shm", "-lock"):
+                Path(db + suffix).unlink(missing_ok=True)
+            raise
+        print(f"imported {len(ids)} trials ({ids[0]}..{ids[-1]}) from {past}")
     return _run(store, spec, db, bind=bind, trials=trials, spawn=spawn, curve=curve)
 
 
@@ -838,7 +861,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from loopctl.tables import import_csv
 
     with Store.open(args.db) as store:
-        ids = import_csv(store, stored_spec(store), args.csv)
+        ids = import_csv(store, stored_spec(store), args.csv, force=args.force)
     print(f"imported {len(ids)} trials ({ids[0]}..{ids[-1]}) from {args.csv}")
     return 0
 

@@ -7,10 +7,12 @@ models, which is why ask/tell and the controller write the same database.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from loopctl import lifecycle
+from loopctl.canonical import canonical
 from loopctl.errors import TrialError, ValidationError
 from loopctl.space import Space, finite_number
 from loopctl.spec import Spec
@@ -325,12 +327,19 @@ def record_abandon(b: Batch, tid: str, reason: str) -> None:
 
 
 def record_imports(
-    b: Batch, spec: Spec, space: Space, rows: Iterable[Mapping[str, Any]], source: str
+    b: Batch,
+    spec: Spec,
+    space: Space,
+    rows: Iterable[Mapping[str, Any]],
+    source: str,
+    force: bool = False,
 ) -> list[str]:
     """Past measurements enter as completed trials with origin ``imported``.
 
     All rows are validated before anything is written, so a bad row 37 leaves
-    the campaign as it was rather than half-imported.
+    the campaign as it was rather than half-imported. Rows already imported (the same
+    parameters and outcomes) are refused unless ``force``: the same file imported twice
+    would count every measurement twice.
     """
     clean: list[tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, Any]]] = []
     objective_names = set(spec.metric_names)
@@ -353,6 +362,8 @@ def record_imports(
         )
         extra = {k: v for k, v in row.items() if k not in known and v not in (None, "")}
         clean.append((params, outcomes, extra))
+    if not force:
+        _refuse_reimport(b.store, clean, source)
     tnum = b.store.next_number("trials")
     ids = []
     for i, (params, outcomes, extra) in enumerate(clean):
@@ -373,6 +384,27 @@ def record_imports(
         )
         ids.append(tid)
     return ids
+
+
+def _refuse_reimport(store: Store, clean: list[Any], source: str) -> None:
+    seen: dict[str, str] = {}
+    for tid, payload in store.conn.execute(
+        "SELECT trial_id, payload FROM events WHERE kind = 'trial_imported'"
+    ):
+        p = json.loads(payload)
+        seen[canonical([p["parameters"], p["outcomes"]])] = tid
+    again = [
+        (i + 2, seen[key])
+        for i, (params, outcomes, _) in enumerate(clean)
+        if (key := canonical([params, outcomes])) in seen
+    ]
+    if again:
+        shown = ", ".join(f"row {row} (as {tid})" for row, tid in again[:5])
+        more = f" and {len(again) - 5} more" if len(again) > 5 else ""
+        raise ValidationError(
+            f"{source}: {len(again)} of {len(clean)} rows were imported before: {shown}{more}; "
+            "nothing imported (pass --force to import them again)"
+        )
 
 
 def _number_cell(v: Any, where: str) -> Any:

@@ -28,9 +28,13 @@ def trial_rows(store: Store, spec: Spec) -> list[dict[str, Any]]:
     entered = {
         tid: json.loads(payload).get("metadata") or {}
         for tid, payload in store.conn.execute(
-            "SELECT trial_id, payload FROM events WHERE kind = 'trial_completed'"
+            "SELECT trial_id, payload FROM events "
+            "WHERE kind IN ('trial_completed', 'trial_imported')"
         )
     }
+    standard = {"operator", "notes", "entered_at", "attempt", "driver_version"}
+    # columns of imported files that were neither parameters nor outcomes, kept as they were
+    extra = sorted({k for m in entered.values() for k in m if k not in standard})
     rows = []
     for t in store.trials():
         row: dict[str, Any] = {
@@ -57,6 +61,7 @@ def trial_rows(store: Store, spec: Spec) -> list[dict[str, Any]]:
                 "entered_at": entered.get(t["id"], {}).get("entered_at"),
             }
         )
+        row.update({k: entered.get(t["id"], {}).get(k) for k in extra if k not in row})
         rows.append(row)
     return rows
 
@@ -90,7 +95,7 @@ def to_parquet(rows: list[dict[str, Any]], path: str | Path) -> None:
     pandas.DataFrame(rows).to_parquet(path, index=False)
 
 
-def import_csv(store: Store, spec: Spec, path: str | Path) -> list[str]:
+def import_csv(store: Store, spec: Spec, path: str | Path, force: bool = False) -> list[str]:
     """Add a lab's earlier measurements as completed, ``imported`` trials (all or nothing)."""
     p = Path(path)
     try:
@@ -113,4 +118,4 @@ def import_csv(store: Store, spec: Spec, path: str | Path) -> list[str]:
         if None in row:
             raise ValidationError(f"{p.name} row {i + 2}: more cells than the header has columns")
     with store.batch() as b:
-        return ledger.record_imports(b, spec, Space.for_spec(spec), rows, p.name)
+        return ledger.record_imports(b, spec, Space.for_spec(spec), rows, p.name, force)

@@ -158,3 +158,38 @@ def test_csv_export_defuses_formulas_and_bounds_errors_show_the_digits(tmp_path:
     text = loopctl("export", str(db), "--format", "csv").stdout
     assert "'=cmd|' /C calc'!A0" in text and ",'+ann," in text
     assert ",-1.5," in text  # numbers are left alone
+
+
+def test_the_same_rows_imported_twice_are_refused_unless_forced(tmp_path: Path) -> None:
+    past = tmp_path / "past.csv"
+    past.write_text("x1,x2,y,notes\n1,2,30.5,first batch\n3,4,12.25,\n")
+    db = tmp_path / "i.db"
+    Campaign.create(branin(tmp_path, strategy={"method": "sobol"}), db).close()
+    assert "imported 2 trials" in loopctl("import", str(db), str(past)).stdout
+    again = loopctl("import", str(db), str(past), check=False)
+    assert again.returncode == 1
+    assert "2 of 2 rows were imported before: row 2 (as T0001), row 3 (as T0002)" in again.stderr
+    other = tmp_path / "other.csv"  # the same measurement in another file is caught too
+    other.write_text("x1,x2,y\n5,6,7\n3,4,12.25\n")
+    assert "row 3 (as T0002)" in loopctl("import", str(db), str(other), check=False).stderr
+    assert "imported 2 trials" in loopctl("import", str(db), str(other), "--force").stdout
+    csv_text = loopctl("export", str(db), "--format", "csv").stdout
+    assert "first batch" in csv_text  # a column that is neither parameter nor objective is kept
+
+
+@pytest.mark.slow
+def test_start_with_past_measurements(tmp_path: Path) -> None:
+    spec = branin(tmp_path, strategy={"method": "sobol"}, budget={"trials": 3})
+    bad = tmp_path / "bad.csv"
+    bad.write_text("x1,x2,y\n1,2,nan\n")
+    db = tmp_path / "s.db"
+    r = loopctl("start", str(spec), "--db", str(db), "--import", str(bad), check=False)
+    assert r.returncode == 1 and "row 2.y" in r.stderr
+    assert not list(tmp_path.glob("s.db*"))  # nothing half-made left behind
+    past = tmp_path / "past.csv"
+    past.write_text("x1,x2,y\n1,2,30.5\n")
+    r = loopctl("start", str(spec), "--db", str(db), "--import", str(past), "--spawn-drivers", "1")
+    assert "imported 1 trials (T0001..T0001)" in r.stdout
+    with Campaign.open(db) as c:
+        origins = [t["origin"] for t in c.trials()]
+    assert origins.count("imported") == 1 and len(origins) == 4  # 3 of its own besides
