@@ -36,7 +36,14 @@ import zmq
 import zmq.asyncio
 
 from loopctl import faults, ledger, lifecycle, operator, protocol
-from loopctl.errors import LoopctlError, ProtocolError, StoreError, TrialError, ValidationError
+from loopctl.errors import (
+    LoopctlError,
+    ProtocolError,
+    StoreError,
+    StoreReplaced,
+    TrialError,
+    ValidationError,
+)
 from loopctl.security import Curve, fingerprint, secure_server
 from loopctl.space import Space
 from loopctl.spec import AUTO_TIMEOUT_FACTOR, AUTO_TIMEOUT_FIRST, AUTO_TIMEOUT_FLOOR, Spec
@@ -1058,6 +1065,8 @@ class Controller:
                 log.error("%s", exc)
                 if not began and unrecorded is not None:
                     unrecorded(out)
+                if isinstance(exc, StoreReplaced):  # waiting will not bring the file back
+                    self.request_stop(f"error: {exc}", shutdown=True)
                 await self._flush(out.after_failed_commit())
                 return False
             except Exception as exc:

@@ -41,6 +41,11 @@ class TamperedError(StoreError):
     """The database is not as loopctl wrote it; the message names the first difference."""
 
 
+class StoreReplaced(StoreError):
+    """The database file or its WAL is no longer the one this process opened: whatever it
+    writes now may never reach the file others read. Not a retryable condition."""
+
+
 class CampaignLocked(StoreError):
     """Another controller (or an open Campaign) holds the database."""
 

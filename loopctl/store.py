@@ -29,7 +29,7 @@ import sqlite_utils
 
 from loopctl import faults
 from loopctl.canonical import canonical, sha256_hex
-from loopctl.errors import CampaignLocked, StoreError
+from loopctl.errors import CampaignLocked, StoreError, StoreReplaced
 
 FORMAT_VERSION = 1
 GENESIS = "0" * 64
@@ -125,6 +125,7 @@ class Store:
         self._last: tuple[int, str] | None = None
         self._params: dict[str, tuple[str, dict[str, Any]]] = {}
         self.synchronous = "FULL"
+        self._files: dict[str, int] = {}  # writer: path -> inode of the files it writes
 
     # ------------------------------------------------------------------ opening
 
@@ -227,6 +228,28 @@ class Store:
                 settings["trials"] = target
         return settings
 
+    def _check_files(self) -> None:
+        """Deleting or replacing the database or its WAL under a running writer goes
+        unnoticed by SQLite, which keeps writing to the old (unlinked) files: every commit
+        from then on would be acknowledged and lost. Each batch checks both first."""
+        if self.path == ":memory:":
+            return
+        for path in (self.path, self.path + "-wal"):
+            try:
+                ino = os.stat(path).st_ino
+            except FileNotFoundError:
+                ino = -1
+            known = self._files.get(path, -1)
+            if known == -1:  # first look, or a WAL SQLite has not created yet
+                self._files[path] = ino
+            elif ino != known:
+                what = "its WAL" if path.endswith("-wal") else "the database file"
+                raise StoreReplaced(
+                    f"{self.path}: {what} ({path}) was {'deleted' if ino == -1 else 'replaced'} "
+                    "behind loopctl's back since it was opened; nothing more is written or "
+                    "acknowledged (copy what is left, then restore or resume from a copy)"
+                )
+
     def close(self) -> None:
         self.conn.close()
         if self._lock_fd is not None:
@@ -246,6 +269,7 @@ class Store:
         """One transaction: events appended and projected; committed (fsync) on exit."""
         if self._in_batch:
             raise RuntimeError("nested batch")
+        self._check_files()
         self._in_batch = True
         try:
             self.conn.execute("BEGIN IMMEDIATE")

@@ -130,3 +130,26 @@ def test_the_campaign_goes_on_by_itself_once_a_full_disk_has_room_again(
     assert "the disk is full" in procs.log("controller.log")
     assert db_rows(db, "SELECT status, COUNT(*) FROM trials GROUP BY status") == [("completed", 8)]
     assert loopctl("audit", str(db)).returncode == 0
+
+
+def test_a_deleted_wal_stops_the_controller_before_it_acknowledges_into_the_void(
+    tmp_path: Path, procs: Procs, ipc: str
+) -> None:
+    """SQLite keeps writing to an unlinked WAL: 67 results were acknowledged and then lost
+    after a crash. Now the next batch notices and the controller stops, loudly."""
+    import os
+    import signal
+
+    from tests.conftest import wait_for
+
+    db = tmp_path / "w.db"
+    ctl = procs.controller(spec(tmp_path, trials=400), db, ipc)
+    drv = procs.driver(ipc, "honest", "--latency", "0.05")
+    wait_for(lambda: completed(db) >= 3, 60, "a few results")
+    os.unlink(f"{db}-wal")
+    assert procs.exit_code(ctl, 60) == 1, procs.log("controller.log")
+    log = procs.log("controller.log")
+    assert "its WAL" in log and "was deleted behind loopctl's back" in log, log
+    assert "finished: error" in log
+    drv.send_signal(signal.SIGTERM)
+    procs.exit_code(drv, 20)
