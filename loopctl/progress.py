@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from loopctl.controller import Status
 from loopctl.space import formula
+
+if TYPE_CHECKING:
+    from loopctl.controller import Status
 
 
 def describe_best(best: dict[str, Any] | None) -> str:

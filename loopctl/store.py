@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from loopctl import faults
 from loopctl.canonical import canonical, sha256_hex
 from loopctl.errors import CampaignLocked, StoreError, StoreReplaced
@@ -119,7 +117,6 @@ class Store:
     def __init__(self, path: str, conn: sqlite3.Connection, lock_fd: int | None) -> None:
         self.path = path
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
         self._lock_fd = lock_fd
         self._in_batch = False
         self._last: tuple[int, str] | None = None
@@ -403,15 +400,28 @@ class Store:
             out.setdefault(tid, {})[metric] = (value, sem)
         return out
 
+    @property
+    def db(self) -> Any:
+        """The connection as a ``sqlite_utils.Database``, for tools; imported on first use
+        (it imports pandas, a second or two that `status` should not pay)."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
+
+    def _query(self, sql: str) -> list[dict[str, Any]]:
+        cur = self.conn.execute(sql)
+        names = [c[0] for c in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur]
+
     def proposals(self) -> list[dict[str, Any]]:
-        rows = self.db.query("SELECT * FROM proposals ORDER BY number")
+        rows = self._query("SELECT * FROM proposals ORDER BY number")
         return [
             dict(r, trial_ids=json.loads(r["trial_ids"]), diagnostics=json.loads(r["diagnostics"]))
             for r in rows
         ]
 
     def drivers(self) -> list[dict[str, Any]]:
-        return list(self.db.query("SELECT * FROM drivers ORDER BY name"))
+        return self._query("SELECT * FROM drivers ORDER BY name")
 
     def next_number(self, table: str) -> int:
         row = self.conn.execute(f"SELECT COALESCE(MAX(number), 0) FROM {table}").fetchone()
