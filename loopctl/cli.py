@@ -434,6 +434,8 @@ def summarise_spec(spec: Any) -> str:
             detail = "one of " + ", ".join(map(str, p.values))
         elif p.type == "fixed":
             detail = f"fixed at {p.value!r}"
+        elif p.type == "formula":
+            detail = "a chemical formula, chosen from the pool"
         else:
             detail = "fractions of " + ", ".join(
                 f"{e}[{lo:g}-{hi:g}]" for e, (lo, hi) in zip(p.elements, p.bounds, strict=True)

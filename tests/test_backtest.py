@@ -174,3 +174,28 @@ def test_a_campaign_with_two_objectives_is_scored_on_the_first(tmp_path: Path) -
     )
     assert result.summary["objective"] == "y" and result.summary["goal"] == "minimize"
     assert result.summary["arms"]["random"]["runs"] == 2
+
+
+def test_a_pool_of_formulas_backtests_and_validates(tmp_path: Path) -> None:
+    """A formula parameter must have a pool; the backtest's runs parse their campaign with
+    the pool checked once, and used to leave the pool out of that parse: every run failed."""
+    formulas = ["NaCl", "KCl", "LiF", "MgO", "CaO", "ZnS", "GaAs", "CdTe", "SiC", "AlN"]
+    campaign = tmp_path / "f.yaml"
+    campaign.write_text(
+        yaml.safe_dump(
+            {
+                "name": "formulas",
+                "space": [{"name": "formula", "type": "formula"}],
+                "objectives": [{"name": "gap", "goal": "maximize"}],
+                "budget": {"trials": 10},
+                "pool": {"rows": [{"formula": f} for f in formulas]},
+            }
+        )
+    )
+    data = tmp_path / "f.csv"
+    data.write_text("formula,gap\n" + "".join(f"{f},{i}\n" for i, f in enumerate(formulas)))
+    assert "formula: formula a chemical formula" in loopctl("validate", str(campaign)).stdout
+    result = backtest(
+        campaign, data, strategies=["random"], seeds=2, budget=4, workers=1, out=tmp_path / "o"
+    )
+    assert result.summary["arms"]["random"]["runs"] == 2

@@ -118,7 +118,11 @@ def _spec(scenario: Scenario, raw: dict[str, Any]) -> Spec:
     if key not in _pools:
         _pools.clear()
         _pools[key] = parse_spec(raw, scenario.source).pool
-    spec = parse_spec({k: v for k, v in raw.items() if k != "pool"}, scenario.source)
+    pool = raw.get("pool") or {}
+    rows = pool.get("rows") if isinstance(pool, Mapping) else None
+    # the rest is parsed with two rows of the pool: a formula parameter needs a pool
+    light = {**raw, "pool": {**pool, "rows": rows[:2]}} if rows else raw
+    spec = parse_spec(light, scenario.source)
     return dataclasses.replace(spec, pool=_pools[key], raw=raw)
 
 
