@@ -583,7 +583,7 @@ class Controller:
 
     def _who(self, identity: bytes) -> str:
         d = self.drivers.get(identity)
-        return d.name if d else f"unregistered peer {identity.hex()[:8]}"
+        return d.name if d else f"unregistered peer {identity.hex()}"
 
     def _handle(
         self, b: Batch, identity: bytes, msg: protocol.Message, out: Outbox, user: str | None
@@ -1185,7 +1185,7 @@ class Controller:
         try:
             self._raw.send_multipart([identity, protocol.encode(msg)], flags=zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # peer gone: heartbeats will settle it
-            log.debug("send to %s failed: %s", identity.hex()[:8], exc)
+            log.debug("send to %s failed: %s", identity.hex(), exc)
         self.sock.get(zmq.EVENTS)  # zmq.asyncio's get() schedules a waiting recv if readable
 
     def _report(self) -> None:
