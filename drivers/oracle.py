@@ -36,9 +36,10 @@ class OracleDriver(Driver):
         super().__init__(connect, name=name, capacity=capacity, outbox=outbox, curve=curve)
         self.overrides = dict(overrides or {})
         self._fn: Callable[[dict[str, Any]], dict[str, float]] | None = None
-        self.latency = 0.0
+        self.latency = (0.0, 0.0)
         self.fail_rate = 0.0
         self._rng = random.Random(0)
+        self._jitter = random.Random(0)
 
     def setup(self, settings: Mapping[str, Any]) -> None:
         conf = dict(settings.get("oracle") or {})
@@ -47,9 +48,10 @@ class OracleDriver(Driver):
         if not kind:
             raise CannotEvaluate("the campaign has no `oracle` section and no --oracle was given")
         seed = int(conf.get("seed", settings.get("seed", 0)))
-        self.latency = float(conf.get("latency") or 0.0)
+        self.latency = parse_latency(conf.get("latency"))
         self.fail_rate = float(conf.get("fail_rate") or 0.0)
         self._rng = random.Random(f"{seed}-{self.name}")
+        self._jitter = random.Random(f"{seed}-{self.name}-latency")  # failures stay as they were
         try:
             self._fn = build_oracle(
                 kind,
@@ -66,9 +68,27 @@ class OracleDriver(Driver):
 
     def evaluate(self, parameters: dict[str, Any]) -> dict[str, Any]:
         assert self._fn is not None
-        if self.latency:
-            time.sleep(self.latency)
+        low, high = self.latency
+        if high > 0:
+            time.sleep(self._jitter.uniform(low, high))
         if self.fail_rate and self._rng.random() < self.fail_rate:
             reason, retryable = self._rng.choice(FAILURES)
             raise TrialFailed(f"simulated failure: {reason}", retryable=retryable)
         return self._fn(parameters)
+
+
+def parse_latency(value: Any) -> tuple[float, float]:
+    """Seconds per evaluation: a number, or ``LOW..HIGH`` for a uniform jitter between them
+    (simulated instruments are rarely punctual)."""
+    if value is None or value == "":
+        return (0.0, 0.0)
+    text = str(value)
+    low_text, sep, high_text = text.partition("..")
+    try:
+        low = float(low_text)
+        high = float(high_text) if sep else low
+    except ValueError:
+        raise ValueError(f"latency {text!r}: give seconds, or LOW..HIGH such as 0.1..0.3") from None
+    if not 0 <= low <= high or high == float("inf"):
+        raise ValueError(f"latency {text!r}: need 0 <= LOW <= HIGH, both finite")
+    return (low, high)

@@ -97,7 +97,7 @@ class Campaign:
         if left <= 0:
             raise LoopctlError(
                 f"ask({n}): the budget of {budget} trials is used ({used} completed or "
-                "running); raise budget.trials in the campaign file, or resume with --trials"
+                "running); raise it with set_budget(trials) (or resume --trials)"
             )
         if n > left:
             warnings.warn(
@@ -138,6 +138,14 @@ class Campaign:
             return
         with self.store.batch() as b:
             ledger.record_result(b, self.spec, trial_id, outcomes, API_DRIVER, metadata)
+
+    def set_budget(self, trials: int) -> None:
+        """Change the campaign's budget, as `loopctl resume --trials` does: recorded (a
+        ``run_settings`` event) and kept by later runs."""
+        if trials < 1:
+            raise ValueError("trials must be at least 1")
+        with self.store.batch() as b:
+            b.add("run_settings", None, {"trials": int(trials)})
 
     def amend(
         self, trial_id: str, outcomes: Mapping[str, Any], reason: str, operator: str | None = None

@@ -47,6 +47,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _latency(text: str) -> str:
+    from drivers.oracle import parse_latency
+
+    try:
+        parse_latency(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _needs_subcommand(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     parser.print_help(sys.stderr)
     return 2
@@ -128,7 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     o.add_argument("--function", help="benchmark function for --oracle function (e.g. branin)")
     o.add_argument("--table", help="CSV for --oracle table")
-    o.add_argument("--latency", type=float, help="seconds added to each evaluation")
+    o.add_argument(
+        "--latency",
+        type=_latency,
+        help="seconds added to each evaluation, or LOW..HIGH for a uniform jitter (0.1..0.3)",
+    )
     o.add_argument("--noise", type=float, help="SD of Gaussian noise added to each outcome")
     o.add_argument("--fail-rate", type=float, help="probability that an evaluation fails")
     o.add_argument("--seed", type=int, help="seed for noise and failures")

@@ -102,3 +102,12 @@ def test_group_commands_without_a_subcommand_and_a_closed_pipe(tmp_path: Path) -
     p.stdout.close()
     err = p.stderr.read().decode()
     assert p.wait(scaled(60)) == 0 and "Traceback" not in err, err
+
+
+def test_oracle_latency_takes_a_range_and_refuses_a_backwards_one() -> None:
+    r = loopctl(
+        "driver", "oracle", "--connect", "tcp://127.0.0.1:1", "--latency", "3..1", check=False
+    )
+    assert r.returncode == 2 and "need 0 <= LOW <= HIGH" in r.stderr, r.stderr
+    r = loopctl("driver", "oracle", "--connect", "tcp://127.0.0.1:1", "--latency", "x", check=False)
+    assert r.returncode == 2 and "LOW..HIGH such as 0.1..0.3" in r.stderr, r.stderr

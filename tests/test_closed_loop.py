@@ -25,8 +25,8 @@ def test_three_drivers_complete_twenty_trials(tmp_path: Path, procs: Procs) -> N
     db = tmp_path / "c.db"
     ctl = procs.controller(branin(tmp_path), db, TCP_ANY)
     ep = procs.endpoint(ctl)
-    for i in range(3):
-        procs.driver(ep, f"d{i}", "--latency", "0.1")
+    for i in range(3):  # one jittered, as simulated instruments are
+        procs.driver(ep, f"d{i}", "--latency", "0.05..0.15" if i == 0 else "0.1")
     assert procs.exit_code(ctl, 120) == 0, procs.log("controller.log")
     assert db_rows(db, "SELECT status, COUNT(*) FROM trials GROUP BY status") == [("completed", 20)]
     assert db_rows(db, "SELECT COUNT(DISTINCT trial_id) FROM observations WHERE metric='y'") == [
@@ -53,6 +53,7 @@ def test_three_drivers_complete_twenty_trials(tmp_path: Path, procs: Procs) -> N
     assert st["best"]["value"] == min(r[0] for r in db_rows(db, "SELECT value FROM observations"))
     with Campaign.open(db) as c:  # the notebook API reads what the controller wrote
         assert len(c.to_dataframe()) == 20
+        c.set_budget(21)  # the budget is used: going on is a decision, and recorded
         (more,) = c.ask()
         c.tell(more.id, {"y": branin_fn(more.parameters["x1"], more.parameters["x2"])})
         assert c.store.verify_chain()[0]
