@@ -152,7 +152,8 @@ def test_resume_keeps_the_overrides_and_the_endpoint_of_the_start(
     ep = procs.endpoint(ctl)
     drv = procs.driver(ep, "d", "--latency", "0.3")
     for kill in range(2):
-        wait_for(lambda k=kill: completed(db) >= 2 * k + 1, 30, "a result")
+        at_least = 2 * kill + 1
+        wait_for(lambda: completed(db) >= at_least, 30, "a result")  # noqa: B023
         ctl.send_signal(signal.SIGKILL)
         procs.exit_code(ctl, 10)
         st = loopctl("status", str(db)).stdout
