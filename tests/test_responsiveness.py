@@ -113,8 +113,9 @@ def test_a_frame_that_arrives_while_the_controller_sends_is_read(tmp_path: Path,
     finally:
         waiting.close()
         other.close()
-        assert ctl.sock is not None
+        assert ctl.sock is not None and ctl.ops is not None
         ctl.sock.close(0)
+        ctl.ops.close(0)  # the operator socket too, or term() waits for it forever
         ctl.ctx.term()
         store.close()
     assert frames[1] == b"ping"
