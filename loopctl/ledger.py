@@ -155,10 +155,11 @@ def record_result(
 def check_retold(store: Store, spec: Spec, tid: str, outcomes: Any) -> None:
     """`tell` on a trial that has its result: the same values again are a harmless retry;
     anything else is refused, pointing at the audited way to correct a result."""
-    if validate_outcomes(spec, outcomes) != _recorded(store, tid):
+    recorded = _recorded(store, tid)
+    if validate_outcomes(spec, outcomes) != recorded:
         raise TrialError(
             "already_completed",
-            f"trial {tid} already has a result ({_describe(_recorded(store, tid))}); a "
+            f"trial {tid} already has a result ({_describe(recorded)}); a "
             "result is not overwritten: correct it with Campaign.amend(...) or "
             "`loopctl amend DB TRIAL --set NAME=VALUE --reason ...` (kept in the log)",
         )
@@ -546,17 +547,16 @@ def pareto(store: Store, spec: Spec) -> list[dict[str, Any]]:
     import numpy as np
     from pymoo.util.nds.non_dominated_sorting import find_non_dominated
 
-    obs = store.observations()
-    done = {
-        t: v
-        for t, v in obs.items()
-        if all(o.name in v for o in spec.objectives)
-        and (not spec.outcome_constraints or spec.feasible({m: x[0] for m, x in v.items()}))
-    }
     completed = {
         r[0] for r in store.conn.execute("SELECT id FROM trials WHERE status = 'completed'")
     }
-    done = {t: v for t, v in done.items() if t in completed}
+    done = {
+        t: v
+        for t, v in store.observations().items()
+        if t in completed
+        and all(o.name in v for o in spec.objectives)
+        and (not spec.outcome_constraints or spec.feasible({m: x[0] for m, x in v.items()}))
+    }
     if not done:
         return []
     ids = sorted(done)
