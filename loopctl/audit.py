@@ -11,19 +11,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from loopctl import receipts
 from loopctl.integrity import check
 from loopctl.store import Store
 
 
-def audit(store: Store, expect_head: str | None = None) -> dict[str, Any]:
+def audit(
+    store: Store, expect_head: str | None = None, receipts_dir: Path | None = None
+) -> dict[str, Any]:
     """The integrity check every reading command shares, in full, with the story around it.
 
     ``expect_head``: the hash of an event recorded elsewhere (an earlier audit's ``head``).
     The chain proves the log is consistent, not that it is the same log: whoever can write
     the file can rewrite it all. A head kept outside the file must still be in the log,
-    at its place, or the history up to it was changed or cut."""
+    at its place, or the history up to it was changed or cut. ``receipts_dir``: the
+    drivers' receipts (:mod:`loopctl.receipts`), every one of which must still be in the
+    log as acknowledged: the second anchor, kept by the drivers without anyone's care."""
     verdict = check(store)
     problems = list(verdict.problems)
     row = store.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
@@ -41,10 +47,16 @@ def audit(store: Store, expect_head: str | None = None) -> dict[str, Any]:
                     "this log: the history up to it was rewritten or cut",
                 }
             )
+    kept = None
+    if receipts_dir is not None:
+        found = receipts.find(receipts_dir, store.campaign_id())
+        problems += receipts.check(store, found)
+        kept = receipts.summary(found)
     return {
         "ok": not problems,
         "chain": verdict.chain,
         "head": head,
+        "receipts": kept,
         "problems": problems,
         "first_bad_event": verdict.problems[0]["event"] if verdict.problems else None,
         "timeline": timeline(store),
@@ -171,6 +183,13 @@ def format_audit(report: dict[str, Any], path: str) -> str:
         f"head: event {report['head']['seq']}, hash {report['head']['hash']} (keep it "
         "elsewhere; audit --expect-head checks the log against it)",
     ]
+    kept = report.get("receipts")
+    if kept is not None:
+        torn = kept["unreadable_lines"]
+        lines.append(
+            f"receipts: {kept['receipts']} from {len(kept['files'])} file(s), highest event "
+            f"{kept['highest']}" + (f"; {torn} unreadable line(s) skipped" if torn else "")
+        )
     for p in report["problems"]:
         at = f"event {p['event']}" if p["event"] is not None else "no event"
         lines.append(f"  PROBLEM ({p['check']}, first bad: {at}): {p['message']}")

@@ -258,6 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a head hash printed by an earlier audit and kept elsewhere: fail unless this "
         "log still contains it (detects a rewritten or cut history)",
     )
+    c.add_argument(
+        "--receipts",
+        metavar="DIR",
+        type=Path,
+        help="drivers' receipts (their outbox directories, or copies gathered in one "
+        "place): fail if any acknowledged result or failure is no longer in the log, "
+        "naming its trial (detects a lost WAL, a restored backup, a rewritten history)",
+    )
     c.set_defaults(func=cmd_audit)
 
     c = sub.add_parser(
@@ -824,7 +832,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from loopctl.store import Store
 
     with Store.open(args.db, readonly=True) as store:
-        report = audit(store, args.expect_head)
+        report = audit(store, args.expect_head, args.receipts)
         if args.replay and report["ok"]:
             from loopctl.integrity import stored_spec
             from loopctl.replay import format_replay, replay

@@ -44,6 +44,7 @@ from loopctl.errors import (
     TrialError,
     ValidationError,
 )
+from loopctl.receipts import REPORTS
 from loopctl.security import Curve, fingerprint, secure_server
 from loopctl.space import Space
 from loopctl.spec import AUTO_TIMEOUT_FACTOR, AUTO_TIMEOUT_FIRST, AUTO_TIMEOUT_FLOOR, Spec
@@ -788,9 +789,7 @@ class Controller:
             b, self.spec, tid, msg.body["outcomes"], d.name, msg.get("metadata")
         )
         d.trials.discard(tid)
-        out.put(
-            d.identity, protocol.make("ACK", trial=tid, ref=msg.id, campaign_id=self.campaign_id)
-        )
+        out.put(d.identity, self._ack(tid, d, msg))
         if new and before is not None and before["started_at"] is not None:
             took = time.time() - before["started_at"]
             self._longest = took if self._longest is None else max(self._longest, took)
@@ -812,9 +811,7 @@ class Controller:
             b, tid, msg.body["reason"], msg.body["retryable"], d.name, self.exe.retries
         )
         d.trials.discard(tid)
-        out.put(
-            d.identity, protocol.make("ACK", trial=tid, ref=msg.id, campaign_id=self.campaign_id)
-        )
+        out.put(d.identity, self._ack(tid, d, msg))
         log.info(
             "trial %s failed on %s: %s (%s)",
             tid,
@@ -833,9 +830,23 @@ class Controller:
             ledger.record_release(b, tid, msg.body["reason"], d.name)
             log.info("trial %s put back by %s: %s", tid, d.name, msg.body["reason"])
         d.trials.discard(tid)
-        out.put(
-            d.identity, protocol.make("ACK", trial=tid, ref=msg.id, campaign_id=self.campaign_id)
-        )
+        out.put(d.identity, self._ack(tid, d, msg))
+
+    def _ack(self, tid: str, d: DriverConn, msg: protocol.Message) -> protocol.Message:
+        """An ACK with its receipt: the sequence number and hash of the event that recorded
+        this report (read inside the open batch, so also for a report sent again, which
+        gets the receipt of its first recording). The driver keeps receipts; `audit
+        --receipts` later finds any acknowledged report that is no longer in the log, which
+        the log alone cannot show (a restored backup or a lost WAL is consistent in itself)."""
+        body: dict[str, Any] = {"trial": tid, "ref": msg.id, "campaign_id": self.campaign_id}
+        row = self.store.conn.execute(
+            f"SELECT seq, hash, kind FROM events WHERE trial_id = ? AND kind IN ({REPORTS}) "
+            "AND json_extract(payload, '$.driver') = ? ORDER BY seq DESC LIMIT 1",
+            (tid, d.name),
+        ).fetchone()
+        if row is not None:
+            body.update(seq=row[0], hash=row[1], event=row[2])
+        return protocol.make("ACK", **body)
 
     def _cancel_elsewhere(self, tid: str, keep: DriverConn, out: Outbox, reason: str) -> None:
         for other in self.drivers.values():

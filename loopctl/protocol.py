@@ -36,6 +36,10 @@ def _int_pos(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 10_000
 
 
+def _seq(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 < v < 1 << 62
+
+
 def _num_or_none(v: Any) -> bool:
     return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
 
@@ -122,7 +126,15 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
         **_CAMPAIGN,
     },
     "CANCEL": {"trial": (_str, True), "reason": (_text, False)},
-    "ACK": {"trial": (_str, True), "ref": (_str, False), "campaign_id": (_hex, False)},
+    "ACK": {
+        "trial": (_str, True),
+        "ref": (_str, False),
+        "campaign_id": (_hex, False),
+        # the receipt: the event that recorded the report, checked later by `audit --receipts`
+        "seq": (_seq, False),
+        "hash": (_hex, False),
+        "event": (_str, False),
+    },
     "ERROR": {
         "code": (_str, True),
         "message": (_text, True),
