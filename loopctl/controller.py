@@ -241,6 +241,9 @@ class Controller:
         """Bind the ROUTER socket; returns the concrete endpoint (a free port if ``*``)."""
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 1000)
+        # a send to a peer whose connection has closed fails (EHOSTUNREACH) instead of
+        # vanishing: how a HELLO under a known name learns that the old process is gone
+        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         if curve is not None:
             self._auth = secure_server(self.ctx, self.sock, curve)
         try:
@@ -642,6 +645,7 @@ class Controller:
             # one socket, a new name: what it ran under the old one will not be reported
             # under that name again, so it goes back to the queue now rather than never
             self._lose(b, current, "driver_left", f"its connection said HELLO again as {name!r}")
+        holds = self._held(msg.get("holds"))
         for other in list(self.drivers.values()):
             if other.name != name or other.identity == identity:
                 continue
@@ -664,15 +668,8 @@ class Controller:
                 del self.drivers[other.identity]
                 other.identity = identity
                 self.drivers[identity] = other
-            elif now - other.last_seen < self.exe.heartbeat_timeout:
-                raise ProtocolError(
-                    "name_in_use",
-                    f"a driver named {name!r} is already connected; give each driver its "
-                    "own --name",
-                )
             else:
-                self._lose(b, other, "driver_lost", "replaced by a new connection")
-        holds = self._held(msg.get("holds"))
+                self._replace(b, other, holds)
         d = self.drivers.get(identity)
         known = d is not None
         if d is None:
@@ -726,6 +723,52 @@ class Controller:
                 spec_hash=self.spec_hash,
             ),
         )
+
+    def _replace(self, b: Batch, old: DriverConn, holds: set[str]) -> None:
+        """A HELLO from another process under ``old``'s name: a restart once the old
+        process is gone, a twin (refused ``name_in_use``) while it lives.
+
+        Gone is decided by the old connection itself, not only by its heartbeats: the
+        ROUTER is ROUTER_MANDATORY, and a send to a peer whose connection has closed fails
+        with EHOSTUNREACH. A killed process's connection closes at once (its kernel closes
+        the socket), so a driver restarted under its name is welcomed back at once instead
+        of being refused until the old connection's heartbeat timeout. What this cannot see
+        is a peer whose connection stays open: a hung process, or a host that lost power
+        without closing its TCP connections; those are gone only after the heartbeat
+        timeout, as before.
+
+        A matching CURVE key is not taken as proof of a restart, although under CURVE a name
+        only ever reaches here with its bound key (``name_taken`` first): a key says who may
+        use the name, not that the process that used it is dead. Two live processes started
+        with one key and name (a copy-pasted service file) would each take the name back
+        from the other at every heartbeat, and every take-over re-queues the other's trials.
+
+        The old connection's trials follow the rules of any reconnect: those the new
+        HELLO ``holds`` (results in its outbox) stay running on the name and are delivered,
+        not run again; the others died with the old process and go back to the queue under
+        the retry policy."""
+        silent = time.monotonic() - old.last_seen
+        if silent >= self.exe.heartbeat_timeout:
+            why = f"silent for {silent:.0f} s; replaced by a new connection"
+        elif not self._connected(old.identity):
+            why = "its connection closed; a new process took over its name"
+        else:
+            raise ProtocolError(
+                "name_in_use",
+                f"a driver named {old.name!r} is already connected; give each driver its "
+                "own --name",
+            )
+        self._lose(b, old, "driver_lost", why, keep=holds)
+
+    def _connected(self, identity: bytes) -> bool:
+        """Whether the ROUTER still has a connection to ``identity``. The probe is a
+        HEARTBEAT, which a live driver takes as the controller's sign of life and
+        nothing more; a full queue (EAGAIN) is a live, if slow, peer."""
+        try:
+            self._post(identity, protocol.make("HEARTBEAT"))
+        except zmq.ZMQError as exc:
+            return exc.errno != zmq.EHOSTUNREACH
+        return True
 
     def _admit(self, identity: bytes, name: str) -> None:
         """A HELLO that would add a driver, refused before anything is recorded when the
@@ -843,9 +886,12 @@ class Controller:
                 other.trials.discard(tid)
                 out.put(other.identity, protocol.make("CANCEL", trial=tid, reason=reason))
 
-    def _lose(self, b: Batch, d: DriverConn, kind: str, reason: str) -> None:
-        """A driver left or went silent: its trials go back to the queue per the retry policy."""
-        for tid in sorted(d.trials):
+    def _lose(
+        self, b: Batch, d: DriverConn, kind: str, reason: str, keep: set[str] | None = None
+    ) -> None:
+        """A driver left or went silent: its trials go back to the queue per the retry policy,
+        but for those in ``keep``: a restarted process under its name holds them."""
+        for tid in sorted(d.trials - (keep or set())):
             t = self.store.trial(tid)
             if t is not None and t["status"] == lifecycle.RUNNING and t["driver"] == d.name:
                 status = ledger.record_interrupt(
@@ -1172,8 +1218,9 @@ class Controller:
             await self._send(identity, msg)
 
     async def _send(self, identity: bytes, msg: protocol.Message) -> None:
-        """ROUTER sends never block (a full or vanished peer drops the message), so a
-        plain socket sharing the asyncio one's handle saves a future per message.
+        """ROUTER sends never block (NOBLOCK: a full or vanished peer costs the message,
+        which heartbeats and re-sent reports make up for), so a plain socket sharing the
+        asyncio one's handle saves a future per message.
 
         libzmq signals new input once, on a descriptor that every operation on the
         socket may clear: a send that takes in the signal of a frame that has just
@@ -1181,12 +1228,19 @@ class Controller:
         frame comes (a lone driver waiting for its reply: until its heartbeat timeout).
         Asking the asyncio socket for its events afterwards wakes the receive task when
         input is pending, as pyzmq's own send does."""
+        try:
+            self._post(identity, msg)
+        except zmq.ZMQError as exc:  # peer gone (or its queue full): heartbeats settle it
+            log.debug("send to %s failed: %s", identity.hex(), exc)
+
+    def _post(self, identity: bytes, msg: protocol.Message) -> None:
+        """One non-blocking send; raises EHOSTUNREACH for a peer that is not connected
+        (ROUTER_MANDATORY) and EAGAIN for one whose queue is full."""
         assert self._raw is not None and self.sock is not None
         try:
             self._raw.send_multipart([identity, protocol.encode(msg)], flags=zmq.NOBLOCK)
-        except zmq.ZMQError as exc:  # peer gone: heartbeats will settle it
-            log.debug("send to %s failed: %s", identity.hex(), exc)
-        self.sock.get(zmq.EVENTS)  # zmq.asyncio's get() schedules a waiting recv if readable
+        finally:
+            self.sock.get(zmq.EVENTS)  # zmq.asyncio's get() schedules a waiting recv if readable
 
     def _report(self) -> None:
         if self.reporter is None:
