@@ -26,6 +26,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from typing import Any, Protocol
 
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from loopctl import faults, ledger, lifecycle, operator, protocol
 from loopctl.errors import (
@@ -149,37 +151,72 @@ class RefusalLog:
 
     A flood of bad frames must neither flood the log nor slow the loop that writes it;
     each window that had refusals ends with one summary line, so none goes unnoticed.
+    ``what`` names the refused things in that line (messages, connections). The lock is
+    for refusals reported from another thread (the CURVE authenticator's).
     """
 
-    def __init__(self, burst: int = 20, window: float = 10.0) -> None:
-        self.burst, self.window = burst, window
+    def __init__(self, burst: int = 20, window: float = 10.0, what: str = "messages") -> None:
+        self.burst, self.window, self.what = burst, window, what
         self.start = time.monotonic()
         self.count = self.logged = 0
         self.codes: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     def refused(self, level: int, code: str, fmt: str, *args: Any, exc: bool = False) -> None:
-        self.flush()
-        if level >= logging.WARNING:
-            self.count += 1
-            self.codes[code] = self.codes.get(code, 0) + 1
-            if self.logged >= self.burst:
-                return
-            self.logged += 1
+        with self._lock:
+            self._flush(False)
+            if level >= logging.WARNING:
+                self.count += 1
+                self.codes[code] = self.codes.get(code, 0) + 1
+                if self.logged >= self.burst:
+                    return
+                self.logged += 1
         log.log(level, fmt, *args, exc_info=exc)
 
     def flush(self, force: bool = False) -> None:
+        with self._lock:
+            self._flush(force)
+
+    def _flush(self, force: bool) -> None:
         now = time.monotonic()
         if now - self.start < self.window and not force:
             return
         if self.count:
             log.warning(
-                "refused %d messages in the last %.0f s (%d logged one by one; by code: %s)",
+                "refused %d %s in the last %.0f s (%d logged one by one; by code: %s)",
                 self.count,
+                self.what,
                 now - self.start,
                 self.logged,
                 ", ".join(f"{c} {n}" for c, n in sorted(self.codes.items())),
             )
         self.start, self.count, self.logged, self.codes = now, 0, 0, {}
+
+
+# what the monitor of the drivers' socket reports: handshakes that failed before any
+# message, hence before HELLO and (for a wrong or missing key) before the ZAP handler
+HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+
+
+def handshake_failure(event: int, value: int, curve: bool) -> tuple[str, str]:
+    """(code, why) of a failed handshake, in the terms of what a driver got wrong."""
+    if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        if value == zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
+            return (
+                "wrong_server_key",
+                "its CURVE handshake could not be decrypted: the driver has the wrong "
+                "controller key (--server-key)",
+            )
+        if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+            if curve:
+                return "no_key", "it does not use CURVE: the driver was given no --key"
+            return "unexpected_key", "it uses CURVE and this controller does not"
+        return "handshake_protocol", f"ZMTP protocol error {value:#x}"
+    try:
+        why = os.strerror(value)
+    except ValueError:
+        why = f"error {value}"
+    return "handshake_aborted", f"the connection ended during the handshake ({why})"
 
 
 class Controller:
@@ -230,6 +267,8 @@ class Controller:
         self._closing = False
         self._wake = asyncio.Event()
         self._refusals = RefusalLog()
+        self._handshakes = RefusalLog(what="connections")  # failed handshakes, ZAP refusals
+        self._monitor: zmq.asyncio.Socket | None = None
         self._orphans: dict[str, float] = {}  # running trial -> when seen without its driver
         self._hellos: dict[bytes, list[float]] = {}  # peer -> its recent HELLOs
         self._keys = self._bound_keys()  # driver name -> the CURVE key it first came with
@@ -245,7 +284,7 @@ class Controller:
         # vanishing: how a HELLO under a known name learns that the old process is gone
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         if curve is not None:
-            self._auth = secure_server(self.ctx, self.sock, curve)
+            self._auth = secure_server(self.ctx, self.sock, curve, self._zap_refused)
         try:
             self.sock.bind(endpoint)
         except zmq.ZMQError as exc:
@@ -265,6 +304,9 @@ class Controller:
         controller cannot go on (then the reason starts with ``error``)."""
         if self.sock is None:
             self.bind()
+        assert self.sock is not None
+        # here rather than in bind(): only run() closes it again, before the context ends
+        self._monitor = self.sock.get_monitor_socket(HANDSHAKE_FAILED)
         self.strategy.prepare()  # before any driver is served: see Strategy.prepare
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -295,6 +337,7 @@ class Controller:
             asyncio.create_task(self._receive(), name="receive"),
             asyncio.create_task(self._tick(), name="timer"),
             asyncio.create_task(self._operate(), name="operator"),
+            asyncio.create_task(self._watch_handshakes(), name="handshake monitor"),
         ]
         for t in tasks:
             t.add_done_callback(self._watchdog)
@@ -351,6 +394,7 @@ class Controller:
     async def _shutdown(self) -> None:
         assert self.sock is not None
         self._refusals.flush(force=True)
+        self._handshakes.flush(force=True)
         if self._tell_drivers:
             for d in list(self.drivers.values()):
                 await self._send(d.identity, protocol.make("SHUTDOWN", reason=self.stop_reason))
@@ -364,6 +408,9 @@ class Controller:
         except StoreError as exc:
             log.error("%s", exc)
         await asyncio.sleep(0.05)
+        if self._monitor is not None:
+            self.sock.disable_monitor()
+            self._monitor.close(linger=0)
         self.sock.close(linger=500)
         if self.ops is not None:
             self.ops.close(linger=500)
@@ -421,6 +468,36 @@ class Controller:
 
             await self._commit(work, partial(self._unrecorded, frames))
             self._wake.set()
+
+    async def _watch_handshakes(self) -> None:
+        """Log connections turned away before they could say anything.
+
+        A driver with the wrong controller key or with no key at all fails the CURVE
+        handshake before the ZAP handler is asked, so nothing else would log it, and its
+        DEALER tries again every 100 ms: hence the rate limit. libzmq's monitor (version
+        1, the only one in pyzmq's libzmq) names the endpoint that was reached, not the
+        peer; by the time the event is read the connection has closed, so its address
+        cannot be looked up either."""
+        assert self._monitor is not None
+        curve = self._auth is not None
+        while True:
+            ev = parse_monitor_message(await self._monitor.recv_multipart())
+            if not ev["event"] & HANDSHAKE_FAILED:
+                continue  # EVENT_MONITOR_STOPPED, at shutdown
+            code, why = handshake_failure(ev["event"], ev["value"], curve)
+            endpoint = ev["endpoint"].decode(errors="replace")
+            self._handshakes.refused(
+                logging.WARNING, code, "refused a connection to %s: %s", endpoint, why
+            )
+
+    def _zap_refused(self, fingerprint: str) -> None:
+        """The CURVE authenticator's thread turned a key away (rate-limited here too)."""
+        self._handshakes.refused(
+            logging.WARNING,
+            "unknown_key",
+            "refused a driver with an unknown CURVE key (fingerprint %s)",
+            fingerprint,
+        )
 
     async def _operate(self) -> None:
         """Operator commands, one transaction each, answered once committed (or refused:
@@ -1077,6 +1154,7 @@ class Controller:
         while True:
             await asyncio.sleep(period)
             self._refusals.flush()
+            self._handshakes.flush()
             if self._propose_after and time.monotonic() >= self._propose_after:
                 self._propose_after = 0.0  # the back-off is over: try again
                 self._wake.set()
