@@ -26,6 +26,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from typing import Any, Protocol
 
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from loopctl import faults, ledger, lifecycle, operator, protocol
 from loopctl.errors import (
@@ -150,37 +152,72 @@ class RefusalLog:
 
     A flood of bad frames must neither flood the log nor slow the loop that writes it;
     each window that had refusals ends with one summary line, so none goes unnoticed.
+    ``what`` names the refused things in that line (messages, connections). The lock is
+    for refusals reported from another thread (the CURVE authenticator's).
     """
 
-    def __init__(self, burst: int = 20, window: float = 10.0) -> None:
-        self.burst, self.window = burst, window
+    def __init__(self, burst: int = 20, window: float = 10.0, what: str = "messages") -> None:
+        self.burst, self.window, self.what = burst, window, what
         self.start = time.monotonic()
         self.count = self.logged = 0
         self.codes: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     def refused(self, level: int, code: str, fmt: str, *args: Any, exc: bool = False) -> None:
-        self.flush()
-        if level >= logging.WARNING:
-            self.count += 1
-            self.codes[code] = self.codes.get(code, 0) + 1
-            if self.logged >= self.burst:
-                return
-            self.logged += 1
+        with self._lock:
+            self._flush(False)
+            if level >= logging.WARNING:
+                self.count += 1
+                self.codes[code] = self.codes.get(code, 0) + 1
+                if self.logged >= self.burst:
+                    return
+                self.logged += 1
         log.log(level, fmt, *args, exc_info=exc)
 
     def flush(self, force: bool = False) -> None:
+        with self._lock:
+            self._flush(force)
+
+    def _flush(self, force: bool) -> None:
         now = time.monotonic()
         if now - self.start < self.window and not force:
             return
         if self.count:
             log.warning(
-                "refused %d messages in the last %.0f s (%d logged one by one; by code: %s)",
+                "refused %d %s in the last %.0f s (%d logged one by one; by code: %s)",
                 self.count,
+                self.what,
                 now - self.start,
                 self.logged,
                 ", ".join(f"{c} {n}" for c, n in sorted(self.codes.items())),
             )
         self.start, self.count, self.logged, self.codes = now, 0, 0, {}
+
+
+# what the monitor of the drivers' socket reports: handshakes that failed before any
+# message, hence before HELLO and (for a wrong or missing key) before the ZAP handler
+HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+
+
+def handshake_failure(event: int, value: int, curve: bool) -> tuple[str, str]:
+    """(code, why) of a failed handshake, in the terms of what a driver got wrong."""
+    if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        if value == zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
+            return (
+                "wrong_server_key",
+                "its CURVE handshake could not be decrypted: the driver has the wrong "
+                "controller key (--server-key)",
+            )
+        if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+            if curve:
+                return "no_key", "it does not use CURVE: the driver was given no --key"
+            return "unexpected_key", "it uses CURVE and this controller does not"
+        return "handshake_protocol", f"ZMTP protocol error {value:#x}"
+    try:
+        why = os.strerror(value)
+    except ValueError:
+        why = f"error {value}"
+    return "handshake_aborted", f"the connection ended during the handshake ({why})"
 
 
 class Controller:
@@ -231,6 +268,8 @@ class Controller:
         self._closing = False
         self._wake = asyncio.Event()
         self._refusals = RefusalLog()
+        self._handshakes = RefusalLog(what="connections")  # failed handshakes, ZAP refusals
+        self._monitor: zmq.asyncio.Socket | None = None
         self._orphans: dict[str, float] = {}  # running trial -> when seen without its driver
         self._hellos: dict[bytes, list[float]] = {}  # peer -> its recent HELLOs
         self._keys = self._bound_keys()  # driver name -> the CURVE key it first came with
@@ -242,8 +281,11 @@ class Controller:
         """Bind the ROUTER socket; returns the concrete endpoint (a free port if ``*``)."""
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 1000)
+        # a send to a peer whose connection has closed fails (EHOSTUNREACH) instead of
+        # vanishing: how a HELLO under a known name learns that the old process is gone
+        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         if curve is not None:
-            self._auth = secure_server(self.ctx, self.sock, curve)
+            self._auth = secure_server(self.ctx, self.sock, curve, self._zap_refused)
         try:
             self.sock.bind(endpoint)
         except zmq.ZMQError as exc:
@@ -263,6 +305,9 @@ class Controller:
         controller cannot go on (then the reason starts with ``error``)."""
         if self.sock is None:
             self.bind()
+        assert self.sock is not None
+        # here rather than in bind(): only run() closes it again, before the context ends
+        self._monitor = self.sock.get_monitor_socket(HANDSHAKE_FAILED)
         self.strategy.prepare()  # before any driver is served: see Strategy.prepare
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -293,6 +338,7 @@ class Controller:
             asyncio.create_task(self._receive(), name="receive"),
             asyncio.create_task(self._tick(), name="timer"),
             asyncio.create_task(self._operate(), name="operator"),
+            asyncio.create_task(self._watch_handshakes(), name="handshake monitor"),
         ]
         for t in tasks:
             t.add_done_callback(self._watchdog)
@@ -349,6 +395,7 @@ class Controller:
     async def _shutdown(self) -> None:
         assert self.sock is not None
         self._refusals.flush(force=True)
+        self._handshakes.flush(force=True)
         if self._tell_drivers:
             for d in list(self.drivers.values()):
                 await self._send(d.identity, protocol.make("SHUTDOWN", reason=self.stop_reason))
@@ -362,6 +409,9 @@ class Controller:
         except StoreError as exc:
             log.error("%s", exc)
         await asyncio.sleep(0.05)
+        if self._monitor is not None:
+            self.sock.disable_monitor()
+            self._monitor.close(linger=0)
         self.sock.close(linger=500)
         if self.ops is not None:
             self.ops.close(linger=500)
@@ -419,6 +469,36 @@ class Controller:
 
             await self._commit(work, partial(self._unrecorded, frames))
             self._wake.set()
+
+    async def _watch_handshakes(self) -> None:
+        """Log connections turned away before they could say anything.
+
+        A driver with the wrong controller key or with no key at all fails the CURVE
+        handshake before the ZAP handler is asked, so nothing else would log it, and its
+        DEALER tries again every 100 ms: hence the rate limit. libzmq's monitor (version
+        1, the only one in pyzmq's libzmq) names the endpoint that was reached, not the
+        peer; by the time the event is read the connection has closed, so its address
+        cannot be looked up either."""
+        assert self._monitor is not None
+        curve = self._auth is not None
+        while True:
+            ev = parse_monitor_message(await self._monitor.recv_multipart())
+            if not ev["event"] & HANDSHAKE_FAILED:
+                continue  # EVENT_MONITOR_STOPPED, at shutdown
+            code, why = handshake_failure(ev["event"], ev["value"], curve)
+            endpoint = ev["endpoint"].decode(errors="replace")
+            self._handshakes.refused(
+                logging.WARNING, code, "refused a connection to %s: %s", endpoint, why
+            )
+
+    def _zap_refused(self, fingerprint: str) -> None:
+        """The CURVE authenticator's thread turned a key away (rate-limited here too)."""
+        self._handshakes.refused(
+            logging.WARNING,
+            "unknown_key",
+            "refused a driver with an unknown CURVE key (fingerprint %s)",
+            fingerprint,
+        )
 
     async def _operate(self) -> None:
         """Operator commands, one transaction each, answered once committed (or refused:
@@ -643,6 +723,7 @@ class Controller:
             # one socket, a new name: what it ran under the old one will not be reported
             # under that name again, so it goes back to the queue now rather than never
             self._lose(b, current, "driver_left", f"its connection said HELLO again as {name!r}")
+        holds = self._held(msg.get("holds"))
         for other in list(self.drivers.values()):
             if other.name != name or other.identity == identity:
                 continue
@@ -665,15 +746,8 @@ class Controller:
                 del self.drivers[other.identity]
                 other.identity = identity
                 self.drivers[identity] = other
-            elif now - other.last_seen < self.exe.heartbeat_timeout:
-                raise ProtocolError(
-                    "name_in_use",
-                    f"a driver named {name!r} is already connected; give each driver its "
-                    "own --name",
-                )
             else:
-                self._lose(b, other, "driver_lost", "replaced by a new connection")
-        holds = self._held(msg.get("holds"))
+                self._replace(b, other, holds)
         d = self.drivers.get(identity)
         known = d is not None
         if d is None:
@@ -727,6 +801,52 @@ class Controller:
                 spec_hash=self.spec_hash,
             ),
         )
+
+    def _replace(self, b: Batch, old: DriverConn, holds: set[str]) -> None:
+        """A HELLO from another process under ``old``'s name: a restart once the old
+        process is gone, a twin (refused ``name_in_use``) while it lives.
+
+        Gone is decided by the old connection itself, not only by its heartbeats: the
+        ROUTER is ROUTER_MANDATORY, and a send to a peer whose connection has closed fails
+        with EHOSTUNREACH. A killed process's connection closes at once (its kernel closes
+        the socket), so a driver restarted under its name is welcomed back at once instead
+        of being refused until the old connection's heartbeat timeout. What this cannot see
+        is a peer whose connection stays open: a hung process, or a host that lost power
+        without closing its TCP connections; those are gone only after the heartbeat
+        timeout, as before.
+
+        A matching CURVE key is not taken as proof of a restart, although under CURVE a name
+        only ever reaches here with its bound key (``name_taken`` first): a key says who may
+        use the name, not that the process that used it is dead. Two live processes started
+        with one key and name (a copy-pasted service file) would each take the name back
+        from the other at every heartbeat, and every take-over re-queues the other's trials.
+
+        The old connection's trials follow the rules of any reconnect: those the new
+        HELLO ``holds`` (results in its outbox) stay running on the name and are delivered,
+        not run again; the others died with the old process and go back to the queue under
+        the retry policy."""
+        silent = time.monotonic() - old.last_seen
+        if silent >= self.exe.heartbeat_timeout:
+            why = f"silent for {silent:.0f} s; replaced by a new connection"
+        elif not self._connected(old.identity):
+            why = "its connection closed; a new process took over its name"
+        else:
+            raise ProtocolError(
+                "name_in_use",
+                f"a driver named {old.name!r} is already connected; give each driver its "
+                "own --name",
+            )
+        self._lose(b, old, "driver_lost", why, keep=holds)
+
+    def _connected(self, identity: bytes) -> bool:
+        """Whether the ROUTER still has a connection to ``identity``. The probe is a
+        HEARTBEAT, which a live driver takes as the controller's sign of life and
+        nothing more; a full queue (EAGAIN) is a live, if slow, peer."""
+        try:
+            self._post(identity, protocol.make("HEARTBEAT"))
+        except zmq.ZMQError as exc:
+            return exc.errno != zmq.EHOSTUNREACH
+        return True
 
     def _admit(self, identity: bytes, name: str) -> None:
         """A HELLO that would add a driver, refused before anything is recorded when the
@@ -854,9 +974,12 @@ class Controller:
                 other.trials.discard(tid)
                 out.put(other.identity, protocol.make("CANCEL", trial=tid, reason=reason))
 
-    def _lose(self, b: Batch, d: DriverConn, kind: str, reason: str) -> None:
-        """A driver left or went silent: its trials go back to the queue per the retry policy."""
-        for tid in sorted(d.trials):
+    def _lose(
+        self, b: Batch, d: DriverConn, kind: str, reason: str, keep: set[str] | None = None
+    ) -> None:
+        """A driver left or went silent: its trials go back to the queue per the retry policy,
+        but for those in ``keep``: a restarted process under its name holds them."""
+        for tid in sorted(d.trials - (keep or set())):
             t = self.store.trial(tid)
             if t is not None and t["status"] == lifecycle.RUNNING and t["driver"] == d.name:
                 status = ledger.record_interrupt(
@@ -1042,6 +1165,7 @@ class Controller:
         while True:
             await asyncio.sleep(period)
             self._refusals.flush()
+            self._handshakes.flush()
             if self._propose_after and time.monotonic() >= self._propose_after:
                 self._propose_after = 0.0  # the back-off is over: try again
                 self._wake.set()
@@ -1183,8 +1307,9 @@ class Controller:
             await self._send(identity, msg)
 
     async def _send(self, identity: bytes, msg: protocol.Message) -> None:
-        """ROUTER sends never block (a full or vanished peer drops the message), so a
-        plain socket sharing the asyncio one's handle saves a future per message.
+        """ROUTER sends never block (NOBLOCK: a full or vanished peer costs the message,
+        which heartbeats and re-sent reports make up for), so a plain socket sharing the
+        asyncio one's handle saves a future per message.
 
         libzmq signals new input once, on a descriptor that every operation on the
         socket may clear: a send that takes in the signal of a frame that has just
@@ -1192,12 +1317,19 @@ class Controller:
         frame comes (a lone driver waiting for its reply: until its heartbeat timeout).
         Asking the asyncio socket for its events afterwards wakes the receive task when
         input is pending, as pyzmq's own send does."""
+        try:
+            self._post(identity, msg)
+        except zmq.ZMQError as exc:  # peer gone (or its queue full): heartbeats settle it
+            log.debug("send to %s failed: %s", identity.hex(), exc)
+
+    def _post(self, identity: bytes, msg: protocol.Message) -> None:
+        """One non-blocking send; raises EHOSTUNREACH for a peer that is not connected
+        (ROUTER_MANDATORY) and EAGAIN for one whose queue is full."""
         assert self._raw is not None and self.sock is not None
         try:
             self._raw.send_multipart([identity, protocol.encode(msg)], flags=zmq.NOBLOCK)
-        except zmq.ZMQError as exc:  # peer gone: heartbeats will settle it
-            log.debug("send to %s failed: %s", identity.hex(), exc)
-        self.sock.get(zmq.EVENTS)  # zmq.asyncio's get() schedules a waiting recv if readable
+        finally:
+            self.sock.get(zmq.EVENTS)  # zmq.asyncio's get() schedules a waiting recv if readable
 
     def _report(self) -> None:
         if self.reporter is None:

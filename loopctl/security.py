@@ -2,8 +2,11 @@
 
 ZeroMQ's CURVE handshake happens before any message reaches the controller, so
 a driver whose public key is not in the allow-list cannot register, receive a
-task or submit a result: the database never sees it. Refusals are logged with
-the key's fingerprint so an operator can tell which device was turned away.
+task or submit a result: the database never sees it. A key turned away by the
+allow-list is logged with its fingerprint so an operator can tell which device
+it was. A driver with no key or the wrong controller key fails the handshake
+before its key is known and never reaches the allow-list: the controller's
+socket monitor logs those (``Controller._watch_handshakes``).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,24 +84,34 @@ class Curve:
         return {load_public(p) for p in sorted(self.authorized_dir.glob("*.key"))}
 
 
+def _log_refusal(fingerprint: str) -> None:
+    log.warning("refused a driver with an unknown CURVE key (fingerprint %s)", fingerprint)
+
+
 class _AllowList:
-    def __init__(self, keys: set[bytes]) -> None:
+    def __init__(self, keys: set[bytes], refused: Callable[[str], None]) -> None:
         self.keys = keys
+        self.refused = refused
 
     def callback(self, domain: str, key: bytes) -> bool:
         if key in self.keys:
             return True
-        log.warning("refused a driver with an unknown CURVE key (fingerprint %s)", fingerprint(key))
+        self.refused(fingerprint(key))
         return False
 
 
-def secure_server(ctx: Any, sock: Any, curve: Curve) -> ThreadAuthenticator:
-    """Make ``sock`` a CURVE server that admits only the allow-listed keys."""
+def secure_server(
+    ctx: Any, sock: Any, curve: Curve, refused: Callable[[str], None] = _log_refusal
+) -> ThreadAuthenticator:
+    """Make ``sock`` a CURVE server that admits only the allow-listed keys.
+
+    ``refused`` gets the fingerprint of each key turned away, on the authenticator's
+    thread: the controller rate-limits these lines with its other refusals."""
     public, secret = load_keypair(curve.secret_key_file)
     keys = curve.allowed()
     auth = ThreadAuthenticator(zmq.Context.shadow(ctx.underlying), log=log)
     auth.start()
-    auth.configure_curve_callback(domain="*", credentials_provider=_AllowList(keys))
+    auth.configure_curve_callback(domain="*", credentials_provider=_AllowList(keys, refused))
     sock.curve_secretkey = secret
     sock.curve_publickey = public
     sock.curve_server = True

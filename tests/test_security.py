@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -85,6 +87,56 @@ def test_only_authorised_drivers_get_in(tmp_path: Path, procs: Procs) -> None:
     assert procs.exit_code(ctl, 60) == 0, procs.log("controller.log")
     drivers = {e[1] for e in events(db) if e[0] == "driver_connected"}
     assert len(drivers) == 1 and '"name":"lab-a"' in drivers.pop()
+
+
+def test_handshakes_failed_for_a_wrong_or_missing_key_are_logged_and_rate_limited(
+    tmp_path: Path, procs: Procs
+) -> None:
+    """Neither reaches the ZAP handler (the handshake fails first): the controller hears
+    of them from its socket's monitor. A wrong controller key is retried by libzmq every
+    100 ms: more than the 20 lines a 10 s window logs one by one."""
+    k = keys(tmp_path)
+    spec = branin(
+        tmp_path,
+        strategy={"method": "sobol"},
+        security={"curve_secret_key": "keys/controller.key_secret", "authorized_keys": "allowed"},
+    )
+    db = tmp_path / "h.db"
+    ctl = procs.controller(spec, db, TCP_ANY)
+    ep = procs.endpoint(ctl)
+    procs.serving(ctl, db)
+    procs.driver(ep, "confused", "--key", str(k["a"]), "--server-key", str(k["wrong_server"]))
+    procs.driver(ep, "plain")  # no keys at all
+    refused = f"refused a connection to {ep}: "
+
+    def logged(why: str) -> Callable[[], bool]:
+        return lambda: refused + why in procs.log("controller.log")
+
+    for why in (
+        "its CURVE handshake could not be decrypted: the driver has the wrong controller key",
+        "it does not use CURVE: the driver was given no --key",
+    ):
+        procs.wait_for(logged(why), 20, why, ctl)
+    summary = re.compile(
+        r"refused (\d+) connections in the last \d+ s \((\d+) logged one by one; "
+        r"by code: (.*)\)"
+    )
+
+    def flooded() -> bool:
+        return any(
+            int(n) > int(logged) == 20
+            for n, logged, _ in summary.findall(procs.log("controller.log"))
+        )
+
+    procs.wait_for(flooded, 30, "a window with more refusals than it logs", ctl)
+    log = procs.log("controller.log")
+    (codes,) = [c for n, logged, c in summary.findall(log) if int(n) > int(logged)][:1]
+    assert "wrong_server_key" in codes
+    # one by one: never more than 20 in a window (the first window ends with the first
+    # summary line, each next one with the next)
+    pieces = re.split(r"refused \d+ connections in the last", log)
+    assert all(piece.count(refused) <= 20 for piece in pieces), [p.count(refused) for p in pieces]
+    assert count(db, "SELECT COUNT(*) FROM events WHERE kind = 'driver_connected'") == 0
 
 
 def test_open_bind_needs_curve_or_insecure(tmp_path: Path, procs: Procs) -> None:
