@@ -25,7 +25,7 @@ from typing import Any
 
 from loopctl.errors import TamperedError
 from loopctl.spec import Spec, parse_spec, spec_hash
-from loopctl.store import SCHEMA, Store, project
+from loopctl.store import SCHEMA, Store, project, sqlite_failure
 
 DERIVED = {  # table -> key column(s) used to name a differing row
     "trials": ("id",),
@@ -59,12 +59,15 @@ class Verdict:
 
 
 def check(store: Store) -> Verdict:
-    with store.snapshot():
-        ok, bad_seq, chain_msg = store.verify_chain()
-        if not ok:  # a fold of a broken log proves nothing more
-            problems = [{"check": "hash chain", "event": bad_seq, "message": chain_msg}]
-        else:
-            problems = _spec_problems(store) + _derived_problems(store)
+    try:
+        with store.snapshot():
+            ok, bad_seq, chain_msg = store.verify_chain()
+            if not ok:  # a fold of a broken log proves nothing more
+                problems = [{"check": "hash chain", "event": bad_seq, "message": chain_msg}]
+            else:
+                problems = _spec_problems(store) + _derived_problems(store)
+    except sqlite3.Error as exc:  # this reads every row: a disk failing now is met here
+        raise sqlite_failure(store.path, exc) from None
     problems.sort(key=lambda p: (p["event"] is None, p["event"] or 0))
     return Verdict(chain_msg, problems)
 
