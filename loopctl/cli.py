@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -42,6 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except OSError as exc:  # files: unwritable --out, vanished paths, full disks
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:  # a disk failing, or damage met after the checks on opening
+        from loopctl.store import sqlite_failure
+
+        db = getattr(args, "db", None)
+        print(f"error: {sqlite_failure(db, exc) if db else exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

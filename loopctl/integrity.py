@@ -14,6 +14,13 @@ cannot make them disagree with each other:
   itself: a spec parsed again is only for building objects;
 * the derived tables (``trials``, ``observations``, ``proposals``, ``drivers``, ``meta``)
   against a fold of the log into a scratch database, row by row.
+
+A problem names the first event whose effect no longer matches: for a differing value, the
+event that set that column, not merely the last event to touch its row (a trial's edited
+parameters were blamed on its result, events later). The chain alone cannot say which of
+two events was edited when it breaks between them: an edit whose own hash was recomputed
+leaves only the *next* event failing. The tables can, being written in the same transaction
+as each original event, so they are consulted then too.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from typing import Any
 
 from loopctl.errors import TamperedError
 from loopctl.spec import Spec, parse_spec, spec_hash
-from loopctl.store import SCHEMA, Store, project
+from loopctl.store import SCHEMA, Store, project, sqlite_failure
 
 DERIVED = {  # table -> key column(s) used to name a differing row
     "trials": ("id",),
@@ -33,15 +40,6 @@ DERIVED = {  # table -> key column(s) used to name a differing row
     "proposals": ("id",),
     "drivers": ("name",),
     "meta": ("key",),
-}
-META_KEYS = {  # event kind -> the meta rows it writes, to name the event behind a bad row
-    "campaign_created": ("format", "spec", "spec_hash", "versions", "source", "created_at"),
-    "controller_started": ("controller",),
-    "controller_stopped": ("controller",),
-    "campaign_finished": ("finished",),
-    "run_settings": ("run_settings",),
-    "campaign_paused": ("paused",),
-    "campaign_unpaused": ("paused",),
 }
 SPEC_CHANGED = "the stored campaign spec does not match its hash"
 
@@ -59,14 +57,53 @@ class Verdict:
 
 
 def check(store: Store) -> Verdict:
-    with store.snapshot():
-        ok, bad_seq, chain_msg = store.verify_chain()
-        if not ok:  # a fold of a broken log proves nothing more
-            problems = [{"check": "hash chain", "event": bad_seq, "message": chain_msg}]
-        else:
-            problems = _spec_problems(store) + _derived_problems(store)
+    try:
+        with store.snapshot():
+            ok, bad_seq, chain_msg = store.verify_chain()
+            if ok:
+                problems = _spec_problems(store) + _derived_problems(store)
+            else:
+                problems, chain_msg = _chain_problems(store, bad_seq, chain_msg)
+    except sqlite3.Error as exc:  # this reads every row: a disk failing now is met here
+        raise sqlite_failure(store.path, exc) from None
     problems.sort(key=lambda p: (p["event"] is None, p["event"] or 0))
     return Verdict(chain_msg, problems)
+
+
+def _chain_problems(
+    store: Store, bad: int | None, message: str
+) -> tuple[list[dict[str, Any]], str]:
+    """Where the chain breaks, and which of the two events beside the break was edited;
+    returns the problems and what to say of the chain.
+
+    Event ``bad`` failing its hash means either it was changed, or event ``bad - 1`` was
+    changed and given the hash of its new content (``bad``'s hash was computed from the old
+    one). The tables settle it when the edit changed what they hold: the fold of the log
+    then differs from them at the edited event. Past the break the fold proves nothing, so
+    only differences at those two events are reported, and ``bad - 1`` is blamed only when
+    the evidence is against it alone: an edit at ``bad`` that took away what it set can
+    make an earlier event look responsible for the value left behind."""
+    row = store.conn.execute("SELECT kind FROM events WHERE seq = ?", (bad,)).fetchone()
+    chain = {"check": "hash chain", "event": bad, "message": message}
+    if row is None or bad is None or bad == 1:  # a gap, or nothing before it to suspect
+        return [chain], message
+    found = _spec_problems(store) + _derived_problems(store)
+    at_bad = [p for p in found if p["event"] == bad]
+    before = [p for p in found if p["event"] == bad - 1]
+    if at_bad:
+        return [chain, *at_bad], message
+    if before:
+        said = (
+            f"event {bad} ({row[0]}) does not chain to event {bad - 1} as it is now: event "
+            f"{bad - 1} was changed and given a new hash (event {bad}'s was computed from the "
+            "old one)"
+        )
+    else:
+        said = (
+            f"{message}: event {bad} was changed, or event {bad - 1} was changed and given a "
+            "new hash (neither edit changed what the tables hold, so they cannot tell which)"
+        )
+    return [*before, dict(chain, message=said)], said
 
 
 def verified_spec(store: Store) -> Spec:
@@ -110,45 +147,117 @@ def _spec_problems(store: Store) -> list[dict[str, Any]]:
 
 
 def _derived_problems(store: Store) -> list[dict[str, Any]]:
+    scratch, failed = _fold(store, track=False)
+    if failed or not _differences(scratch, store):
+        scratch.close()
+        return failed
+    # only now fold again, recording who set what: it would double the time of every check
+    # of an intact database, the usual case, for an answer only a failed one needs
+    scratch.close()
+    scratch, _ = _fold(store, track=True)
+    shaped = {
+        (table, tuple(json.loads(key)), column): seq
+        for table, key, column, seq in scratch.execute("SELECT * FROM shaped")
+    }
+    problems = []
+    for table, k, want, got in _differences(scratch, store):
+        if want is None:  # an event deleting it, if one did
+            event, column = shaped.get((table, k, "-")), None
+        elif got is None:  # the event that made the row
+            event, column = shaped.get((table, k, "*")), None
+        else:  # of the values that differ, the one set first, and the event that set it
+            differing = [c for c in want if want[c] != got.get(c)]
+            column = min(differing, key=lambda c: _set_by(shaped, table, k, c) or 0)
+            event = _set_by(shaped, table, k, column)
+        problems.append(
+            {
+                "check": f"table {table}",
+                "event": event,
+                "message": _difference(table, k, want, got, column),
+            }
+        )
+    scratch.close()
+    return problems
+
+
+def _fold(store: Store, *, track: bool) -> tuple[sqlite3.Connection, list[dict[str, Any]]]:
+    """The log folded into a scratch database; the problem if an event cannot be applied."""
     scratch = sqlite3.connect(":memory:")
     scratch.executescript(SCHEMA)
-    last_event: dict[tuple[str, str], int] = {}  # (table, first key) -> last event shaping it
+    if track:
+        _track_shaping(scratch)
     for ev in store.events():
+        if track:
+            scratch.execute("UPDATE shaping_now SET seq = ?", (ev.seq,))
         try:
             project(scratch, ev)
         except (KeyError, TypeError, ValueError, sqlite3.Error) as exc:
-            scratch.close()
-            return [
+            return scratch, [
                 {
                     "check": "replay of events",
                     "event": ev.seq,
                     "message": f"event {ev.seq} ({ev.kind}) cannot be applied: {exc!r}",
                 }
             ]
-        if ev.trial_id:
-            last_event["trials", ev.trial_id] = last_event["observations", ev.trial_id] = ev.seq
-        elif ev.kind == "proposal_made":
-            last_event["proposals", ev.payload["id"]] = ev.seq
-        elif ev.kind.startswith("driver_"):
-            last_event["drivers", ev.payload["name"]] = ev.seq
-        for meta_key in META_KEYS.get(ev.kind, ()):
-            last_event["meta", meta_key] = ev.seq
-    problems = []
+    return scratch, []
+
+
+def _differences(
+    scratch: sqlite3.Connection, store: Store
+) -> list[tuple[str, tuple[Any, ...], dict[str, Any] | None, dict[str, Any] | None]]:
+    """(table, key, row the events make, row the database holds) wherever they differ."""
+    out = []
     for table, key in DERIVED.items():
         expected = _rows(scratch, table, key)
         actual = _rows(store.conn, table, key)
         for k in sorted(set(expected) | set(actual), key=str):
             if expected.get(k) != actual.get(k):
-                what = _difference(table, k, expected.get(k), actual.get(k))
-                problems.append(
-                    {
-                        "check": f"table {table}",
-                        "event": last_event.get((table, str(k[0]))),
-                        "message": what,
-                    }
-                )
-    scratch.close()
-    return problems
+                out.append((table, k, expected.get(k), actual.get(k)))
+    return out
+
+
+def _set_by(
+    shaped: dict[tuple[str, tuple[Any, ...], str], int], table: str, key: tuple[Any, ...], c: str
+) -> int | None:
+    return shaped.get((table, key, c), shaped.get((table, key, "*")))
+
+
+def _track_shaping(scratch: sqlite3.Connection) -> None:
+    """Triggers in the scratch fold that record which event last set each value.
+
+    ``shaped`` holds, per row, ``*``: the event that inserted it (its values unless set
+    later), one entry per column an event changed afterwards, and ``-``: the event that
+    deleted it. Recorded as the fold runs, since what a row looked like in between is gone
+    by the time it is compared."""
+    scratch.executescript(
+        "CREATE TABLE shaping_now (seq INTEGER); INSERT INTO shaping_now VALUES (0);"
+        "CREATE TABLE shaped (tbl TEXT, key TEXT, col TEXT, seq INTEGER, "
+        "PRIMARY KEY (tbl, key, col));"
+    )
+    now = "(SELECT seq FROM shaping_now)"
+    for table, key in DERIVED.items():
+        columns = [r[1] for r in scratch.execute(f"PRAGMA table_info({table})")]
+
+        def ident(row: str, table: str = table, key: tuple[str, ...] = key) -> str:
+            return f"'{table}', json_array({', '.join(f'{row}.{k}' for k in key)})"
+
+        def forget(row: str, table: str = table, key: tuple[str, ...] = key) -> str:
+            keys = ", ".join(f"{row}.{k}" for k in key)
+            return f"DELETE FROM shaped WHERE tbl = '{table}' AND key = json_array({keys});"
+
+        changed = "".join(
+            f"INSERT OR REPLACE INTO shaped SELECT {ident('NEW')}, '{c}', {now} "
+            f"WHERE NEW.{c} IS NOT OLD.{c};"
+            for c in columns
+            if c not in key
+        )
+        scratch.executescript(
+            f"CREATE TRIGGER {table}_made AFTER INSERT ON {table} BEGIN {forget('NEW')} "
+            f"INSERT INTO shaped VALUES ({ident('NEW')}, '*', {now}); END;"
+            f"CREATE TRIGGER {table}_set AFTER UPDATE ON {table} BEGIN {changed} END;"
+            f"CREATE TRIGGER {table}_gone AFTER DELETE ON {table} BEGIN {forget('OLD')} "
+            f"INSERT INTO shaped VALUES ({ident('OLD')}, '-', {now}); END;"
+        )
 
 
 def _rows(
@@ -164,14 +273,17 @@ def _rows(
 
 
 def _difference(
-    table: str, key: tuple[Any, ...], want: dict[str, Any] | None, got: dict[str, Any] | None
+    table: str,
+    key: tuple[Any, ...],
+    want: dict[str, Any] | None,
+    got: dict[str, Any] | None,
+    c: str | None,
 ) -> str:
     name = "/".join(map(str, key))
     if got is None:
         return f"{table} row {name} is missing (the events create it)"
-    if want is None:
+    if want is None or c is None:
         return f"{table} row {name} exists but no event creates it"
-    c = next(c for c in want if want[c] != got.get(c))
     where, is_, should = _json_difference(want[c], got.get(c))
     return f"{table} row {name}: {c}{where} is {_short(is_)} but the events say {_short(should)}"
 

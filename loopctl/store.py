@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from loopctl import faults
 from loopctl.canonical import canonical, sha256_hex
@@ -165,32 +166,82 @@ class Store:
 
     @classmethod
     def open(cls, path: str | Path, *, readonly: bool = False, synchronous: str = "FULL") -> Store:
+        """Open an existing campaign; a file that cannot be one is refused, named for what it
+        is (missing, not SQLite, damaged, another program's, unreadable, read-only).
+
+        Whether it is a campaign is settled through a read-only connection before anything
+        writes: a writing connection to a file that is not a campaign would add loopctl's
+        tables to it, switch it to WAL or roll back another program's journal, "repairs"
+        nobody asked for that leave the file less like the evidence it was."""
         p = str(path)
         if not os.path.exists(p):
-            raise StoreError(f"{p}: no such campaign database")
-        store = cls._connect(p, readonly=readonly, synchronous=synchronous, lock=not readonly)
+            raise StoreError(f"{p}: no such campaign database (check the path)")
+        if os.path.isdir(p):
+            raise StoreError(f"{p}: is a directory, not a campaign database (check the path)")
+        store = cls._connect(p, readonly=True, synchronous=synchronous, lock=False)
         try:
-            fmt = store.meta("format")
-        except sqlite3.DatabaseError as exc:
+            store._identify()
+        except BaseException:
             store.close()
-            raise StoreError(f"{p}: not a loopctl campaign database ({exc})") from None
+            raise
+        if readonly:
+            return store
+        store.close()
+        if not os.access(p, os.W_OK):  # the kernel's answer: mode, immutable flag, ro mount
+            raise StoreError(f"{p}: {_unwritable(p)}")
+        return cls._connect(p, readonly=False, synchronous=synchronous, lock=True)
+
+    def _identify(self) -> None:
+        """Refuse, naming what the file is instead, unless it is a campaign this loopctl reads.
+        A first read is where SQLite finds out that a file is not SQLite, damaged, or
+        unreadable; each needs a different cure, so none of them is called "not a campaign"."""
+        try:
+            tables = {
+                name
+                for (name,) in self.conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                )
+            }
+            if not {"events", "meta"} <= tables:
+                raise StoreError(f"{self.path}: {_foreign(self.path, tables)}")
+            # SQLite's own structural check (every page of every table and index; ~20 ms
+            # for 2,000 trials): damage past the first pages would otherwise surface halfway
+            # through a command, or, in an index, never, as wrong answers
+            (verdict,) = self.conn.execute("PRAGMA quick_check(1)").fetchone()
+            if verdict != "ok":
+                where = verdict.replace("*** in database main ***", "").strip()
+                raise StoreError(f"{self.path}: {_damaged(self.path, f'SQLite: {where}')}")
+            fmt = self.meta("format")
+        except sqlite3.Error as exc:
+            raise sqlite_failure(self.path, exc) from None
         if fmt is None:
-            store.close()
-            raise StoreError(f"{p}: not a loopctl campaign database (no campaign_created event)")
+            raise StoreError(
+                f"{self.path}: not a loopctl campaign database (no campaign_created event: "
+                "its creation was interrupted before the campaign existed); create it again"
+            )
         if int(fmt) > FORMAT_VERSION:
-            store.close()
-            raise StoreError(f"{p}: written by a newer loopctl (format {fmt}); upgrade loopctl")
-        return store
+            raise StoreError(
+                f"{self.path}: written by a newer loopctl (format {fmt}); upgrade loopctl"
+            )
 
     @classmethod
     def _connect(cls, path: str, *, readonly: bool, synchronous: str, lock: bool) -> Store:
         if synchronous.upper() not in SYNC_MODES:
             raise StoreError(f"synchronous must be one of {', '.join(SYNC_MODES)}")
-        lock_fd = _take_lock(path) if lock and path != ":memory:" else None
         try:
-            if readonly:
+            lock_fd = _take_lock(path) if lock and path != ":memory:" else None
+        except OSError as exc:  # the lock file is made beside the database
+            raise StoreError(
+                f"{path}: cannot create its lock file {lock_path(path)} ({exc.strerror}): "
+                f"{_unwritable(path)}"
+            ) from None
+        try:
+            if readonly:  # a URI: quoted, so that a "?" or "%" in a path stays part of it
                 conn = sqlite3.connect(
-                    f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+                    f"file:{quote(path)}?mode=ro",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
                 )
             else:
                 conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -202,7 +253,7 @@ class Store:
         except sqlite3.Error as exc:
             if lock_fd is not None:
                 os.close(lock_fd)
-            raise StoreError(f"{path}: cannot open campaign database: {_explain(exc)}") from None
+            raise sqlite_failure(path, exc, writing=not readonly) from None
         store = cls(path, conn, lock_fd)
         store.synchronous = synchronous.upper()
         return store
@@ -272,7 +323,9 @@ class Store:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             self._in_batch = False
-            raise StoreError(f"{self.path}: cannot write: {_explain(exc)}") from None
+            raise StoreError(
+                f"{self.path}: cannot write: {_explain(exc, self.path, writing=True)}"
+            ) from None
         b = Batch(self)
         try:
             yield b
@@ -286,7 +339,8 @@ class Store:
                 pass
             if isinstance(exc, sqlite3.Error):
                 raise StoreError(
-                    f"{self.path}: write failed, nothing recorded: {_explain(exc)}"
+                    f"{self.path}: write failed, nothing recorded: "
+                    f"{_explain(exc, self.path, writing=True)}"
                 ) from None
             raise
         finally:
@@ -524,17 +578,130 @@ def is_locked(path: str) -> bool:
         os.close(fd)
 
 
-def _explain(exc: sqlite3.Error) -> str:
+def sqlite_failure(path: str, exc: sqlite3.Error, *, writing: bool = False) -> StoreError:
+    """What SQLite's failure on a campaign database means, as the error a user reads.
+
+    For readers that meet damage after :meth:`Store.open` (a page deep in the file that
+    only the full check reads), so that it is named the same as damage found on opening."""
+    return StoreError(f"{path}: {_explain(exc, path, writing=writing)}")
+
+
+def _explain(exc: sqlite3.Error, path: str, *, writing: bool = False) -> str:
+    """What it is and what to do, SQLite's own words kept in brackets.
+
+    By SQLite's result code where there is one: its messages are terse and alike ("unable
+    to open database file" is said of a missing directory, an unreadable file and a
+    read-only one), and a cure chosen from the wrong diagnosis can cost the data."""
     text = str(exc)
-    if "locked" in text or "busy" in text:
-        return f"{text} (another program holds a write lock on the database; close it and retry)"
-    if "disk is full" in text or "full" in text:
-        return f"{text} (the disk is full: free space and retry)"
-    if "readonly" in text or "read-only" in text:
-        return f"{text} (the file or its directory is read-only)"
-    if "malformed" in text or "not a database" in text:
-        return f"{text} (the file is damaged or is not a SQLite database)"
-    return text
+    code = getattr(exc, "sqlite_errorcode", None)
+    name = getattr(exc, "sqlite_errorname", None)
+    primary = code & 0xFF if isinstance(code, int) else _code_from_text(text)
+    said = f"SQLite: {text}" + (f", {name}" if name else "")
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return f"another program holds a write lock on the database ({said}); close it and retry"
+    if primary == sqlite3.SQLITE_FULL:
+        return f"the disk is full ({said}): free space and retry"
+    if primary == sqlite3.SQLITE_READONLY:
+        return f"{_unwritable(path)} ({said})"
+    if primary == sqlite3.SQLITE_NOTADB:
+        return (
+            f"not an SQLite database ({said}), so not a campaign database: check the path "
+            "(a campaign damaged at its very start reads the same: then restore it from a "
+            "copy); the file is left as it is"
+        )
+    if primary == sqlite3.SQLITE_CORRUPT:
+        return _damaged(path, said)
+    if primary == sqlite3.SQLITE_IOERR:
+        return (
+            f"disk I/O error ({said}) on it or on its -wal/-shm files beside it: the disk, "
+            "the file system or a network mount failed; the file is left as it is. Check the "
+            "disk (`dmesg`), copy the database and any -wal beside it to a sound disk and use "
+            "the copy"
+        )
+    if primary == sqlite3.SQLITE_CANTOPEN:
+        return f"cannot be opened ({said}): {_cannot_open(path, writing)}"
+    if primary in (sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH):
+        return f"permission denied ({said}): check the file's owner and mode"
+    return said
+
+
+def _damaged(path: str, said: str) -> str:
+    return (
+        f"damaged: SQLite finds it malformed ({said}): a truncated or interrupted copy, a "
+        "disk fault or a write from outside; the file is left as it is. Use a good copy "
+        "(restore it from a backup, or copy it again from the machine it ran on); to salvage "
+        f"what is readable: `sqlite3 {path} .recover | sqlite3 NEW.db`, then "
+        "`loopctl audit NEW.db`"
+    )
+
+
+def _code_from_text(text: str) -> int | None:
+    """Errors made in Python (fault injection) carry no result code: read it off the words."""
+    for words, code in (
+        (("locked", "busy"), sqlite3.SQLITE_BUSY),
+        (("full",), sqlite3.SQLITE_FULL),
+        (("readonly", "read-only"), sqlite3.SQLITE_READONLY),
+        (("not a database",), sqlite3.SQLITE_NOTADB),
+        (("malformed",), sqlite3.SQLITE_CORRUPT),
+        (("disk I/O",), sqlite3.SQLITE_IOERR),
+        (("unable to open",), sqlite3.SQLITE_CANTOPEN),
+    ):
+        if any(w in text for w in words):
+            return code
+    return None
+
+
+def _unwritable(path: str) -> str:
+    """Which part is read-only: the file itself, or the directory where SQLite and loopctl
+    must make the -wal, -shm and -lock files beside it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        which = "the file is read-only (its mode, an immutable flag or a read-only mount)"
+    elif not os.access(folder, os.W_OK):
+        which = f"its directory {folder} is read-only (new files cannot be made beside it)"
+    else:
+        which = "it was opened read-only"
+    return (
+        f"cannot be written: {which}; this command writes to the campaign: make it writable, "
+        "or copy the campaign to a writable place and use the copy (`loopctl status`, `audit` "
+        "and `export` only read it)"
+    )
+
+
+def _foreign(path: str, tables: set[str]) -> str:
+    """A readable SQLite file without a campaign's tables: name what it holds, so that a
+    wrong path is recognised at once."""
+    if not tables:
+        size = os.path.getsize(path)
+        what = "an empty file" if size == 0 else "an SQLite database with no tables"
+        return f"{what}, not a loopctl campaign database: check the path"
+    shown = ", ".join(sorted(tables)[:8]) + (", ..." if len(tables) > 8 else "")
+    return (
+        f"an SQLite database but not a loopctl campaign database (its tables: {shown}; a "
+        "campaign has events and meta): check the path; the file is left as it is"
+    )
+
+
+def _cannot_open(path: str, writing: bool) -> str:
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(path) and not os.access(path, os.R_OK):
+        return "permission denied: you may not read it; check the file's owner and mode"
+    for side in (path + "-wal", path + "-shm"):
+        if os.path.lexists(side) and not os.path.isfile(side):
+            return (
+                f"{side} beside it is not a regular file: move it away, once no program "
+                "uses the campaign"
+            )
+    missing = [s for s in (path + "-wal", path + "-shm") if not os.path.exists(s)]
+    if missing and not os.access(folder, os.W_OK):
+        return (
+            f"its directory {folder} is read-only and SQLite must make {' and '.join(missing)} "
+            "there to open a WAL database: make the directory writable, or copy the campaign "
+            "to a writable place"
+        )
+    return "check that the file and its directory exist and are yours" + (
+        " to write" if writing else " to read"
+    )
 
 
 # ---------------------------------------------------------------------- projection

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from loopctl import Campaign
+from loopctl.canonical import canonical
+from loopctl.store import GENESIS, event_hash
 from tests.conftest import loopctl
 from tests.specs import branin
 
@@ -24,10 +28,10 @@ def db(tmp_path: Path) -> Path:
     return path
 
 
-def completed_event(db: Path, trial: str) -> int:
+def trial_event(db: Path, kind: str, trial: str) -> int:
     conn = sqlite3.connect(db)
     (seq,) = conn.execute(
-        "SELECT seq FROM events WHERE kind = 'trial_completed' AND trial_id = ?", (trial,)
+        "SELECT seq FROM events WHERE kind = ? AND trial_id = ?", (f"trial_{kind}", trial)
     ).fetchone()
     conn.close()
     return int(seq)
@@ -56,7 +60,7 @@ def test_untouched_campaign_verifies(db: Path) -> None:
         ("UPDATE observations SET value = value + 1 WHERE trial_id = 'T0002'", "completed:T0002"),
         (
             "UPDATE trials SET parameters = json_set(parameters, '$.x1', 0.5) WHERE id = 'T0003'",
-            "completed:T0003",
+            "proposed:T0003",  # what set them, not the trial's last event (its result)
         ),
         ("UPDATE trials SET status = 'completed' WHERE id = 'T0005'", "last:T0005"),
         ("DELETE FROM observations WHERE trial_id = 'T0001'", "completed:T0001"),
@@ -70,8 +74,8 @@ def test_untouched_campaign_verifies(db: Path) -> None:
     ],
 )
 def test_any_edit_fails_and_names_the_first_bad_event(db: Path, sql: str, first_bad: str) -> None:
-    if first_bad.startswith("completed:"):
-        expected = completed_event(db, first_bad.split(":")[1])
+    if first_bad.startswith(("completed:", "proposed:")):
+        expected = trial_event(db, *first_bad.split(":"))
     elif first_bad.startswith("last:"):
         conn = sqlite3.connect(db)
         expected = conn.execute(
@@ -132,3 +136,75 @@ def test_a_head_kept_elsewhere_catches_a_rewritten_history(db: Path, tmp_path: P
     assert loopctl("audit", str(forged)).returncode == 0  # consistent in itself
     r = loopctl("audit", str(forged), "--expect-head", head["hash"], check=False)
     assert r.returncode == 2 and "rewritten or cut" in r.stdout, r.stdout
+
+
+def edit_event(db: Path, seq: int, change: Callable[[dict[str, Any]], None], rehash: bool) -> None:
+    """Change one event's payload in place, as someone with the file and a SQLite shell
+    would; ``rehash``: also give it the hash its new content has (but leave the next
+    event's hash, which was computed from the old one)."""
+    conn = sqlite3.connect(db)
+    (text,) = conn.execute("SELECT payload FROM events WHERE seq = ?", (seq,)).fetchone()
+    payload = json.loads(text)
+    change(payload)
+    new = canonical(payload)
+    assert new != text
+    conn.execute("UPDATE events SET payload = ? WHERE seq = ?", (new, seq))
+    if rehash:
+        row = conn.execute("SELECT hash FROM events WHERE seq = ?", (seq - 1,)).fetchone()
+        t, kind, trial = conn.execute(
+            "SELECT time, kind, trial_id FROM events WHERE seq = ?", (seq,)
+        ).fetchone()
+        h = event_hash(row[0] if row else GENESIS, seq, t, kind, trial, new)
+        conn.execute("UPDATE events SET hash = ? WHERE seq = ?", (h, seq))
+    conn.commit()
+    conn.close()
+
+
+def _set(*path_and_value: Any) -> Callable[[dict[str, Any]], None]:
+    *path, value = path_and_value
+
+    def change(payload: dict[str, Any]) -> None:
+        node: Any = payload
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+
+    return change
+
+
+EDITS = {  # which event (kind and which one of that kind), and what is changed in it
+    "a result": ("trial_completed", 1, _set("outcomes", "y", "value", 0.0)),
+    "a proposal": ("proposal_made", 0, _set("seed", 12345)),
+    "a trial's parameters": ("trial_proposed", 2, _set("parameters", "x1", 0.5)),
+    "the first event": ("campaign_created", 0, _set("spec", "budget", "trials", 999)),
+    "the last event": ("trial_failed", -1, _set("reason", "nothing wrong")),
+}
+
+
+@pytest.mark.parametrize("rehash", [False, True], ids=["hash-kept", "hash-recomputed"])
+@pytest.mark.parametrize("what", list(EDITS))
+def test_an_edited_event_is_named_itself_not_the_one_after(
+    db: Path, what: str, rehash: bool
+) -> None:
+    """An edit whose hash was recomputed breaks the chain only at the next event, whose
+    hash was computed from the old one; audit named that next event. The tables, written
+    in the same transaction as the original event, still say what it said."""
+    kind, which, change = EDITS[what]
+    conn = sqlite3.connect(db)
+    seqs = [
+        s for (s,) in conn.execute("SELECT seq FROM events WHERE kind = ? ORDER BY seq", (kind,))
+    ]
+    last = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0]
+    conn.close()
+    seq = seqs[which]
+    assert what != "the first event" or seq == 1
+    assert what != "the last event" or seq == last
+    edit_event(db, seq, change, rehash)
+    r = loopctl("audit", str(db), "--json", check=False)
+    assert r.returncode == 2, r.stdout[-2000:]
+    report = json.loads(r.stdout)
+    assert report["first_bad_event"] == seq, report["problems"]
+    text = loopctl("audit", str(db), check=False).stdout
+    assert f"first bad: event {seq})" in text.splitlines()[3], text[:2000]
+    r = loopctl("status", str(db), check=False)  # the readers name the same event
+    assert r.returncode == 1 and f"(first bad: event {seq})" in r.stderr, r.stderr
