@@ -208,3 +208,14 @@ def test_an_edited_event_is_named_itself_not_the_one_after(
     assert f"first bad: event {seq})" in text.splitlines()[3], text[:2000]
     r = loopctl("status", str(db), check=False)  # the readers name the same event
     assert r.returncode == 1 and f"(first bad: event {seq})" in r.stderr, r.stderr
+
+
+def test_rows_keyed_as_sqlite_allows_are_compared_in_its_order(db: Path) -> None:
+    """The tables are compared as two sorted streams: a key of another type (an integer
+    where ids are text) must be named, not crash the merge."""
+    tamper(db, "UPDATE trials SET id = 42 WHERE id = 'T0002'")
+    report = json.loads(loopctl("audit", str(db), "--json", check=False).stdout)
+    messages = [p["message"] for p in report["problems"]]
+    assert not report["ok"]
+    assert "trials row T0002 is missing (the events create it)" in messages, messages
+    assert "trials row 42 exists but no event creates it" in messages, messages
