@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from loopctl.space import formula
+from loopctl.values import formula
 
 if TYPE_CHECKING:
     from loopctl.controller import Status

@@ -35,6 +35,13 @@ STRATEGY_OPTIONS: dict[str, tuple[str, ...] | type] = {
     "nsga2_bound": ("ucb", "mean"),
 }
 EMT_ELEMENTS = ("Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt")
+# pymatgen's element symbols (with its D and T), written out so that checking a campaign
+# file does not import pymatgen (a third of a second); tests/test_spec.py compares them
+_SYMBOLS = """H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga
+Ge As Se Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd
+Tb Dy Ho Er Tm Yb Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk
+Cf Es Fm Md No Lr Rf Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og D T"""
+ELEMENT_SYMBOLS = frozenset(_SYMBOLS.split())
 
 
 @dataclass(frozen=True)
@@ -802,8 +809,6 @@ def _parameter(
 def _composition(
     r: _Reader, d: Mapping[str, Any], where: str, name: str, common: set[str]
 ) -> CompositionParam | None:
-    from pymatgen.core.periodic_table import Element  # light import, no torch
-
     r.unknown_keys(d, where, common | {"elements", "bounds"})
     elements = d.get("elements")
     if not isinstance(elements, list) or len(elements) < 2:
@@ -814,7 +819,7 @@ def _composition(
         return None
     ok = True
     for j, el in enumerate(elements):
-        if not isinstance(el, str) or not Element.is_valid_symbol(el):
+        if not isinstance(el, str) or el not in ELEMENT_SYMBOLS:
             r.problem(f"{where}.elements[{j}]", f"{el!r} is not a chemical element symbol")
             ok = False
     if ok and len(set(elements)) != len(elements):

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 
 from loopctl import Campaign
+from loopctl.ledger import non_dominated
 from tests.conftest import loopctl
 from tests.specs import branin
 from tests.test_campaign_api import branin_fn
@@ -54,6 +58,19 @@ def test_two_objective_report_has_a_pareto_front(tmp_path: Path) -> None:
     assert (out / "pareto.png").exists() and not (out / "model.png").exists()
     st = loopctl("status", str(db)).stdout
     assert "Pareto set:" in st
+
+
+@given(
+    hst.lists(
+        hst.lists(hst.integers(0, 4).map(float), min_size=3, max_size=3), min_size=1, max_size=30
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_non_dominated_agrees_with_pymoo(points: list[list[float]]) -> None:
+    """The plain-Python filter behind `status` (no numpy) finds pymoo's front, ties kept."""
+    from pymoo.util.nds.non_dominated_sorting import find_non_dominated
+
+    assert non_dominated(points) == sorted(int(i) for i in find_non_dominated(np.array(points)))
 
 
 def test_the_pareto_set_is_listed_with_every_objective(tmp_path: Path) -> None:

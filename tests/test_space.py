@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from loopctl.errors import ValidationError
-from loopctl.space import Space, formula, project_to_simplex
+from loopctl.space import Space, project_to_simplex
 from loopctl.spec import parse_spec
+from loopctl.values import formula
 
 SPEC = {
     "name": "s",
@@ -82,6 +83,25 @@ def test_validate_messages(space: Space) -> None:
 
 def test_formula_is_pymatgen_normalised() -> None:
     assert formula({"Cu": 0.25, "Pd": 0.75, "Au": 0.0}) == "Cu0.25 Pd0.75"
+    assert formula({"Cu": 1.0, "Pd": 0.0}) == "Cu1"
+    assert formula({"Pt": 0.224158, "Ag": 0.038013}, digits=3) == "Pt0.855 Ag0.145"
+
+
+def test_formula_reads_back_through_pymatgen() -> None:
+    """Our formula text (written without pymatgen) is what `loopctl import` parses back:
+    the same fractions to the 8 decimals written."""
+    from pymatgen.core import Composition
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        x = rng.dirichlet(np.ones(5)) * (rng.random(5) > 0.3)
+        if not x.any():
+            continue
+        fractions = dict(zip(["Cu", "Ag", "Au", "Pd", "Pt"], x.tolist(), strict=True))
+        back = Composition(formula(fractions)).fractional_composition
+        total = sum(fractions.values())
+        for el, f in fractions.items():
+            assert back[el] == pytest.approx(f / total, abs=2e-8)
 
 
 def test_projection_keeps_a_point_on_the_simplex_and_is_idempotent() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from loopctl.errors import SpecError
-from loopctl.spec import load_spec, parse_spec_text
+from loopctl.spec import ELEMENT_SYMBOLS, load_spec, parse_spec_text
 from tests.conftest import CAMPAIGNS, loopctl, scaled
 
 GOOD = """
@@ -253,3 +253,11 @@ def test_hostile_campaign_files_fail_fast_and_clearly(
     assert r.returncode != 0 and expect in r.stderr, r.stderr
     assert "hostile.yaml" in r.stderr
     assert time.monotonic() - t0 < scaled(30)  # was minutes and gigabytes
+
+
+def test_element_symbols_are_pymatgens() -> None:
+    """spec.py lists the symbols so that validating a file does not import pymatgen; they
+    must stay the ones pymatgen's formulas (and so imports and pools) accept."""
+    from pymatgen.core.periodic_table import Element
+
+    assert set(Element.__members__) == ELEMENT_SYMBOLS
