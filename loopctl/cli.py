@@ -652,7 +652,7 @@ def _run(
         if n_spawn:
             procs = spawn_drivers(endpoint, n_spawn, db)
         else:
-            print(f"waiting for drivers: loopctl driver oracle --connect {endpoint}", flush=True)
+            print(driver_hint(spec, endpoint, curve), flush=True)
         ctl.reporter = reporter = TerminalReporter(spec.name, db=db)
         t0 = time.monotonic()
         try:
@@ -666,6 +666,24 @@ def _run(
         stop_drivers(procs, timeout=5.0 if ctl.finished else 0.0)
         store.close()
     return 0 if not reason.startswith("error") else 1
+
+
+def driver_hint(spec: Any, endpoint: str, curve: Any = None) -> str:
+    """How to connect the kind of driver this campaign is written for: its `robot:` section
+    means the robot driver, its `oracle:` section the simulated one; with neither, the
+    results come from a person or a driver of the lab's own, and suggesting the simulated
+    oracle (which would fill the database with made-up numbers) would mislead."""
+    keys = " --key NAME.key_secret --server-key CONTROLLER.key" if curve is not None else ""
+    if spec.robot:
+        cmds = [f"loopctl driver robot --connect {endpoint} --name robot-1{keys}"]
+    elif spec.oracle is not None:
+        cmds = [f"loopctl driver oracle --connect {endpoint}{keys}"]
+    else:
+        cmds = [
+            f"loopctl driver human --connect {endpoint} --operator NAME{keys}",
+            "or a driver of your own (docs/drivers.md)",
+        ]
+    return "waiting for drivers: " + "\n  ".join(cmds)
 
 
 def summary_text(store: Any, spec: Any, db: str, reason: str, wall: float) -> str:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from loopctl import Campaign
-from tests.conftest import ENV, ROOT, loopctl, scaled
+from tests.conftest import ENV, ROOT, TCP_ANY, Procs, loopctl, scaled
 from tests.specs import branin
 
 COMMANDS = [
@@ -133,3 +135,35 @@ def test_oracle_latency_takes_a_range_and_refuses_a_backwards_one() -> None:
     assert r.returncode == 2 and "need 0 <= LOW <= HIGH" in r.stderr, r.stderr
     r = loopctl("driver", "oracle", "--connect", "tcp://127.0.0.1:1", "--latency", "x", check=False)
     assert r.returncode == 2 and "LOW..HIGH such as 0.1..0.3" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize(
+    ("campaign", "changes", "hint", "not_hinted"),
+    [
+        ("thin-film-robot.yaml", {}, "loopctl driver robot --connect tcp://", "driver oracle"),
+        ("branin.yaml", {"drivers": {"spawn": 0}}, "loopctl driver oracle --connect", "robot"),
+        (
+            "branin.yaml",
+            {"oracle": None, "drivers": None},
+            "loopctl driver human --connect tcp://",
+            "driver oracle",
+        ),
+    ],
+)
+def test_start_hints_at_the_driver_the_campaign_is_written_for(
+    tmp_path: Path, procs: Procs, campaign: str, changes: dict[str, Any], hint: str, not_hinted: str
+) -> None:
+    """A robot campaign waits for the robot driver, not the simulated oracle; a campaign
+    with neither a robot nor an oracle section for a person (or the lab's own driver)."""
+    data = yaml.safe_load((ROOT / "campaigns" / campaign).read_text())
+    for key, value in changes.items():
+        data[key] = {**data[key], **value} if isinstance(value, dict) else value
+    data = {k: v for k, v in data.items() if v is not None}
+    spec = tmp_path / campaign
+    spec.write_text(yaml.safe_dump(data))
+    ctl = procs.controller(spec, tmp_path / "c.db", TCP_ANY)
+    procs.wait_for(
+        lambda: "waiting for drivers" in procs.log("controller.log"), 60, "the hint", ctl
+    )
+    log = procs.log("controller.log")
+    assert hint in log and not_hinted not in log.split("waiting for drivers")[1], log
