@@ -480,8 +480,6 @@ def parse_spec(data: Any, source: str = "campaign") -> Spec:
         )
     if strategy.method == "ax" and pool is not None:
         r.problem("strategy.method", "Ax's Client cannot search a pool; use auto")
-    if space and all(isinstance(p, FixedParam) for p in space):
-        r.problem("space", "every parameter is fixed; there is nothing to optimise")
     if drivers.spawn and oracle is None:
         r.problem("drivers.spawn", "spawning oracle drivers needs an `oracle` section")
     raw = _stored_form(r, data, pool) if not r.problems else {}
@@ -743,6 +741,9 @@ def _space(r: _Reader, value: Any) -> list[Parameter]:
         p = _parameter(r, d, where, name, ptype)
         if p is not None:
             params.append(p)
+    # only when every parameter was read: one with a mistake is not "fixed" but missing
+    if len(params) == len(value) and all(isinstance(p, FixedParam) for p in params):
+        r.problem("space", "every parameter is fixed; there is nothing to optimise")
     return params
 
 
@@ -811,19 +812,30 @@ def _composition(
 ) -> CompositionParam | None:
     r.unknown_keys(d, where, common | {"elements", "bounds"})
     elements = d.get("elements")
+    if isinstance(elements, list) and len(elements) == 1:
+        r.problem(
+            f"{where}.elements",
+            f"composition {name!r} has one element, {elements[0]!r}, whose fraction is "
+            "always 1: list at least two",
+        )
+        return None
     if not isinstance(elements, list) or len(elements) < 2:
         r.problem(
             f"{where}.elements",
-            f"must be a list of at least two element symbols, got {_kind(elements)}",
+            f"composition {name!r} needs a list of at least two element symbols, "
+            f"got {_kind(elements)}",
         )
         return None
     ok = True
     for j, el in enumerate(elements):
         if not isinstance(el, str) or el not in ELEMENT_SYMBOLS:
-            r.problem(f"{where}.elements[{j}]", f"{el!r} is not a chemical element symbol")
+            r.problem(
+                f"{where}.elements[{j}]",
+                f"{el!r} is not a chemical element symbol (composition {name!r})",
+            )
             ok = False
     if ok and len(set(elements)) != len(elements):
-        r.problem(f"{where}.elements", "elements must be distinct")
+        r.problem(f"{where}.elements", f"composition {name!r}: elements must be distinct")
         ok = False
     bounds_in = r.mapping(d.get("bounds"), f"{where}.bounds")
     if not ok or bounds_in is None:
@@ -853,11 +865,38 @@ def _composition(
     if lo_sum > 1 + 1e-12 or hi_sum < 1 - 1e-12:
         r.problem(
             f"{where}.bounds",
-            f"no composition fits: lower bounds sum to {lo_sum:g} and "
+            f"no composition {name!r} fits: lower bounds sum to {lo_sum:g} and "
             f"upper bounds to {hi_sum:g}, but fractions must sum to 1",
         )
         return None
+    only = _single_composition(elements, bounds, lo_sum, hi_sum)
+    if only is not None:
+        r.problem(
+            f"{where}.bounds",
+            f"composition {name!r} can only be {only}: its bounds leave nothing to vary "
+            "(widen them; a constant composition needs no parameter)",
+        )
+        return None
     return CompositionParam(name, tuple(elements), tuple(bounds))
+
+
+def _single_composition(
+    elements: list[str], bounds: list[tuple[float, float]], lo_sum: float, hi_sum: float
+) -> str | None:
+    """The one composition the bounds allow, as text, or None when there is room: lower (or
+    upper) bounds summing to 1 pin every fraction there, and so does a single element whose
+    bounds differ, the sum deciding its fraction."""
+    free = [i for i, (lo, hi) in enumerate(bounds) if hi - lo > 1e-12]
+    if abs(lo_sum - 1) <= 1e-12:
+        point = [lo for lo, _ in bounds]
+    elif abs(hi_sum - 1) <= 1e-12:
+        point = [hi for _, hi in bounds]
+    elif len(free) == 1:
+        point = [lo for lo, _ in bounds]
+        point[free[0]] += 1 - lo_sum
+    else:
+        return None
+    return " ".join(f"{el}{x:g}" for el, x in zip(elements, point, strict=True))
 
 
 def _objectives(r: _Reader, value: Any) -> list[Objective]:
