@@ -431,9 +431,13 @@ def _encode(p: Parameter, v: Any) -> np.ndarray:
 def _decode(p: Parameter, x: np.ndarray) -> Any:
     if isinstance(p, RangeParam):
         u = float(np.clip(x[0], 0.0, 1.0))
+        if u in (0.0, 1.0):  # optimisers stop on bounds: give them as written, for
+            return float(p.high if u else p.low)  # exp(log(60)) is 59.999999999999986
         if p.log:
-            return float(math.exp(math.log(p.low) + u * (math.log(p.high) - math.log(p.low))))
-        return float(p.low + u * (p.high - p.low))
+            value = math.exp(math.log(p.low) + u * (math.log(p.high) - math.log(p.low)))
+        else:
+            value = p.low + u * (p.high - p.low)
+        return float(min(max(value, p.low), p.high))
     if isinstance(p, IntegerParam):
         u = float(np.clip(x[0], 0.0, 1.0))
         return round(p.low + u * (p.high - p.low))

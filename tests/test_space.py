@@ -45,6 +45,28 @@ def test_round_trip(space: Space) -> None:
     assert space.equalities[0].indices == (3, 4, 5)
 
 
+def test_a_range_decodes_its_bounds_as_written() -> None:
+    """An optimiser stopping on the upper bound of anneal_time in [1, 60] min (log) gave
+    59.999999999999986 (exp(log(60))), which went to the robot, the export and status
+    --json; the bounds come back exact, and nothing decodes outside them."""
+    params = parse_spec(
+        {
+            **SPEC,
+            "space": [
+                {"name": "t", "type": "range", "bounds": [1, 60], "log": True},
+                {"name": "r", "type": "range", "bounds": [0.5, 2.0], "log": True},
+                {"name": "a", "type": "range", "bounds": [-0.3, 0.7]},
+            ],
+        }
+    ).space
+    space = Space(params)
+    assert space.decode(np.ones(3)) == {"t": 60.0, "r": 2.0, "a": 0.7}
+    assert space.decode(np.zeros(3)) == {"t": 1.0, "r": 0.5, "a": -0.3}
+    for u in np.linspace(0, 1, 1001):
+        v = space.decode(np.full(3, u))
+        assert 1 <= v["t"] <= 60 and 0.5 <= v["r"] <= 2 and -0.3 <= v["a"] <= 0.7
+
+
 def test_sobol_points_are_feasible(space: Space) -> None:
     rng = np.random.default_rng(0)
     for u in rng.random((200, space.sobol_dim())):
