@@ -688,7 +688,7 @@ def driver_hint(spec: Any, endpoint: str, curve: Any = None) -> str:
 
 def summary_text(store: Any, spec: Any, db: str, reason: str, wall: float) -> str:
     from loopctl import ledger
-    from loopctl.progress import format_parameters
+    from loopctl.progress import describe_simulated, format_parameters
 
     counts = ledger.run_counts(store)
     best = ledger.best(store, spec)
@@ -708,6 +708,9 @@ def summary_text(store: Any, spec: Any, db: str, reason: str, wall: float) -> st
             f"{' ' + unit if unit else ''} (trial {best['trial_id']})"
         )
         lines.append(f"      {format_parameters(best['parameters'])}")
+        simulated = describe_simulated(best)
+        if simulated:
+            lines.append(f"      {simulated}")
     lines.append(f"database: {Path(db).resolve()}")
     return "\n".join(lines)
 

@@ -541,7 +541,17 @@ def best(store: Store, spec: Spec) -> dict[str, Any] | None:
         "value": row[1],
         "parameters": t["parameters"],
         "origin": t["origin"],
+        "metadata": result_metadata(store, row[0]),
     }
+
+
+def result_metadata(store: Store, trial_id: str) -> dict[str, Any]:
+    """What came with the trial's result besides the outcomes: who entered it, notes, or what
+    a simulation actually computed (the EMT oracle's cell holds compositions in steps)."""
+    for ev in store.trial_events(trial_id):  # newest first
+        if ev.kind in ("trial_completed", "trial_imported"):
+            return dict(ev.payload.get("metadata") or {})
+    return {}
 
 
 def pareto(store: Store, spec: Spec) -> list[dict[str, Any]]:

@@ -18,6 +18,15 @@ def describe_best(best: dict[str, Any] | None) -> str:
     return f"{best['objective']} = {best['value']:.6g} at {format_parameters(best['parameters'])}"
 
 
+def describe_simulated(best: dict[str, Any] | None) -> str | None:
+    """The composition a simulation computed instead of the one asked for, when its result
+    says so: the EMT oracle's 32-atom cell holds fractions in steps of 1/32 only."""
+    meta = (best or {}).get("metadata") or {}
+    if "simulated_cell" not in meta:
+        return None
+    return f"simulated as {meta['simulated_cell']} ({meta.get('simulated_composition', '?')})"
+
+
 def format_parameters(params: dict[str, Any]) -> str:
     parts = []
     for k, v in params.items():
