@@ -262,8 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser(
         "report",
-        help="write a self-contained HTML report and PNG figures (best so far, parameters "
-        "against the objective, model check, trials)",
+        help="write a self-contained HTML report and PNG figures (best so far or Pareto front, "
+        "parameters against each objective, model check, trials)",
     )
     c.add_argument("db", metavar="PATH", help="campaign database")
     c.add_argument("--out", default=None, help="folder to write to (default: PATH.report/)")
