@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from drivers.base import CannotEvaluate, Driver, TrialFailed
+from drivers.base import CannotEvaluate, Driver, Result, TrialFailed
 from drivers.oracle_models import OracleConfigError, build_oracle
 
 # what a flaky calculation reports; the first kind is worth retrying, the second is not
@@ -66,7 +66,7 @@ class OracleDriver(Driver):
         except OracleConfigError as exc:
             raise CannotEvaluate(str(exc)) from None
 
-    def evaluate(self, parameters: dict[str, Any]) -> dict[str, Any]:
+    def evaluate(self, parameters: dict[str, Any]) -> dict[str, Any] | Result:
         assert self._fn is not None
         low, high = self.latency
         if high > 0:
@@ -74,7 +74,9 @@ class OracleDriver(Driver):
         if self.fail_rate and self._rng.random() < self.fail_rate:
             reason, retryable = self._rng.choice(FAILURES)
             raise TrialFailed(f"simulated failure: {reason}", retryable=retryable)
-        return self._fn(parameters)
+        out = self._fn(parameters)
+        metadata = getattr(out, "metadata", None)  # e.g. the composition EMT's cell could hold
+        return Result(dict(out), metadata) if metadata else out
 
 
 def parse_latency(value: Any) -> tuple[float, float]:

@@ -27,6 +27,19 @@ import numpy as np
 
 from loopctl.errors import LoopctlError
 
+
+class Outcomes(dict[str, float]):
+    """An oracle's objective values, with what it wants recorded beside them (``metadata``,
+    e.g. the composition the EMT cell could actually hold). A dict, so that callers wanting
+    only the values need not know about the rest."""
+
+    def __init__(
+        self, values: Mapping[str, float], metadata: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(values)
+        self.metadata: dict[str, Any] = dict(metadata or {})
+
+
 Oracle = Callable[[dict[str, Any]], dict[str, float]]
 
 KINDS = ("emt", "function", "table")
@@ -139,7 +152,8 @@ def _with_noise(fn: Oracle, sd: float, seed: int) -> Oracle:
         clean = fn(values)
         with lock:
             draws = rng.normal(0.0, sd, size=len(clean))
-        return {k: float(v + d) for (k, v), d in zip(clean.items(), draws, strict=True)}
+        noisy = {k: float(v + d) for (k, v), d in zip(clean.items(), draws, strict=True)}
+        return Outcomes(noisy, getattr(clean, "metadata", None))
 
     return noisy
 
@@ -369,18 +383,24 @@ def emt_reference(element: str) -> tuple[float, float]:
     return guess * scale, e
 
 
+def emt_cell(fractions: Mapping[str, float], supercell: int = 2) -> dict[str, int]:
+    """Atoms of each element in the ``4 * supercell**3``-site cell that stands for a
+    composition: a 32-atom cell holds fractions in steps of 1/32, so Cu0.156 Pd0.844 is
+    computed as Cu5 Pd27 (0.15625)."""
+    elements = list(fractions)
+    counts = site_counts([fractions[e] for e in elements], 4 * supercell**3)
+    return dict(zip(elements, counts, strict=True))
+
+
 def emt_mixing_energy(
     fractions: Mapping[str, float], *, supercell: int = 2, relax: bool = True
 ) -> float:
     """Mixing energy (eV/atom) of the fcc alloy: E(alloy)/N - sum_i x_i E(pure i)/atom.
 
-    x_i are the site fractions actually realised in the supercell, so the reference matches
-    the structure computed rather than the requested (unrepresentable) composition.
+    x_i are the site fractions actually realised in the supercell (:func:`emt_cell`), so the
+    reference matches the structure computed rather than the requested composition.
     """
-    elements = list(fractions)
-    counts = dict(
-        zip(elements, site_counts([fractions[e] for e in elements], 4 * supercell**3), strict=True)
-    )
+    counts = emt_cell(fractions, supercell)
     n_sites = sum(counts.values())
     refs = {el: emt_reference(el) for el, c in counts.items() if c > 0}
     a_vegard = sum(counts[el] / n_sites * refs[el][0] for el in refs)
@@ -411,9 +431,22 @@ def _build_emt(req: _Request) -> Oracle:
 
     def evaluate(values: dict[str, Any]) -> dict[str, float]:
         fractions = _composition_value(values.get(name), elements, name)
-        return {objective: emt_mixing_energy(fractions, supercell=supercell, relax=relax)}
+        energy = emt_mixing_energy(fractions, supercell=supercell, relax=relax)
+        return Outcomes({objective: energy}, simulated(emt_cell(fractions, supercell)))
 
     return evaluate
+
+
+def simulated(counts: Mapping[str, int]) -> dict[str, str]:
+    """Result metadata saying what was computed, since a cell of N sites holds fractions in
+    steps of 1/N only: the atoms (``Cu5 Pd27``) and their fractions (``Cu0.15625 Pd0.84375``)
+    beside the composition asked for."""
+    n = sum(counts.values())
+    present = [(el, c) for el, c in counts.items() if c]
+    return {
+        "simulated_cell": " ".join(f"{el}{c}" for el, c in present),
+        "simulated_composition": " ".join(f"{el}{c / n:g}" for el, c in present),
+    }
 
 
 def _composition_parameter(parameters: list[dict[str, Any]]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from drivers.base import CannotEvaluate, Driver, TrialFailed
-from loopctl.spec import load_yaml
+from loopctl.campaign_yaml import load_yaml
 
 DEFAULTS = {"poll_interval": 0.2, "job_timeout": 600.0, "http_timeout": 5.0}
 

@@ -277,8 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser(
         "report",
-        help="write a self-contained HTML report and PNG figures (best so far, parameters "
-        "against the objective, model check, trials)",
+        help="write a self-contained HTML report and PNG figures (best so far or Pareto front, "
+        "parameters against each objective, model check, trials)",
     )
     c.add_argument("db", metavar="PATH", help="campaign database")
     c.add_argument("--out", default=None, help="folder to write to (default: PATH.report/)")
@@ -667,7 +667,7 @@ def _run(
         if n_spawn:
             procs = spawn_drivers(endpoint, n_spawn, db)
         else:
-            print(f"waiting for drivers: loopctl driver oracle --connect {endpoint}", flush=True)
+            print(driver_hint(spec, endpoint, curve), flush=True)
         ctl.reporter = reporter = TerminalReporter(spec.name, db=db)
         t0 = time.monotonic()
         try:
@@ -683,9 +683,27 @@ def _run(
     return 0 if not reason.startswith("error") else 1
 
 
+def driver_hint(spec: Any, endpoint: str, curve: Any = None) -> str:
+    """How to connect the kind of driver this campaign is written for: its `robot:` section
+    means the robot driver, its `oracle:` section the simulated one; with neither, the
+    results come from a person or a driver of the lab's own, and suggesting the simulated
+    oracle (which would fill the database with made-up numbers) would mislead."""
+    keys = " --key NAME.key_secret --server-key CONTROLLER.key" if curve is not None else ""
+    if spec.robot:
+        cmds = [f"loopctl driver robot --connect {endpoint} --name robot-1{keys}"]
+    elif spec.oracle is not None:
+        cmds = [f"loopctl driver oracle --connect {endpoint}{keys}"]
+    else:
+        cmds = [
+            f"loopctl driver human --connect {endpoint} --operator NAME{keys}",
+            "or a driver of your own (docs/drivers.md)",
+        ]
+    return "waiting for drivers: " + "\n  ".join(cmds)
+
+
 def summary_text(store: Any, spec: Any, db: str, reason: str, wall: float) -> str:
     from loopctl import ledger
-    from loopctl.progress import format_parameters
+    from loopctl.progress import describe_simulated, format_parameters
 
     counts = ledger.run_counts(store)
     best = ledger.best(store, spec)
@@ -705,6 +723,9 @@ def summary_text(store: Any, spec: Any, db: str, reason: str, wall: float) -> st
             f"{' ' + unit if unit else ''} (trial {best['trial_id']})"
         )
         lines.append(f"      {format_parameters(best['parameters'])}")
+        simulated = describe_simulated(best)
+        if simulated:
+            lines.append(f"      {simulated}")
     lines.append(f"database: {Path(db).resolve()}")
     return "\n".join(lines)
 

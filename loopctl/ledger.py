@@ -8,16 +8,19 @@ models, which is why ask/tell and the controller write the same database.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from loopctl import lifecycle
 from loopctl.canonical import canonical
 from loopctl.errors import TrialError, ValidationError
-from loopctl.space import Space, finite_number
 from loopctl.spec import Spec
 from loopctl.store import Batch, Store
 from loopctl.strategies.base import CampaignData, Observation, Proposal
+from loopctl.values import finite_number
+
+if TYPE_CHECKING:  # callers pass a Space; importing it here would load numpy for `status`
+    from loopctl.space import Space
 
 
 def trial_id(number: int) -> str:
@@ -538,15 +541,22 @@ def best(store: Store, spec: Spec) -> dict[str, Any] | None:
         "value": row[1],
         "parameters": t["parameters"],
         "origin": t["origin"],
+        "metadata": result_metadata(store, row[0]),
     }
+
+
+def result_metadata(store: Store, trial_id: str) -> dict[str, Any]:
+    """What came with the trial's result besides the outcomes: who entered it, notes, or what
+    a simulation actually computed (the EMT oracle's cell holds compositions in steps)."""
+    for ev in store.trial_events(trial_id):  # newest first
+        if ev.kind in ("trial_completed", "trial_imported"):
+            return dict(ev.payload.get("metadata") or {})
+    return {}
 
 
 def pareto(store: Store, spec: Spec) -> list[dict[str, Any]]:
     """The completed trials (meeting every outcome constraint) that no other beats on every
     objective at once, with all their objectives, best first on the first objective."""
-    import numpy as np
-    from pymoo.util.nds.non_dominated_sorting import find_non_dominated
-
     completed = {
         r[0] for r in store.conn.execute("SELECT id FROM trials WHERE status = 'completed'")
     }
@@ -560,9 +570,9 @@ def pareto(store: Store, spec: Spec) -> list[dict[str, Any]]:
     if not done:
         return []
     ids = sorted(done)
-    minimise = np.array([[-o.sign * done[t][o.name][0] for o in spec.objectives] for t in ids])
+    minimise = [tuple(-o.sign * done[t][o.name][0] for o in spec.objectives) for t in ids]
     front = []
-    for i in find_non_dominated(minimise):
+    for i in non_dominated(minimise):
         t = store.trial(ids[i])
         assert t is not None
         front.append(
@@ -575,6 +585,25 @@ def pareto(store: Store, spec: Spec) -> list[dict[str, Any]]:
         )
     first = spec.objectives[0]
     return sorted(front, key=lambda p: -first.sign * p["outcomes"][first.name])
+
+
+def non_dominated(points: Sequence[Sequence[float]]) -> list[int]:
+    """Indices (ascending) of the points no other point beats on every coordinate, all
+    minimised. Plain Python rather than pymoo so that `status` does not import numpy and
+    pymoo (half a second): in lexicographic order a point can only be beaten by one before
+    it, and anything that beats it is beaten by, or is, a point already on the front, so
+    each point is compared with the front alone."""
+
+    def beats(a: Sequence[float], b: Sequence[float]) -> bool:
+        return all(x <= y for x, y in zip(a, b, strict=True)) and any(
+            x < y for x, y in zip(a, b, strict=True)
+        )
+
+    front: list[int] = []
+    for i in sorted(range(len(points)), key=lambda i: tuple(points[i])):
+        if not any(beats(points[j], points[i]) for j in front):
+            front.append(i)
+    return sorted(front)
 
 
 def run_counts(store: Store) -> dict[str, int]:

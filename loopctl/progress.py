@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from loopctl.space import formula
+from loopctl.values import formula
 
 if TYPE_CHECKING:
     from loopctl.controller import Status
@@ -16,6 +16,15 @@ def describe_best(best: dict[str, Any] | None) -> str:
     if best is None:
         return "no result yet"
     return f"{best['objective']} = {best['value']:.6g} at {format_parameters(best['parameters'])}"
+
+
+def describe_simulated(best: dict[str, Any] | None) -> str | None:
+    """The composition a simulation computed instead of the one asked for, when its result
+    says so: the EMT oracle's 32-atom cell holds fractions in steps of 1/32 only."""
+    meta = (best or {}).get("metadata") or {}
+    if "simulated_cell" not in meta:
+        return None
+    return f"simulated as {meta['simulated_cell']} ({meta.get('simulated_composition', '?')})"
 
 
 def format_parameters(params: dict[str, Any]) -> str:

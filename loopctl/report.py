@@ -19,7 +19,7 @@ from loopctl import ledger
 from loopctl.integrity import verified_spec
 from loopctl.progress import format_parameters
 from loopctl.space import Space
-from loopctl.spec import CompositionParam, Spec
+from loopctl.spec import CompositionParam, RangeParam, Spec
 from loopctl.store import Store
 from loopctl.tables import trial_rows
 
@@ -36,7 +36,8 @@ def write_report(store: Store, out: Path) -> Path:
         figures.append(("best-so-far", "Best value so far", _best_so_far(store, spec)))
     else:
         figures.append(("pareto", "Pareto front and hypervolume", _pareto(store, spec)))
-    figures.append(("parameters", "Each parameter against the objective", _params(store, spec)))
+    against = "the objective" if len(spec.objectives) == 1 else "each objective"
+    figures.append(("parameters", f"Each parameter against {against}", _params(store, spec)))
     loo = _loo(store, spec)
     if loo is not None:
         figures.append(("model", "Model check: leave-one-out prediction vs observation", loo))
@@ -144,42 +145,60 @@ def _hv2(points: np.ndarray, ref: np.ndarray) -> float:
     return float(hv)
 
 
-def _columns(spec: Spec) -> list[tuple[str, str]]:
-    """(label, key) of every numeric coordinate a person would plot against."""
+def _columns(spec: Spec) -> list[tuple[str, str, bool]]:
+    """(label, key, log scale) of every numeric coordinate a person would plot against; a
+    range searched on a log scale is drawn on one, or its low decades are a smudge."""
     cols = []
     for p in spec.space:
         if isinstance(p, CompositionParam):
-            cols += [(f"{p.name}: fraction {e}", f"{p.name}.{e}") for e in p.elements]
+            cols += [(f"{p.name}: fraction {e}", f"{p.name}.{e}", False) for e in p.elements]
         elif p.type != "fixed":
             unit = getattr(p, "unit", None)
-            cols.append((f"{p.name} ({unit})" if unit else p.name, p.name))
+            label = f"{p.name} ({unit})" if unit else p.name
+            cols.append((label, p.name, isinstance(p, RangeParam) and p.log))
     return cols
 
 
 def _params(store: Store, spec: Spec) -> Any:
+    """A panel per parameter and objective: each objective's panels start a row of their own,
+    so with two objectives neither hides behind the first."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    o = spec.objectives[0]
     rows = [r for r in trial_rows(store, spec) if r["status"] == "completed"]
     cols = _columns(spec)
     k = max(1, len(cols))
     ncol = min(3, k)
+    per = (k + ncol - 1) // ncol  # rows of panels per objective
     fig, axes = plt.subplots(
-        (k + ncol - 1) // ncol, ncol, figsize=(4 * ncol, 3.2 * ((k + 2) // 3)), squeeze=False
+        per * len(spec.objectives),
+        ncol,
+        figsize=(4 * ncol, 3.2 * per * len(spec.objectives)),
+        squeeze=False,
     )
-    for ax, (label, key) in zip(axes.flat, cols, strict=False):
-        xs = [r[key] for r in rows]
-        ys = [r[o.name] for r in rows]
-        if xs and isinstance(xs[0], str):
-            cats = sorted(set(xs))
-            xs = [cats.index(x) for x in xs]
-            ax.set_xticks(range(len(cats)), cats, rotation=30)
-        ax.scatter(xs, ys, s=16, alpha=0.7)
-        ax.set_xlabel(label)
-        ax.set_ylabel(_axis_label(o))
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(cols) :]:
-        ax.axis("off")
+    for j, o in enumerate(spec.objectives):
+        block = list(axes[j * per : (j + 1) * per].flat)
+        for ax, (label, key, log) in zip(block, cols, strict=False):
+            done = [r for r in rows if r[o.name] is not None]
+            xs = [r[key] for r in done]
+            ys = [r[o.name] for r in done]
+            if xs and isinstance(xs[0], str):
+                cats = sorted(set(xs))
+                xs = [cats.index(x) for x in xs]
+                ax.set_xticks(range(len(cats)), cats, rotation=30)
+            ax.scatter(xs, ys, s=16, alpha=0.7)
+            if log:
+                ax.set_xscale("log")
+                low, high = ax.get_xlim()
+                if high < 100 * low:  # within two decades matplotlib's 2x10^0 labels overlap
+                    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                    ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel(label)
+            ax.set_ylabel(_axis_label(o))
+            ax.grid(alpha=0.3)
+        for ax in block[len(cols) :]:
+            ax.axis("off")
     fig.tight_layout()
     return fig
 

@@ -28,6 +28,7 @@ from loopctl.spec import (
     RangeParam,
     Spec,
 )
+from loopctl.values import finite_number
 
 COMPOSITION_SUM_TOL = 1e-6  # accepted from users and drivers; proposals are exact to 1e-12
 BOUND_TOL = 1e-9
@@ -249,18 +250,10 @@ class Space:
             i += w
         return out
 
-    def flat(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """One column per scalar: compositions become ``name.El`` columns (exports)."""
-        row: dict[str, Any] = {}
-        for p in self.params:
-            v = values.get(p.name)
-            if isinstance(p, CompositionParam) and isinstance(v, Mapping):
-                row[p.name] = formula(v)
-                for e in p.elements:
-                    row[f"{p.name}.{e}"] = v.get(e)
-            else:
-                row[p.name] = v
-        return row
+    def centre(self) -> dict[str, Any]:
+        """The middle of the unit cube as values: mid-range (geometric on a log scale), equal
+        shares above each element's lower bound, the middle choice."""
+        return self.from_unit(np.full(self.sobol_dim(), 0.5))
 
     def column_names(self) -> set[str]:
         """Every column :meth:`unflat` reads (compositions: formula or one per element)."""
@@ -271,7 +264,8 @@ class Space:
         return names
 
     def unflat(self, row: Mapping[str, Any], where: str) -> dict[str, Any]:
-        """Inverse of :meth:`flat` for imports; a composition may be a formula or columns."""
+        """Inverse of :func:`loopctl.values.flat`, for imports: a composition may be a
+        formula or one column per element."""
         values: dict[str, Any] = {}
         for p in self.params:
             if isinstance(p, CompositionParam):
@@ -291,17 +285,6 @@ class Space:
             elif _present(row.get(p.name)):
                 values[p.name] = _coerce_text(p, row[p.name])
         return values
-
-
-def formula(fractions: Mapping[str, float], digits: int | None = None) -> str:
-    """pymatgen's normalised formula of a composition, e.g. ``Cu0.25 Pd0.75``;
-    ``digits`` rounds the amounts for display."""
-    from pymatgen.core import Composition
-
-    comp = Composition({e: f for e, f in fractions.items() if f > 1e-12}).fractional_composition
-    if digits is None:
-        return str(comp.formula)
-    return " ".join(f"{el}{round(amt, digits):g}" for el, amt in comp.items() if round(amt, digits))
 
 
 def _present(v: Any) -> bool:
@@ -388,16 +371,6 @@ def _validate_value(p: Parameter, v: Any, where: str) -> Any:
     return _validate_composition(p, v, where)
 
 
-def finite_number(v: Any, where: str) -> float:
-    """A real number or a ValidationError naming ``where``: NaN and infinity never get in."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValidationError(f"{where}: must be a number, got {v!r}")
-    x = float(v)
-    if not math.isfinite(x):
-        raise ValidationError(f"{where}: must be a finite number, got {x}")
-    return x
-
-
 def _validate_composition(p: CompositionParam, v: Any, where: str) -> dict[str, float]:
     if isinstance(v, str):
         v = _parse_formula(v, where)
@@ -458,9 +431,13 @@ def _encode(p: Parameter, v: Any) -> np.ndarray:
 def _decode(p: Parameter, x: np.ndarray) -> Any:
     if isinstance(p, RangeParam):
         u = float(np.clip(x[0], 0.0, 1.0))
+        if u in (0.0, 1.0):  # optimisers stop on bounds: give them as written, for
+            return float(p.high if u else p.low)  # exp(log(60)) is 59.999999999999986
         if p.log:
-            return float(math.exp(math.log(p.low) + u * (math.log(p.high) - math.log(p.low))))
-        return float(p.low + u * (p.high - p.low))
+            value = math.exp(math.log(p.low) + u * (math.log(p.high) - math.log(p.low)))
+        else:
+            value = p.low + u * (p.high - p.low)
+        return float(min(max(value, p.low), p.high))
     if isinstance(p, IntegerParam):
         u = float(np.clip(x[0], 0.0, 1.0))
         return round(p.low + u * (p.high - p.low))

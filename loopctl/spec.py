@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from loopctl.canonical import canonical, sha256_hex
 from loopctl.errors import SpecError
 
@@ -35,6 +33,13 @@ STRATEGY_OPTIONS: dict[str, tuple[str, ...] | type] = {
     "nsga2_bound": ("ucb", "mean"),
 }
 EMT_ELEMENTS = ("Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt")
+# pymatgen's element symbols (with its D and T), written out so that checking a campaign
+# file does not import pymatgen (a third of a second); tests/test_spec.py compares them
+_SYMBOLS = """H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga
+Ge As Se Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd
+Tb Dy Ho Er Tm Yb Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk
+Cf Es Fm Md No Lr Rf Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og D T"""
+ELEMENT_SYMBOLS = frozenset(_SYMBOLS.split())
 
 
 @dataclass(frozen=True)
@@ -292,11 +297,13 @@ def spec_hash(raw: Mapping[str, Any]) -> str:
 
 def load_spec(path: str | Path) -> Spec:
     """Read and validate a campaign file."""
+    from loopctl.campaign_yaml import MAX_FILE_BYTES, TOO_BIG  # see parse_spec_text
+
     p = Path(path)
     try:
         if p.stat().st_size > MAX_FILE_BYTES:
             raise SpecError(
-                [_TOO_BIG.format(size=p.stat().st_size, limit=MAX_FILE_BYTES)], source=str(p)
+                [TOO_BIG.format(size=p.stat().st_size, limit=MAX_FILE_BYTES)], source=str(p)
             )
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -306,101 +313,11 @@ def load_spec(path: str | Path) -> Spec:
     return parse_spec_text(text, source=str(p))
 
 
-class _CampaignLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, but ``1e-5`` is a number.
-
-    PyYAML resolves plain scalars by YAML 1.1, whose floats need a dot and a signed
-    exponent: ``1.0e-5`` is a float there while ``1e-5`` and ``1E5`` are text, which
-    is how scientists write them. Every other spelling Python's ``float()`` accepts
-    (quoted, ``1_000.5``, ``nan``...) is read by the numeric fields themselves.
-    """
-
-
-_CampaignLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
-
-
-# A hostile file must fail fast with a clear error, not exhaust memory or time: a
-# 953-byte alias bomb expanded to gigabytes, and megabytes of options took minutes.
-MAX_FILE_BYTES = 4 * 1024 * 1024  # inline pools of thousands of rows fit; bigger go in a CSV
-MAX_VALUES = 1_000_000  # scalars, lists and mappings once aliases are expanded
-MAX_DEPTH = 64
-_TOO_BIG = (
-    "the file is {size:,} bytes, more than the {limit:,} a campaign file may have: put "
-    "large pools in a CSV file (pool: {{file: ...}})"
-)
-
-
-def load_yaml(text: str) -> Any:
-    """YAML as campaign files are read (see :class:`_CampaignLoader`), within the limits
-    above; raises :class:`SpecError` past them and ``yaml.YAMLError`` on bad YAML."""
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
-        raise SpecError(
-            [_TOO_BIG.format(size=len(text.encode("utf-8", "surrogatepass")), limit=MAX_FILE_BYTES)]
-        )
-    loader = _CampaignLoader(text)
-    try:
-        try:
-            node = loader.get_single_node()
-        except RecursionError:
-            raise SpecError([f"nested more than {MAX_DEPTH} levels deep"]) from None
-        if node is None:
-            return None
-        _check_expansion(node)
-        return loader.construct_document(node)  # a SafeLoader: builds plain data only
-    finally:
-        loader.dispose()
-
-
-def _check_expansion(root: yaml.Node) -> None:
-    """How many values the document holds once every alias is expanded, and how deep, from
-    the node graph (aliases share nodes, so this costs one visit per distinct node)."""
-    size: dict[int, int] = {}
-    depth: dict[int, int] = {}
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    open_: set[int] = set()
-    while stack:
-        node, done = stack.pop()
-        key = id(node)
-        kids: list[yaml.Node] = []
-        if isinstance(node, yaml.SequenceNode):
-            kids = list(node.value)
-        elif isinstance(node, yaml.MappingNode):
-            kids = [n for pair in node.value for n in pair]
-        if done:
-            open_.discard(key)
-            size[key] = 1 + sum(size[id(k)] for k in kids)
-            depth[key] = 1 + max((depth[id(k)] for k in kids), default=0)
-            if size[key] > MAX_VALUES:
-                raise SpecError(
-                    [f"expands to more than {MAX_VALUES:,} values (YAML aliases): refused"]
-                )
-            if depth[key] > MAX_DEPTH:
-                raise SpecError([f"nested more than {MAX_DEPTH} levels deep"])
-            continue
-        if key in size:
-            continue
-        if key in open_:
-            raise SpecError(["a YAML alias refers to a value that contains it"])
-        open_.add(key)
-        stack.append((node, True))
-        stack.extend((k, False) for k in kids if id(k) not in size)
-
-
 def parse_spec_text(text: str, source: str = "campaign") -> Spec:
-    try:
-        data = load_yaml(text)
-    except SpecError as exc:
-        raise SpecError(exc.problems, source=source) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError([f"{where}not valid YAML ({problem})"], source=source) from None
-    return parse_spec(data, source=source)
+    # PyYAML only where a file is read: status and export work from the stored spec
+    from loopctl.campaign_yaml import read_yaml
+
+    return parse_spec(read_yaml(text, source), source=source)
 
 
 def parse_spec(data: Any, source: str = "campaign") -> Spec:
@@ -473,8 +390,6 @@ def parse_spec(data: Any, source: str = "campaign") -> Spec:
         )
     if strategy.method == "ax" and pool is not None:
         r.problem("strategy.method", "Ax's Client cannot search a pool; use auto")
-    if space and all(isinstance(p, FixedParam) for p in space):
-        r.problem("space", "every parameter is fixed; there is nothing to optimise")
     if drivers.spawn and oracle is None:
         r.problem("drivers.spawn", "spawning oracle drivers needs an `oracle` section")
     raw = _stored_form(r, data, pool) if not r.problems else {}
@@ -736,6 +651,9 @@ def _space(r: _Reader, value: Any) -> list[Parameter]:
         p = _parameter(r, d, where, name, ptype)
         if p is not None:
             params.append(p)
+    # only when every parameter was read: one with a mistake is not "fixed" but missing
+    if len(params) == len(value) and all(isinstance(p, FixedParam) for p in params):
+        r.problem("space", "every parameter is fixed; there is nothing to optimise")
     return params
 
 
@@ -802,23 +720,32 @@ def _parameter(
 def _composition(
     r: _Reader, d: Mapping[str, Any], where: str, name: str, common: set[str]
 ) -> CompositionParam | None:
-    from pymatgen.core.periodic_table import Element  # light import, no torch
-
     r.unknown_keys(d, where, common | {"elements", "bounds"})
     elements = d.get("elements")
+    if isinstance(elements, list) and len(elements) == 1:
+        r.problem(
+            f"{where}.elements",
+            f"composition {name!r} has one element, {elements[0]!r}, whose fraction is "
+            "always 1: list at least two",
+        )
+        return None
     if not isinstance(elements, list) or len(elements) < 2:
         r.problem(
             f"{where}.elements",
-            f"must be a list of at least two element symbols, got {_kind(elements)}",
+            f"composition {name!r} needs a list of at least two element symbols, "
+            f"got {_kind(elements)}",
         )
         return None
     ok = True
     for j, el in enumerate(elements):
-        if not isinstance(el, str) or not Element.is_valid_symbol(el):
-            r.problem(f"{where}.elements[{j}]", f"{el!r} is not a chemical element symbol")
+        if not isinstance(el, str) or el not in ELEMENT_SYMBOLS:
+            r.problem(
+                f"{where}.elements[{j}]",
+                f"{el!r} is not a chemical element symbol (composition {name!r})",
+            )
             ok = False
     if ok and len(set(elements)) != len(elements):
-        r.problem(f"{where}.elements", "elements must be distinct")
+        r.problem(f"{where}.elements", f"composition {name!r}: elements must be distinct")
         ok = False
     bounds_in = r.mapping(d.get("bounds"), f"{where}.bounds")
     if not ok or bounds_in is None:
@@ -848,11 +775,38 @@ def _composition(
     if lo_sum > 1 + 1e-12 or hi_sum < 1 - 1e-12:
         r.problem(
             f"{where}.bounds",
-            f"no composition fits: lower bounds sum to {lo_sum:g} and "
+            f"no composition {name!r} fits: lower bounds sum to {lo_sum:g} and "
             f"upper bounds to {hi_sum:g}, but fractions must sum to 1",
         )
         return None
+    only = _single_composition(elements, bounds, lo_sum, hi_sum)
+    if only is not None:
+        r.problem(
+            f"{where}.bounds",
+            f"composition {name!r} can only be {only}: its bounds leave nothing to vary "
+            "(widen them; a constant composition needs no parameter)",
+        )
+        return None
     return CompositionParam(name, tuple(elements), tuple(bounds))
+
+
+def _single_composition(
+    elements: list[str], bounds: list[tuple[float, float]], lo_sum: float, hi_sum: float
+) -> str | None:
+    """The one composition the bounds allow, as text, or None when there is room: lower (or
+    upper) bounds summing to 1 pin every fraction there, and so does a single element whose
+    bounds differ, the sum deciding its fraction."""
+    free = [i for i, (lo, hi) in enumerate(bounds) if hi - lo > 1e-12]
+    if abs(lo_sum - 1) <= 1e-12:
+        point = [lo for lo, _ in bounds]
+    elif abs(hi_sum - 1) <= 1e-12:
+        point = [hi for _, hi in bounds]
+    elif len(free) == 1:
+        point = [lo for lo, _ in bounds]
+        point[free[0]] += 1 - lo_sum
+    else:
+        return None
+    return " ".join(f"{el}{x:g}" for el, x in zip(elements, point, strict=True))
 
 
 def _objectives(r: _Reader, value: Any) -> list[Objective]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from loopctl import ledger, lifecycle
 from loopctl.integrity import verified_spec
-from loopctl.progress import describe_best, format_parameters
+from loopctl.progress import describe_best, describe_simulated, format_parameters
 from loopctl.store import Store, is_locked
 
 
@@ -127,6 +127,9 @@ def format_status(st: dict[str, Any]) -> str:
             f"best: {describe_best(st['best'])}"
             + (f" (trial {st['best']['trial_id']})" if st["best"] else "")
         )
+        simulated = describe_simulated(st["best"])
+        if simulated:
+            lines.append(f"      {simulated}")
     else:
         lines.extend(format_pareto(st["pareto"]))
     live = [d for d in st["drivers"] if d["status"] == "connected"] if ctl["running"] else []

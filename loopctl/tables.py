@@ -11,9 +11,9 @@ from typing import Any
 
 from loopctl import ledger
 from loopctl.errors import ValidationError
-from loopctl.space import Space
 from loopctl.spec import Spec
 from loopctl.store import Store
+from loopctl.values import flat
 
 
 def _iso(t: float | None) -> str | None:
@@ -22,7 +22,6 @@ def _iso(t: float | None) -> str | None:
 
 def trial_rows(store: Store, spec: Spec) -> list[dict[str, Any]]:
     """One row per trial: id, state, parameters, outcomes (with sem), driver, timestamps."""
-    space = Space.for_spec(spec)
     obs = store.observations()
     strategies = {p["id"]: p["strategy"] for p in store.proposals()}
     entered = {
@@ -43,7 +42,7 @@ def trial_rows(store: Store, spec: Spec) -> list[dict[str, Any]]:
             "origin": t["origin"],
             "strategy": strategies.get(t["proposal_id"]),
         }
-        row.update(space.flat(t["parameters"]))
+        row.update(flat(spec.space, t["parameters"]))
         for name in spec.metric_names:
             value, sem = obs.get(t["id"], {}).get(name, (None, None))
             row[name] = value
@@ -117,5 +116,7 @@ def import_csv(store: Store, spec: Spec, path: str | Path, force: bool = False) 
     for i, row in enumerate(rows):
         if None in row:
             raise ValidationError(f"{p.name} row {i + 2}: more cells than the header has columns")
+    from loopctl.space import Space  # numpy: imports need it, `export` does not
+
     with store.batch() as b:
         return ledger.record_imports(b, spec, Space.for_spec(spec), rows, p.name, force)

@@ -220,3 +220,29 @@ def test_finite_space_ends_when_used_up(tmp_path: Path, procs: Procs) -> None:
     assert procs.exit_code(ctl, 60) == 0, procs.log("controller.log")
     assert completed(db) == 6
     assert "space exhausted" in procs.log("controller.log")
+
+
+def test_the_demo_says_which_composition_it_simulated(tmp_path: Path) -> None:
+    """The demo's 32-atom cell holds fractions in steps of 1/32: the best composition is
+    shown with the one computed, and every result records it (exported with the trial)."""
+    import csv
+    import io
+    import re
+
+    from drivers.oracle_models import emt_cell, simulated
+
+    db = tmp_path / "demo.db"
+    out = loopctl("demo", "--db", str(db), "--trials", "3", "--spawn-drivers", "1").stdout
+    rows = {
+        r["trial_id"]: r for r in csv.DictReader(io.StringIO(loopctl("export", str(db)).stdout))
+    }
+    assert len(rows) == 3
+    for row in rows.values():
+        asked = {e: float(row[f"composition.{e}"]) for e in ("Cu", "Ag", "Au", "Pd", "Pt")}
+        expected = simulated(emt_cell(asked))
+        assert row["simulated_cell"] == expected["simulated_cell"]
+        assert row["simulated_composition"] == expected["simulated_composition"]
+        assert sum(map(int, re.findall(r"\d+", row["simulated_cell"]))) == 32
+    best = re.search(r"\(trial (T\d+)\)", out)
+    assert best, out
+    assert f"simulated as {rows[best[1]]['simulated_cell']}" in out, out

@@ -12,6 +12,7 @@ import pytest
 from drivers.oracle_models import (
     OracleConfigError,
     build_oracle,
+    emt_cell,
     emt_mixing_energy,
     site_counts,
 )
@@ -149,6 +150,22 @@ def test_site_counts_refuse_nonsense() -> None:
         site_counts([0.0, 0.0], 32)
     with pytest.raises(ValueError, match=">= 0"):
         site_counts([-0.1, 1.1], 32)
+
+
+def test_emt_records_the_composition_its_cell_holds() -> None:
+    """A 32-atom cell cannot hold Cu0.156 Pd0.844: the result says it computed Cu5 Pd27,
+    noise or not, so nobody takes the energy for that of the composition asked for."""
+    for noise in (0.0, 0.001):
+        f = build_oracle(
+            "emt", objectives=["e"], parameters=[_composition("Cu", "Pd")], noise=noise
+        )
+        out = f({"composition": {"Cu": 0.156, "Pd": 0.844}})
+        assert set(out) == {"e"}
+        assert out.metadata == {  # type: ignore[attr-defined]
+            "simulated_cell": "Cu5 Pd27",
+            "simulated_composition": "Cu0.15625 Pd0.84375",
+        }
+    assert emt_cell({"Cu": 0.2, "Ag": 0.8}, supercell=1) == {"Cu": 1, "Ag": 3}
 
 
 def test_emt_rejects_foreign_element_in_assignment(emt: Any) -> None:

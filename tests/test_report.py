@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 
 from loopctl import Campaign
-from tests.conftest import loopctl
+from loopctl.ledger import non_dominated
+from tests.conftest import ROOT, loopctl
 from tests.specs import branin
 from tests.test_campaign_api import branin_fn
 
@@ -54,6 +58,46 @@ def test_two_objective_report_has_a_pareto_front(tmp_path: Path) -> None:
     assert (out / "pareto.png").exists() and not (out / "model.png").exists()
     st = loopctl("status", str(db)).stdout
     assert "Pareto set:" in st
+
+
+def test_parameters_figure_uses_log_axes_and_every_objective(tmp_path: Path) -> None:
+    """anneal_time is searched on a log scale in [1, 60] min: it is drawn on a log axis; and
+    stability, the second objective, gets panels of its own beside figure_of_merit's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from loopctl.integrity import verified_spec
+    from loopctl.report import _params
+    from loopctl.store import Store
+
+    db = tmp_path / "films.db"
+    spec = ROOT / "campaigns" / "thin-film-robot.yaml"
+    with Campaign.create(spec, db) as c:
+        for i, t in enumerate(c.ask(6)):
+            c.tell(t.id, {"figure_of_merit": float(i), "stability": float(6 - i)})
+    with Store.open(db, readonly=True) as store:
+        fig = _params(store, verified_spec(store))
+    panels = [(ax.get_xlabel(), ax.get_ylabel(), ax.get_xscale()) for ax in fig.axes if ax.axison]
+    assert len(panels) == 2 * 5
+    assert {y for _, y, _ in panels} == {"figure_of_merit", "stability"}
+    for x, _, scale in panels:
+        assert scale == ("log" if x == "anneal_time (min)" else "linear"), panels
+    out = tmp_path / "rep"
+    loopctl("report", str(db), "--out", str(out))
+    assert "Each parameter against each objective" in (out / "report.html").read_text()
+
+
+@given(
+    hst.lists(
+        hst.lists(hst.integers(0, 4).map(float), min_size=3, max_size=3), min_size=1, max_size=30
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_non_dominated_agrees_with_pymoo(points: list[list[float]]) -> None:
+    """The plain-Python filter behind `status` (no numpy) finds pymoo's front, ties kept."""
+    from pymoo.util.nds.non_dominated_sorting import find_non_dominated
+
+    assert non_dominated(points) == sorted(int(i) for i in find_non_dominated(np.array(points)))
 
 
 def test_the_pareto_set_is_listed_with_every_objective(tmp_path: Path) -> None:

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from loopctl.errors import ValidationError
-from loopctl.space import Space, formula, project_to_simplex
+from loopctl.space import Space, project_to_simplex
 from loopctl.spec import parse_spec
+from loopctl.values import formula
 
 SPEC = {
     "name": "s",
@@ -42,6 +43,28 @@ def test_round_trip(space: Space) -> None:
     assert back["t"] == pytest.approx(10.0) and back["n"] == 3 and back["solvent"] == "dmf"
     assert back["c"] == pytest.approx(v["c"])
     assert space.equalities[0].indices == (3, 4, 5)
+
+
+def test_a_range_decodes_its_bounds_as_written() -> None:
+    """An optimiser stopping on the upper bound of anneal_time in [1, 60] min (log) gave
+    59.999999999999986 (exp(log(60))), which went to the robot, the export and status
+    --json; the bounds come back exact, and nothing decodes outside them."""
+    params = parse_spec(
+        {
+            **SPEC,
+            "space": [
+                {"name": "t", "type": "range", "bounds": [1, 60], "log": True},
+                {"name": "r", "type": "range", "bounds": [0.5, 2.0], "log": True},
+                {"name": "a", "type": "range", "bounds": [-0.3, 0.7]},
+            ],
+        }
+    ).space
+    space = Space(params)
+    assert space.decode(np.ones(3)) == {"t": 60.0, "r": 2.0, "a": 0.7}
+    assert space.decode(np.zeros(3)) == {"t": 1.0, "r": 0.5, "a": -0.3}
+    for u in np.linspace(0, 1, 1001):
+        v = space.decode(np.full(3, u))
+        assert 1 <= v["t"] <= 60 and 0.5 <= v["r"] <= 2 and -0.3 <= v["a"] <= 0.7
 
 
 def test_sobol_points_are_feasible(space: Space) -> None:
@@ -82,6 +105,25 @@ def test_validate_messages(space: Space) -> None:
 
 def test_formula_is_pymatgen_normalised() -> None:
     assert formula({"Cu": 0.25, "Pd": 0.75, "Au": 0.0}) == "Cu0.25 Pd0.75"
+    assert formula({"Cu": 1.0, "Pd": 0.0}) == "Cu1"
+    assert formula({"Pt": 0.224158, "Ag": 0.038013}, digits=3) == "Pt0.855 Ag0.145"
+
+
+def test_formula_reads_back_through_pymatgen() -> None:
+    """Our formula text (written without pymatgen) is what `loopctl import` parses back:
+    the same fractions to the 8 decimals written."""
+    from pymatgen.core import Composition
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        x = rng.dirichlet(np.ones(5)) * (rng.random(5) > 0.3)
+        if not x.any():
+            continue
+        fractions = dict(zip(["Cu", "Ag", "Au", "Pd", "Pt"], x.tolist(), strict=True))
+        back = Composition(formula(fractions)).fractional_composition
+        total = sum(fractions.values())
+        for el, f in fractions.items():
+            assert back[el] == pytest.approx(f / total, abs=2e-8)
 
 
 def test_projection_keeps_a_point_on_the_simplex_and_is_idempotent() -> None:

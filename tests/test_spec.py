@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from loopctl.errors import SpecError
-from loopctl.spec import load_spec, parse_spec_text
+from loopctl.spec import ELEMENT_SYMBOLS, load_spec, parse_spec_text
 from tests.conftest import CAMPAIGNS, loopctl, scaled
 
 GOOD = """
@@ -51,7 +51,7 @@ BAD = [
     (
         "space:\n  - {name: c, type: composition, elements: [Cu, Pd], bounds: {Cu: [0, 0.2], "
         "Pd: [0, 0.3]}}",
-        "space[0].bounds: no composition fits",
+        "space[0].bounds: no composition 'c' fits",
     ),
     (
         "space:\n  - {name: c, type: composition, elements: [Cu, Pd], bounds: {Au: [0, 1]}}",
@@ -253,3 +253,49 @@ def test_hostile_campaign_files_fail_fast_and_clearly(
     assert r.returncode != 0 and expect in r.stderr, r.stderr
     assert "hostile.yaml" in r.stderr
     assert time.monotonic() - t0 < scaled(30)  # was minutes and gigabytes
+
+
+def test_element_symbols_are_pymatgens() -> None:
+    """spec.py lists the symbols so that validating a file does not import pymatgen; they
+    must stay the ones pymatgen's formulas (and so imports and pools) accept."""
+    from pymatgen.core.periodic_table import Element
+
+    assert set(Element.__members__) == ELEMENT_SYMBOLS
+
+
+@pytest.mark.parametrize(
+    ("composition", "expected"),
+    [
+        ("elements: [Cu]", "composition 'alloy' has one element, 'Cu'"),
+        ("elements: [Cu, Xx]", "'Xx' is not a chemical element symbol (composition 'alloy')"),
+        (
+            "elements: [Cu, Pd], bounds: {Cu: [0.6, 0.9], Pd: [0.6, 0.9]}",
+            "no composition 'alloy' fits: lower bounds sum to 1.2",
+        ),
+        (
+            "elements: [Cu, Pd, Au], bounds: {Cu: [0.5, 0.5], Pd: [0.5, 0.5]}",
+            "composition 'alloy' can only be Cu0.5 Pd0.5 Au0: its bounds leave nothing to vary",
+        ),
+        (
+            "elements: [Cu, Pd], bounds: {Cu: [0.3, 0.3]}",
+            "composition 'alloy' can only be Cu0.3 Pd0.7",
+        ),
+    ],
+)
+def test_a_bad_composition_is_reported_as_itself(composition: str, expected: str) -> None:
+    """Beside a fixed parameter, a composition with a mistake was reported as "every
+    parameter is fixed" too, as if the file had meant it; now only its own problem shows."""
+    text = mutate(
+        "space:\n  - {name: p, type: fixed, value: 1}\n"
+        f"  - {{name: alloy, type: composition, {composition}}}"
+    )
+    with pytest.raises(SpecError) as err:
+        parse_spec_text(text)
+    assert err.value.problems == [err.value.problems[0]], err.value.problems
+    assert expected in err.value.problems[0] and "[1]" in err.value.problems[0]
+
+
+def test_a_space_of_fixed_parameters_is_refused() -> None:
+    with pytest.raises(SpecError, match="every parameter is fixed"):
+        parse_spec_text(mutate("space:\n  - {name: p, type: fixed, value: 1}"))
+    parse_spec_text(mutate("space:\n  - {name: c, type: composition, elements: [Cu, Pd]}"))

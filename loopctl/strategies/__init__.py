@@ -7,8 +7,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 from loopctl.spec import CompositionParam, Spec
 from loopctl.strategies.base import CampaignData, Candidate, ModelStrategy, Proposal, Strategy
 
@@ -131,7 +129,7 @@ class AutoStrategy:
         fresh = not (data.completed or data.pending or data.failed or data.proposal_index)
         if not fresh or space.pool or not self.spec.strategy.options.get("center_point", True):
             return None
-        centre = space.from_unit(np.full(space.sobol_dim(), 0.5))
+        centre = space.centre()
         return None if space.violated(centre) else centre
 
     def _model_strategy(self) -> tuple[ModelStrategy, str]:

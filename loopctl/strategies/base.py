@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from loopctl.space import Space
 from loopctl.spec import Spec
+
+if TYPE_CHECKING:  # only annotations: `status` reaches this module and must not load numpy
+    from loopctl.space import Space
 
 
 @dataclass(frozen=True)
