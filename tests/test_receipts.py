@@ -19,7 +19,9 @@ pytestmark = pytest.mark.slow
 
 
 def receipts(outbox: Path) -> list[dict[str, object]]:
-    return [json.loads(x) for f in outbox.rglob("receipts.jsonl") for x in f.read_text().splitlines()]
+    return [
+        json.loads(x) for f in outbox.rglob("receipts.jsonl") for x in f.read_text().splitlines()
+    ]
 
 
 def run(procs: Procs, db: Path, ipc: str, *command: str, log: str) -> None:
