@@ -142,12 +142,11 @@ class Outbox:
                     self._set_aside(c, f.stem, f"unreadable: {exc}")
         return out
 
-    def ack(
-        self, campaign: str, trial: str, driver: str = "", ack: Mapping[str, Any] | None = None
-    ) -> None:
+    def ack(self, campaign: str, driver: str, ack: Mapping[str, Any]) -> None:
         """Forget the report; keep the ACK's receipt first, if it carries one, so that
         `loopctl audit --receipts` can later check it is still in the log."""
-        if ack is not None and "hash" in ack and "seq" in ack:
+        trial = ack["trial"]
+        if "hash" in ack and "seq" in ack:
             receipts.append(self._dir(campaign), driver, {**ack, "campaign_id": campaign})
         self._file(campaign, trial).unlink(missing_ok=True)
 
@@ -285,7 +284,7 @@ class Driver:
         elif t == "ACK":
             campaign = msg.get("campaign_id") or self.campaign_id
             if campaign:
-                self.outbox.ack(campaign, msg.body["trial"], self.name, msg.body)
+                self.outbox.ack(campaign, self.name, msg.body)
             self._sent_at.pop(msg.body["trial"], None)
         elif t == "CANCEL":
             self._cancelled.add(msg.body["trial"])
