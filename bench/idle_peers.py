@@ -1,13 +1,17 @@
-"""The honest driver's worst gap between results, with N idle peers connected.
+"""The honest driver's worst gap between results, with N idle peers connected, or under fuzz.
 
     .venv/bin/python bench/idle_peers.py --peers 0 --peers 500
+    .venv/bin/python bench/idle_peers.py --peers 0 --fuzz 200
 
 Each run starts a controller (Sobol, 150 trials, heartbeat 0.5 s) as its own process, one
 honest oracle driver (latency 0.05 s), and once it has a result, N raw DEALER peers, each
 saying HELLO under its own name and then only heartbeating, in this process. Peers past
 execution.max_drivers are refused and heartbeat anyway (each heartbeat answered
 hello_first). The gaps are between the honest driver's consecutive trial_completed events,
-as recorded.
+as recorded. With ``--fuzz RATE``, eight more DEALER sockets send RATE junk frames a second
+between them (random bytes, random JSON, deep nesting, envelopes with wrong field types,
+reports for trials that are not theirs) for the whole run; a stall is a gap longer than the
+heartbeat timeout.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import itertools
 import json
 import os
+import random
 import sqlite3
 import subprocess
 import sys
@@ -42,7 +47,26 @@ def _completed(db: Path) -> int:
         return 0
 
 
-def run(n_peers: int, trials: int, max_drivers: int) -> dict[str, float]:
+def junk(rng: random.Random) -> bytes:
+    """One hostile frame, of the kinds an adversarial review sent."""
+    pick = rng.randrange(6)
+    if pick == 0:
+        return os.urandom(rng.randrange(1, 200))
+    if pick == 1:
+        depth = rng.choice((10, 1000, 100_000))
+        return b"[" * depth + b"]" * depth
+    if pick == 2:
+        return json.dumps({"v": 1, "id": "a", "type": rng.choice(([], {}, 7, None))}).encode()
+    if pick == 3:
+        kind = rng.choice(("RESULT", "FAILED", "RELEASE", "HELLO", "COMMAND", "READY"))
+        body = {"trial": f"T{rng.randrange(1, 200):04d}", "outcomes": {"y": -1000.0}}
+        return json.dumps({"v": rng.choice((1, True, 2)), "id": "f", "type": kind, **body}).encode()
+    if pick == 4:
+        return json.dumps([rng.random() for _ in range(rng.randrange(50))]).encode()
+    return rng.randbytes(rng.randrange(1, 64)) + b"{"
+
+
+def run(n_peers: int, trials: int, max_drivers: int, fuzz: float = 0.0) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="idle-peers-"))
     spec = yaml.safe_load((ROOT / "campaigns" / "branin.yaml").read_text())
     spec.update(strategy={"method": "sobol"}, budget={"trials": trials})
@@ -113,10 +137,35 @@ def run(n_peers: int, trials: int, max_drivers: int) -> dict[str, float]:
         env=env,
         cwd=ROOT,
     )
+    sent = [0]
+
+    def fuzzer() -> None:
+        ctx = zmq.Context()
+        socks = [ctx.socket(zmq.DEALER) for _ in range(8)]
+        for s in socks:
+            s.setsockopt(zmq.LINGER, 0)
+            s.connect(ep)
+        rng = random.Random(0)
+        while not stop.is_set():
+            s = rng.choice(socks)
+            try:
+                s.send(junk(rng), zmq.NOBLOCK)
+                sent[0] += 1
+            except zmq.Again:
+                pass
+            while s.poll(0):
+                s.recv()
+            stop.wait(1 / fuzz)
+        for s in socks:
+            s.close()
+        ctx.term()
+
     while not _completed(db):  # the honest driver is in first: peers past the cap wait
         time.sleep(0.1)
     t = threading.Thread(target=idle, daemon=True)
     t.start()
+    if fuzz:
+        threading.Thread(target=fuzzer, daemon=True).start()
     ctl.wait(900)
     stop.set()
     drv.wait(30)
@@ -135,6 +184,9 @@ def run(n_peers: int, trials: int, max_drivers: int) -> dict[str, float]:
     gaps = sorted(b - a for a, b in itertools.pairwise(times))
     return {
         "peers": n_peers,
+        "fuzz_frames": sent[0],
+        "stalls": sum(g > spec["execution"]["heartbeat_timeout"] for g in gaps),
+        "controller_exit": ctl.returncode,
         "max_drivers": max_drivers,
         "results": len(times),
         "worst_gap_s": round(gaps[-1], 3),
@@ -149,9 +201,10 @@ def main() -> None:
     ap.add_argument("--peers", type=int, action="append", default=[])
     ap.add_argument("--trials", type=int, default=150)
     ap.add_argument("--max-drivers", type=int, default=128, help="execution.max_drivers")
+    ap.add_argument("--fuzz", type=float, default=0.0, help="junk frames a second (0: none)")
     args = ap.parse_args()
     for n in args.peers or [0, 500]:
-        print(json.dumps(run(n, args.trials, args.max_drivers)), flush=True)
+        print(json.dumps(run(n, args.trials, args.max_drivers, args.fuzz)), flush=True)
 
 
 if __name__ == "__main__":
