@@ -25,22 +25,11 @@ import time
 from pathlib import Path
 
 import yaml
+from idle_peers import completed
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = [sys.executable, "-m", "loopctl"]
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-
-
-def completed(db: Path) -> int:
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        try:
-            q = "SELECT COUNT(*) FROM events WHERE kind = 'trial_completed'"
-            return int(conn.execute(q).fetchone()[0])
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return 0
 
 
 def launch(*args: str) -> subprocess.Popen[bytes]:

@@ -35,7 +35,8 @@ import zmq
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _completed(db: Path) -> int:
+def completed(db: Path) -> int:
+    """Results recorded so far (0 while the database does not exist yet)."""
     try:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
@@ -160,7 +161,7 @@ def run(n_peers: int, trials: int, max_drivers: int, fuzz: float = 0.0) -> dict[
             s.close()
         ctx.term()
 
-    while not _completed(db):  # the honest driver is in first: peers past the cap wait
+    while not completed(db):  # the honest driver is in first: peers past the cap wait
         time.sleep(0.1)
     t = threading.Thread(target=idle, daemon=True)
     t.start()
