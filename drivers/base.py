@@ -194,6 +194,7 @@ class Driver:
         self._thread_state = threading.local()
         self._leaving: str | None = None
         self._running: dict[tuple[str, str], threading.Thread] = {}  # (campaign, trial)
+        self._leave_after: threading.Thread | None = None
         self._cancelled: set[str] = set()
         self._sent_at: dict[str, float] = {}  # this campaign's reports awaiting an ACK
         self.heartbeat_interval = 1.0
@@ -218,7 +219,13 @@ class Driver:
         return trial in self._cancelled
 
     def stop(self, reason: str) -> None:
-        """Leave after delivering what is done: BYE, and the controller re-queues the rest."""
+        """Leave after delivering what is done: BYE, and the controller re-queues the rest.
+
+        Called from an evaluation (a person quitting mid-entry), the BYE waits for that
+        evaluation's own report: a BYE first would make the controller count its trial as
+        lost (and, with no retries left, abandon it) before the report arrived."""
+        if getattr(self._thread_state, "trial", None) is not None:
+            self._leave_after = threading.current_thread()
         self._leaving = reason
         os.write(self._wake_w, b"!")
 
@@ -248,8 +255,12 @@ class Driver:
                 backoff = min(backoff * 2, 8.0)
                 self._reopen()
                 last_heard = time.monotonic()
+            # the driver itself asked to go (e.g. a person quit): once the evaluation that
+            # asked has ended, its report is in the queue drained next, so it goes before BYE
+            asker = self._leave_after
+            leaving = self._leaving is not None and (asker is None or not asker.is_alive())
             self._drain_done()
-            if self._leaving is not None:  # the driver itself asked to go (e.g. a person quit)
+            if leaving:
                 self._send(protocol.make("BYE", reason=self._leaving))
                 self._close()
                 return EXIT_OK
@@ -419,7 +430,8 @@ class Driver:
                 "FAILED", trial=trial, reason=exc.reason[:4000], retryable=exc.retryable, **ids
             )
         except PutBack as exc:
-            msg = protocol.make("RELEASE", trial=trial, reason=exc.reason[:4000], **ids)
+            leaving = {"leaving": True} if self._leaving is not None else {}
+            msg = protocol.make("RELEASE", trial=trial, reason=exc.reason[:4000], **leaving, **ids)
         except Exception as exc:  # an evaluation bug is a failure of this trial, not the driver
             log.exception("evaluate raised for trial %s", trial)
             msg = protocol.make(

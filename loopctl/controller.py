@@ -950,6 +950,8 @@ class Controller:
             ledger.record_release(b, tid, msg.body["reason"], d.name)
             log.info("trial %s put back by %s: %s", tid, d.name, msg.body["reason"])
         d.trials.discard(tid)
+        if msg.get("leaving"):  # its BYE follows: a TASK now would be lost with it
+            d.ready = False
         out.put(d.identity, self._ack(tid, d, msg))
 
     def _ack(self, tid: str, d: DriverConn, msg: protocol.Message) -> protocol.Message:

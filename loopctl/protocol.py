@@ -97,6 +97,7 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
     "RELEASE": {  # put back unmeasured (a person: "later"): not a failure, not an attempt
         "trial": (_str, True),
         "reason": (_text, True),
+        "leaving": (_bool, False),  # the driver goes next: send it nothing more
         **_CAMPAIGN,
     },
     "HEARTBEAT": {},
