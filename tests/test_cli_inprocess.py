@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,7 +73,7 @@ def test_status_export_import_and_pending(tmp_path: Path, capsys: Capsys) -> Non
     ],
 )
 def test_start_refuses_what_cannot_work_before_creating_anything(
-    tmp_path: Path, capsys: Capsys, extra: list[str], changes: dict[str, None], message: str
+    tmp_path: Path, capsys: Capsys, extra: list[str], changes: dict[str, Any], message: str
 ) -> None:
     spec = branin(tmp_path, **changes)
     db = tmp_path / "c.db"
