@@ -38,7 +38,7 @@ class Security:
 class RunResult:
     """How a run ended; the database holds everything else."""
 
-    reason: str  # why the controller stopped, e.g. "budget reached" or "error: ..."
+    reason: str  # why the controller stopped, e.g. "budget: 30 trials completed", "error: ..."
     db: Path
     completed: int
     failed: int
