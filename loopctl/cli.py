@@ -1,5 +1,6 @@
 """`loopctl ...` commands: parse, call the library, print. Heavy imports stay inside commands
-so that `status`, `export`, `validate` and `--help` never load torch."""
+so that `status`, `export`, `validate` and `--help` never load torch. The arguments are
+defined in :mod:`loopctl.cli_parser`; running a campaign is :mod:`loopctl.run`."""
 
 from __future__ import annotations
 
@@ -10,17 +11,18 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Sequence
-from functools import partial
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from loopctl import __version__
+from loopctl.cli_parser import build_parser
 from loopctl.errors import LoopctlError
+
+if TYPE_CHECKING:
+    from loopctl.run import RunResult, Security
 
 EXAMPLE = Path(__file__).with_name("example-campaign.yaml")
 DEMO = Path(__file__).resolve().parents[1] / "campaigns" / "alloy-mixing.yaml"
-DEFAULT_BIND = "tcp://127.0.0.1:*"  # a free port on loopback, printed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,11 +32,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if not hasattr(args, "func"):
+    if args.command is None:
+        if args.subcommand_of is not None:  # `loopctl keys`: which action?
+            args.subcommand_of.print_help(sys.stderr)
+            return 2
         parser.print_help()
         return 0
     try:
-        return int(args.func(args) or 0)
+        return int(COMMANDS[args.command](args) or 0)
     except BrokenPipeError:  # `loopctl audit DB | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -54,383 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _latency(text: str) -> str:
-    from drivers.oracle import parse_latency
-
-    try:
-        parse_latency(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
-def _needs_subcommand(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    parser.print_help(sys.stderr)
-    return 2
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="loopctl",
-        description="Closed-loop active-learning experiment controller for materials research: "
-        "propose experiments with Bayesian optimisation, run them on drivers over "
-        "ZeroMQ, record everything in a campaign database.",
-    )
-    p.add_argument("--version", action="version", version=f"loopctl {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true", help="log what happens (to stderr)")
-    sub = p.add_subparsers(title="commands", metavar="COMMAND")
-
-    c = sub.add_parser("init", help="write a commented example campaign file")
-    c.add_argument(
-        "file",
-        nargs="?",
-        default="campaign.yaml",
-        help="where to write it (default: campaign.yaml)",
-    )
-    c.add_argument("--force", action="store_true", help="overwrite an existing file")
-    c.set_defaults(func=cmd_init)
-
-    c = sub.add_parser("validate", help="check a campaign file and print its summary")
-    c.add_argument("file", help="campaign file (YAML)")
-    c.set_defaults(func=cmd_validate)
-
-    c = sub.add_parser(
-        "start", help="create a campaign database and run the controller until the budget is used"
-    )
-    c.add_argument("file", help="campaign file (YAML)")
-    c.add_argument("--db", required=True, help="campaign database to create (must not exist)")
-    c.add_argument(
-        "--import",
-        dest="past",
-        metavar="FILE.csv",
-        help="earlier measurements to start from, as with `loopctl import` (before any proposal)",
-    )
-    _controller_options(c)
-    c.set_defaults(func=cmd_start)
-
-    c = sub.add_parser(
-        "resume",
-        help="carry on a stopped or crashed campaign from its database alone",
-    )
-    c.add_argument("db", metavar="PATH", help="campaign database")
-    _controller_options(c)
-    c.set_defaults(func=cmd_resume)
-
-    c = sub.add_parser(
-        "demo",
-        help="run the embedded alloy-mixing campaign end to end (EMT oracle, two local drivers)",
-    )
-    c.add_argument("--db", help="database to create (default: runs/alloy-mixing-TIME.db)")
-    c.add_argument("--trials", type=int, help="override the budget (default: the file's, 30)")
-    c.add_argument(
-        "--spawn-drivers",
-        type=int,
-        default=2,
-        metavar="N",
-        help="local oracle drivers to start (default: 2)",
-    )
-    c.set_defaults(func=cmd_demo)
-
-    c = sub.add_parser("driver", help="run a driver that connects to a controller")
-    c.set_defaults(func=partial(_needs_subcommand, c))
-    dsub = c.add_subparsers(title="kinds", metavar="KIND")
-    o = dsub.add_parser(
-        "oracle",
-        help="simulated DFT oracle: EMT alloy energies, benchmark functions or table look-up",
-    )
-    o.add_argument(
-        "--oracle",
-        choices=("emt", "function", "table"),
-        help="what to compute (default: from the campaign file, sent in WELCOME)",
-    )
-    o.add_argument("--function", help="benchmark function for --oracle function (e.g. branin)")
-    o.add_argument("--table", help="CSV for --oracle table")
-    o.add_argument(
-        "--latency",
-        type=_latency,
-        help="seconds added to each evaluation, or LOW..HIGH for a uniform jitter (0.1..0.3)",
-    )
-    o.add_argument("--noise", type=float, help="SD of Gaussian noise added to each outcome")
-    o.add_argument("--fail-rate", type=float, help="probability that an evaluation fails")
-    o.add_argument("--seed", type=int, help="seed for noise and failures")
-    _driver_options(o)
-    o.set_defaults(func=cmd_driver_oracle)
-    rb = dsub.add_parser("robot", help="run campaign trials as jobs on a lab robot's HTTP API")
-    rb.add_argument(
-        "--robot-url", help="the robot's base URL (default: robot.url from the campaign file)"
-    )
-    rb.add_argument(
-        "--config",
-        metavar="FILE",
-        help="YAML mapping of job fields and outcomes (default: the campaign's "
-        "`robot:` section; see docs/drivers.md)",
-    )
-    _driver_options(rb)
-    rb.set_defaults(func=cmd_driver_robot)
-    hu = dsub.add_parser("human", help="a person enters results at this terminal")
-    hu.add_argument(
-        "--operator", required=True, help="who enters the results; recorded with every entry"
-    )
-    _driver_options(hu, capacity=False)
-    hu.set_defaults(func=cmd_driver_human)
-
-    for action, text in (
-        ("approve", "let proposed trials be dispatched (execution.approval: manual)"),
-        ("reject", "turn proposed trials down; they are never run nor proposed again"),
-        ("suggest", "queue a candidate of your own (validated like any other)"),
-        ("pause", "stop dispatching; trials in flight carry on"),
-        ("unpause", "dispatch again after a pause"),
-        ("amend", "correct a recorded result (the old value stays in the log, with your reason)"),
-    ):
-        c = sub.add_parser(action, help=text)
-        c.add_argument("db", metavar="PATH", help="campaign database")
-        if action in ("approve", "reject"):
-            c.add_argument("trials", nargs="+", metavar="TRIAL", help="trial ids, e.g. T0007")
-        if action == "amend":
-            c.add_argument("trials", nargs=1, metavar="TRIAL", help="the trial, e.g. T0007")
-            c.add_argument(
-                "--set",
-                dest="outcomes",
-                action="append",
-                required=True,
-                metavar="NAME=VALUE",
-                help="a corrected outcome (repeat for each; the others keep their values)",
-            )
-        if action in ("reject", "amend"):
-            c.add_argument("--reason", required=True, help="why (kept with the trial)")
-        if action == "suggest":
-            c.add_argument(
-                "--set",
-                dest="values",
-                action="append",
-                required=True,
-                metavar="NAME=VALUE",
-                help="a parameter value (repeat for each; compositions as a "
-                "formula, e.g. comp=Cu0.3Pd0.7)",
-            )
-        c.add_argument(
-            "--operator", default=None, help="who is deciding (default: your login name); recorded"
-        )
-        c.set_defaults(func=cmd_operator, action=action)
-
-    c = sub.add_parser(
-        "robot-sim",
-        help="serve a simulated thin-film synthesis robot over HTTP (for demos and tests)",
-    )
-    c.add_argument(
-        "--port", type=int, default=8765, help="port on 127.0.0.1 (default: 8765; 0: any, printed)"
-    )
-    c.add_argument("--latency", type=float, default=2.0, help="seconds per job (default: 2)")
-    c.add_argument("--fail-rate", type=float, default=0.0, help="probability a job fails")
-    c.add_argument("--seed", type=int, default=0, help="seed of noise and failures")
-    c.add_argument("--slots", type=int, default=2, help="jobs run at once (default: 2)")
-    c.set_defaults(func=cmd_robot_sim)
-
-    c = sub.add_parser("keys", help="CURVE key pairs for encrypted, authenticated connections")
-    c.set_defaults(func=partial(_needs_subcommand, c))
-    ksub = c.add_subparsers(title="actions", metavar="ACTION")
-    k = ksub.add_parser("generate", help="make NAME.key (public) and NAME.key_secret (private)")
-    k.add_argument("name", help="whose key: the controller's or a driver's name")
-    k.add_argument("--out", required=True, metavar="DIR", help="folder to write the two files")
-    k.set_defaults(func=cmd_keys_generate)
-
-    c = sub.add_parser("status", help="trials by state, best so far, drivers, budget left")
-    c.add_argument("db", metavar="PATH", help="campaign database")
-    c.add_argument("--json", action="store_true", help="machine-readable output")
-    c.set_defaults(func=cmd_status)
-
-    c = sub.add_parser(
-        "pending", help="proposals waiting for approval (execution.approval: manual)"
-    )
-    c.add_argument("db", metavar="PATH", help="campaign database")
-    c.add_argument("--json", action="store_true", help="machine-readable output")
-    c.set_defaults(func=cmd_pending)
-
-    c = sub.add_parser(
-        "audit",
-        help="verify the hash chain and the tables against it; print the timeline and how "
-        "each trial was chosen (exit 0 only if everything verifies)",
-    )
-    c.add_argument("db", metavar="PATH", help="campaign database")
-    c.add_argument("--json", action="store_true", help="machine-readable output")
-    c.add_argument(
-        "--replay",
-        action="store_true",
-        help="also recompute every proposal from the recorded data and seed and say, proposal "
-        "by proposal, whether the same candidates come out (loads the models: slower)",
-    )
-    c.add_argument(
-        "--expect-head",
-        metavar="HASH",
-        help="a head hash printed by an earlier audit and kept elsewhere: fail unless this "
-        "log still contains it (detects a rewritten or cut history)",
-    )
-    c.add_argument(
-        "--receipts",
-        metavar="DIR",
-        type=Path,
-        help="drivers' receipts (their outbox directories, or copies gathered in one "
-        "place): fail if any acknowledged result or failure is no longer in the log, "
-        "naming its trial (detects a lost WAL, a restored backup, a rewritten history)",
-    )
-    c.set_defaults(func=cmd_audit)
-
-    c = sub.add_parser(
-        "report",
-        help="write a self-contained HTML report and PNG figures (best so far or Pareto front, "
-        "parameters against each objective, model check, trials)",
-    )
-    c.add_argument("db", metavar="PATH", help="campaign database")
-    c.add_argument("--out", default=None, help="folder to write to (default: PATH.report/)")
-    c.set_defaults(func=cmd_report)
-
-    c = sub.add_parser(
-        "export", help="write one row per trial (parameters, outcomes, state, driver, timestamps)"
-    )
-    c.add_argument("db", metavar="PATH", help="campaign database")
-    c.add_argument("--format", choices=("csv", "json", "parquet"), default="csv")
-    c.add_argument("--out", help="file to write (default: standard output)")
-    c.set_defaults(func=cmd_export)
-
-    c = sub.add_parser(
-        "import", help="add earlier measurements from a CSV as completed trials (origin: imported)"
-    )
-    c.add_argument("db", metavar="PATH", help="campaign database (its controller must be stopped)")
-    c.add_argument(
-        "csv",
-        metavar="FILE.csv",
-        help="one row per experiment; columns named after parameters and objectives "
-        "(optional OBJECTIVE_sem columns; any other column is kept with the trial)",
-    )
-    c.add_argument(
-        "--force", action="store_true", help="import rows even if they were imported before"
-    )
-    c.set_defaults(func=cmd_import)
-
-    c = sub.add_parser(
-        "backtest",
-        help="replay strategies against past measurements over many seeds and score them "
-        "(Top%%, EF and AF of Liang et al. 2021, regret); writes JSON, markdown and a PNG",
-    )
-    c.add_argument("file", help="campaign file (YAML): its space, pool and objective")
-    c.add_argument(
-        "--data",
-        required=True,
-        metavar="FILE.csv",
-        help="measured outcomes, one row per experiment (replicates are averaged); the "
-        "candidates are the campaign's pool, else every distinct row of this file",
-    )
-    c.add_argument(
-        "--strategy",
-        action="append",
-        metavar="SPEC",
-        help="a strategy to score: auto, random, sobol, botorch, ax, or LABEL=METHOD,key=value,"
-        "... with strategy options, e.g. rf=auto,surrogate=rf (repeat it; default: auto and "
-        "random)",
-    )
-    c.add_argument("--seeds", type=int, default=20, help="seeded runs per strategy (default: 20)")
-    c.add_argument(
-        "--budget", type=int, help="cycles per run (default: the campaign's budget.trials)"
-    )
-    c.add_argument("--batch", type=int, default=1, help="candidates per cycle (default: 1)")
-    c.add_argument(
-        "--initial",
-        type=int,
-        metavar="N",
-        help="random initial trials (default: the campaign's; Liang et al. used 2)",
-    )
-    c.add_argument("--workers", type=int, help="runs at once (default: one per core)")
-    c.add_argument(
-        "--out",
-        help="folder for runs.jsonl, summary.json, summary.md and top.png; a rerun "
-        "skips the runs already there (default: backtest-NAME)",
-    )
-    c.add_argument(
-        "--column",
-        action="append",
-        default=[],
-        metavar="NAME=COLUMN",
-        help="the CSV column of a parameter or the objective, where it is named differently",
-    )
-    c.set_defaults(func=cmd_backtest)
-    return p
-
-
-def _controller_options(c: argparse.ArgumentParser) -> None:
-    c.add_argument(
-        "--bind",
-        metavar="ENDPOINT",
-        help="where drivers connect (default: a free port on 127.0.0.1, printed; for resume, "
-        "the endpoint the campaign last ran at, where its drivers are still knocking)",
-    )
-    c.add_argument(
-        "--trials",
-        type=int,
-        metavar="N",
-        help="override budget.trials (kept: resume goes on with it unless told otherwise)",
-    )
-    c.add_argument(
-        "--spawn-drivers",
-        type=int,
-        metavar="N",
-        help="start N local oracle drivers (default: drivers.spawn from the file; "
-        "0 waits for drivers to connect)",
-    )
-    c.add_argument(
-        "--sync",
-        choices=("FULL", "NORMAL"),
-        help="SQLite durability: FULL survives a power cut (default; resume: what the "
-        "campaign last ran with), NORMAL only a crash of the process",
-    )
-    c.add_argument(
-        "--curve-secret-key",
-        metavar="FILE",
-        help="the controller's CURVE secret key (NAME.key_secret); with --authorized-keys "
-        "only drivers with a listed key can connect (default: security.curve_secret_key)",
-    )
-    c.add_argument(
-        "--authorized-keys",
-        metavar="DIR",
-        help="folder of authorised drivers' public keys (*.key) (default: "
-        "security.authorized_keys)",
-    )
-    c.add_argument(
-        "--insecure",
-        action="store_true",
-        help="allow binding beyond loopback without CURVE (anyone who can reach the port "
-        "can submit results)",
-    )
-
-
-def _driver_options(c: argparse.ArgumentParser, capacity: bool = True) -> None:
-    c.add_argument(
-        "--connect",
-        required=True,
-        metavar="ENDPOINT",
-        help="controller endpoint, e.g. tcp://127.0.0.1:5555",
-    )
-    c.add_argument(
-        "--name",
-        help="unique driver name (default: KIND-HOST-PID); keep it across "
-        "restarts so the outbox is found",
-    )
-    c.add_argument(
-        "--key",
-        metavar="FILE",
-        help="this driver's CURVE secret key (NAME.key_secret), for a controller with CURVE on",
-    )
-    c.add_argument(
-        "--server-key", metavar="FILE", help="the controller's public key (NAME.key), with --key"
-    )
-    if capacity:
-        c.add_argument("--capacity", type=int, default=1, help="trials run at once (default: 1)")
-    c.add_argument(
-        "--outbox",
-        help="folder for unacknowledged results (default: ~/.local/state/loopctl/outbox/NAME)",
-    )
-
-
-# ---------------------------------------------------------------------- commands
+# ---------------------------------------------------------------------- campaigns
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -444,74 +73,44 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from loopctl.spec import load_spec
+    from loopctl.spec_summary import summarise_spec
 
-    spec = load_spec(args.file)
-    print(summarise_spec(spec))
+    print(summarise_spec(load_spec(args.file)))
     return 0
 
 
-def summarise_spec(spec: Any) -> str:
-    from loopctl.strategies import initial_design_size, model_plan
-
-    lines = [f"campaign {spec.name!r} (seed {spec.seed}) is valid", "space:"]
-    for p in spec.space:
-        if p.type == "range":
-            detail = f"[{p.low:g}, {p.high:g}]" + (" log" if p.log else "")
-        elif p.type == "integer":
-            detail = f"integers in [{p.low}, {p.high}]"
-        elif p.type == "choice":
-            detail = "one of " + ", ".join(map(str, p.values))
-        elif p.type == "fixed":
-            detail = f"fixed at {p.value!r}"
-        elif p.type == "formula":
-            detail = "a chemical formula, chosen from the pool"
-        else:
-            detail = "fractions of " + ", ".join(
-                f"{e}[{lo:g}-{hi:g}]" for e, (lo, hi) in zip(p.elements, p.bounds, strict=True)
-            )
-        lines.append(f"  {p.name}: {p.type} {detail}")
-    lines.append("objectives: " + ", ".join(f"{o.goal} {o.name}" for o in spec.objectives))
-    lines.append(
-        f"budget: {spec.budget.trials} trials"
-        + (f", {spec.budget.wall_time:g} s" if spec.budget.wall_time else "")
-    )
-    method = spec.strategy.method
-    if method == "sobol":
-        lines.append("strategy: sobol (scrambled, seeded; random rows of a pool)")
-    elif method == "ax":
-        lines.append("strategy: ax (Ax's Client and its default generation strategy)")
-    else:
-        _, then = model_plan(spec)
-        lines.append(
-            f"strategy: {method} ({initial_design_size(spec)} initial trials, then {then})"
-        )
-    lines.append(
-        f"execution: up to {spec.execution.max_in_flight} in flight, "
-        f"{spec.execution.retries} retries"
-    )
-    if spec.oracle:
-        what = spec.oracle.function or spec.oracle.table or "EMT alloy energies"
-        lines.append(f"oracle: {spec.oracle.kind} ({what}); spawn {spec.drivers.spawn} drivers")
-    return "\n".join(lines)
-
-
 def cmd_start(args: argparse.Namespace) -> int:
-    from loopctl.spec import load_spec
+    from loopctl import run
 
-    spec = load_spec(args.file)
-    return run_campaign(
-        spec,
+    result = run.start(
+        args.file,
         args.db,
-        bind=args.bind or DEFAULT_BIND,
+        bind=args.bind or run.DEFAULT_BIND,
         trials=args.trials,
-        spawn=args.spawn_drivers,
+        spawn_drivers=args.spawn_drivers,
         sync=args.sync or "FULL",
-        security=args,
+        security=_security(args),
         past=args.past,
     )
+    return _exit_code(result)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from loopctl import run
+
+    result = run.resume(
+        args.db,
+        bind=args.bind,
+        trials=args.trials,
+        spawn_drivers=args.spawn_drivers,
+        sync=args.sync,
+        security=_security(args),
+    )
+    return _exit_code(result)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from loopctl import run
     from loopctl.spec import load_spec
 
     if not DEMO.exists():
@@ -520,214 +119,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     db = args.db or f"runs/alloy-mixing-{time.strftime('%Y%m%d-%H%M%S')}.db"
     Path(db).parent.mkdir(parents=True, exist_ok=True)
     print(f"demo: {spec.description.strip() or spec.name}")
-    return run_campaign(
-        spec,
-        db,
-        bind=DEFAULT_BIND,
-        trials=args.trials,
-        spawn=args.spawn_drivers,
-        sync="FULL",
+    result = run.start(spec, db, trials=args.trials, spawn_drivers=args.spawn_drivers)
+    return _exit_code(result)
+
+
+def _security(args: argparse.Namespace) -> Security:
+    from loopctl.run import Security
+
+    return Security(
+        curve_secret_key=args.curve_secret_key,
+        authorized_keys=args.authorized_keys,
+        insecure=args.insecure,
     )
 
 
-def run_campaign(
-    spec: Any,
-    db: str,
-    *,
-    bind: str,
-    trials: int | None,
-    spawn: int | None,
-    sync: str,
-    security: argparse.Namespace | None = None,
-    past: str | None = None,
-) -> int:
-    """`start` and `demo`: create the database (with past measurements, if given), then
-    run the controller on it."""
-    from loopctl.controller import check_bindable
-    from loopctl.store import Store
-    from loopctl.versions import software_versions
-
-    curve = _check_run_options(spec, trials, spawn, bind, security)
-    check_bindable(bind)  # before the database exists, so a busy port leaves nothing behind
-    store = Store.create(
-        db, spec.raw, spec.hash, software_versions(), synchronous=sync, source=spec.source_file
-    )
-    if past is not None:
-        from loopctl.tables import import_csv
-
-        try:
-            ids = import_csv(store, spec, past)
-        except BaseException:  # a bad file leaves no half-made campaign behind
-            store.close()
-            for suffix in ("", "-wal", "-shm", "-lock"):
-                Path(db + suffix).unlink(missing_ok=True)
-            raise
-        print(f"imported {len(ids)} trials ({ids[0]}..{ids[-1]}) from {past}")
-    return _run(store, spec, db, bind=bind, trials=trials, spawn=spawn, curve=curve)
+def _exit_code(result: RunResult) -> int:
+    return 0 if result.ok else 1
 
 
-def cmd_resume(args: argparse.Namespace) -> int:
-    from loopctl.controller import check_bindable
-    from loopctl.integrity import stored_spec
-    from loopctl.store import Store
-
-    store = Store.open(args.db, synchronous=args.sync or "FULL")
-    try:
-        spec = stored_spec(store)
-        earlier = store.run_settings()  # what the campaign last ran with
-        store.set_synchronous(args.sync or earlier.get("synchronous") or "FULL")
-        bind = args.bind or earlier.get("endpoint") or DEFAULT_BIND
-        curve = _check_run_options(spec, args.trials, args.spawn_drivers, bind, args)
-        if not args.bind and earlier.get("endpoint"):
-            try:
-                check_bindable(bind)
-            except LoopctlError as exc:
-                raise LoopctlError(
-                    f"{exc}; it is the endpoint this campaign last ran at (drivers left running "
-                    "keep calling it): free it, or choose another with --bind"
-                ) from None
-    except BaseException:
-        store.close()
-        raise
-    trials = args.trials or earlier.get("trials")
-    return _run(
-        store, spec, args.db, bind=bind, trials=trials, spawn=args.spawn_drivers, curve=curve
-    )
-
-
-def _check_run_options(
-    spec: Any,
-    trials: int | None,
-    spawn: int | None,
-    bind: str,
-    security: argparse.Namespace | None,
-) -> Any:
-    """Refuse what cannot work before anything is created; returns the CURVE set-up."""
-    from loopctl.security import Curve, is_loopback
-
-    if trials is not None and trials < 1:
-        raise LoopctlError("--trials must be at least 1")
-    n_spawn = spec.drivers.spawn if spawn is None else spawn
-    if n_spawn and spec.oracle is None:
-        raise LoopctlError(
-            "--spawn-drivers starts oracle drivers, but the campaign file has no `oracle` section"
-        )
-    base = spec.base_dir or Path(".")
-    secret = getattr(security, "curve_secret_key", None) or (
-        str(base / spec.security.curve_secret_key) if spec.security.curve_secret_key else None
-    )
-    allowed = getattr(security, "authorized_keys", None) or (
-        str(base / spec.security.authorized_keys) if spec.security.authorized_keys else None
-    )
-    if (secret is None) != (allowed is None):
-        raise LoopctlError("CURVE needs both a secret key and a folder of authorised keys")
-    curve = Curve(Path(secret), Path(allowed)) if secret and allowed else None
-    if curve is not None:
-        curve.allowed()  # fail now on a missing folder or a bad key file
-        if n_spawn:
-            raise LoopctlError(
-                "spawned drivers do not use CURVE keys; start them by hand "
-                "with --key and --server-key"
-            )
-    elif not is_loopback(bind) and not getattr(security, "insecure", False):
-        raise LoopctlError(
-            f"{bind} is reachable from other machines, and without CURVE anyone who can reach "
-            "it can register as a driver and submit results. Set security.curve_secret_key and "
-            "security.authorized_keys (or --curve-secret-key/--authorized-keys; keys come from "
-            "`loopctl keys generate`), or pass --insecure on a network you trust"
-        )
-    return curve
-
-
-def _run(
-    store: Any,
-    spec: Any,
-    db: str,
-    *,
-    bind: str,
-    trials: int | None,
-    spawn: int | None,
-    curve: Any = None,
-) -> int:
-    """Bind, start local drivers if asked, run until done, print the summary."""
-    from loopctl.controller import Controller, driver_settings, run_controller
-    from loopctl.progress import TerminalReporter
-    from loopctl.spawn import spawn_drivers, stop_drivers
-    from loopctl.strategies import make_strategy
-
-    n_spawn = spec.drivers.spawn if spawn is None else spawn
-    ctl = Controller(
-        store, spec, make_strategy(spec), trials=trials, settings=driver_settings(spec)
-    )
-    procs = []
-    try:
-        endpoint = ctl.bind(bind, curve)
-        print(f"campaign {spec.name!r}: database {db}")
-        print(f"controller listening on {endpoint}", flush=True)
-        if n_spawn:
-            procs = spawn_drivers(endpoint, n_spawn, db)
-        else:
-            print(driver_hint(spec, endpoint, curve), flush=True)
-        ctl.reporter = reporter = TerminalReporter(spec.name, db=db)
-        t0 = time.monotonic()
-        try:
-            reason = run_controller(ctl)
-        finally:
-            reporter.close()
-        print(summary_text(store, spec, db, reason, time.monotonic() - t0))
-    finally:
-        # finished: drivers were told to exit; stopped early: they are ended now and keep
-        # any unacknowledged result in their outbox for `loopctl resume --spawn-drivers`
-        stop_drivers(procs, timeout=5.0 if ctl.finished else 0.0)
-        store.close()
-    return 0 if not reason.startswith("error") else 1
-
-
-def driver_hint(spec: Any, endpoint: str, curve: Any = None) -> str:
-    """How to connect the kind of driver this campaign is written for: its `robot:` section
-    means the robot driver, its `oracle:` section the simulated one; with neither, the
-    results come from a person or a driver of the lab's own, and suggesting the simulated
-    oracle (which would fill the database with made-up numbers) would mislead."""
-    keys = " --key NAME.key_secret --server-key CONTROLLER.key" if curve is not None else ""
-    if spec.robot:
-        cmds = [f"loopctl driver robot --connect {endpoint} --name robot-1{keys}"]
-    elif spec.oracle is not None:
-        cmds = [f"loopctl driver oracle --connect {endpoint}{keys}"]
-    else:
-        cmds = [
-            f"loopctl driver human --connect {endpoint} --operator NAME{keys}",
-            "or a driver of your own (docs/drivers.md)",
-        ]
-    return "waiting for drivers: " + "\n  ".join(cmds)
-
-
-def summary_text(store: Any, spec: Any, db: str, reason: str, wall: float) -> str:
-    from loopctl import ledger
-    from loopctl.progress import describe_simulated, format_parameters
-
-    counts = ledger.run_counts(store)
-    best = ledger.best(store, spec)
-    lines = [
-        f"finished: {reason}",
-        f"trials: {counts.get('completed', 0)} completed, {counts.get('failed', 0)} failed, "
-        f"{counts.get('abandoned', 0)} abandoned in {wall:.1f} s",
-    ]
-    if len(spec.objectives) > 1:
-        from loopctl.status import format_pareto
-
-        lines.extend(format_pareto(ledger.pareto(store, spec), show=10))
-    elif best is not None:
-        unit = spec.objectives[0].unit
-        lines.append(
-            f"best: {best['objective']} = {best['value']:.6g}"
-            f"{' ' + unit if unit else ''} (trial {best['trial_id']})"
-        )
-        lines.append(f"      {format_parameters(best['parameters'])}")
-        simulated = describe_simulated(best)
-        if simulated:
-            lines.append(f"      {simulated}")
-    lines.append(f"database: {Path(db).resolve()}")
-    return "\n".join(lines)
+# ---------------------------------------------------------------------- drivers and operators
 
 
 def cmd_driver_oracle(args: argparse.Namespace) -> int:
@@ -839,6 +249,9 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- reading a campaign
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from loopctl.status import campaign_status, format_status
 
@@ -907,6 +320,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- data from outside
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from loopctl.integrity import stored_spec
     from loopctl.store import Store
@@ -919,15 +335,10 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from loopctl.backtest import BacktestError, backtest
+    from loopctl.backtest import backtest
     from loopctl.spec import load_spec
 
-    columns = {}
-    for item in args.column:
-        name, eq, col = item.partition("=")
-        if not eq or not name or not col:
-            raise BacktestError(f"--column {item!r}: give NAME=COLUMN")
-        columns[name] = col
+    columns = _parse_columns(args.column)
     out = args.out or f"backtest-{load_spec(args.file).name}"
     bar = _BacktestProgress()
     try:
@@ -949,6 +360,18 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     print(result.markdown)
     print(f"wrote runs.jsonl, summary.json, summary.md and top.png in {result.out}", flush=True)
     return 0
+
+
+def _parse_columns(items: list[str]) -> dict[str, str]:
+    from loopctl.backtest import BacktestError
+
+    columns = {}
+    for item in items:
+        name, eq, col = item.partition("=")
+        if not eq or not name or not col:
+            raise BacktestError(f"--column {item!r}: give NAME=COLUMN")
+        columns[name] = col
+    return columns
 
 
 class _BacktestProgress:
@@ -991,3 +414,26 @@ class _BacktestProgress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+# what `args.command` (set by loopctl.cli_parser) names
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "init": cmd_init,
+    "validate": cmd_validate,
+    "start": cmd_start,
+    "resume": cmd_resume,
+    "demo": cmd_demo,
+    "driver_oracle": cmd_driver_oracle,
+    "driver_robot": cmd_driver_robot,
+    "driver_human": cmd_driver_human,
+    "operator": cmd_operator,
+    "robot_sim": cmd_robot_sim,
+    "keys_generate": cmd_keys_generate,
+    "status": cmd_status,
+    "pending": cmd_pending,
+    "audit": cmd_audit,
+    "report": cmd_report,
+    "export": cmd_export,
+    "import": cmd_import,
+    "backtest": cmd_backtest,
+}

@@ -1,4 +1,6 @@
-"""The CLI: help is accurate and the read-only commands stay fast (no torch)."""
+"""The CLI: help is accurate and the read-only commands stay fast (no torch). Parsing and
+exit codes are checked in process; what needs a process of its own (a fresh interpreter's
+imports, a closed pipe, a controller) runs one."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import pytest
 import yaml
 
 from loopctl import Campaign
-from tests.conftest import ENV, ROOT, TCP_ANY, Procs, loopctl, scaled
+from tests.conftest import ENV, ROOT, TCP_ANY, Procs, scaled
+from tests.inprocess import cli
 from tests.specs import branin
 
 COMMANDS = [
@@ -31,13 +34,13 @@ COMMANDS = [
 ]
 
 
-def test_help_lists_every_command() -> None:
-    out = loopctl("--help").stdout
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    out = cli(capsys, "--help").stdout
     for cmd in [*COMMANDS, "driver"]:
         assert f"    {cmd}" in out
     for cmd in COMMANDS:
-        assert loopctl(cmd, "--help").stdout.startswith(f"usage: loopctl {cmd}")
-    oracle = loopctl("driver", "oracle", "--help").stdout
+        assert cli(capsys, cmd, "--help").stdout.startswith(f"usage: loopctl {cmd}")
+    oracle = cli(capsys, "driver", "oracle", "--help").stdout
     for flag in (
         "--connect",
         "--oracle",
@@ -102,14 +105,18 @@ def test_read_only_commands_do_not_import_heavy_libraries(
     assert out.stdout.strip() == "0 []", out.stdout[-300:] + out.stderr[-2000:]
 
 
-def test_status_of_missing_database_is_clear(tmp_path: Path) -> None:
-    r = loopctl("status", str(tmp_path / "nope.db"), check=False)
+def test_status_of_missing_database_is_clear(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    r = cli(capsys, "status", str(tmp_path / "nope.db"), check=False)
     assert r.returncode == 1 and "no such campaign database" in r.stderr
 
 
-def test_group_commands_without_a_subcommand_and_a_closed_pipe(tmp_path: Path) -> None:
+def test_group_commands_without_a_subcommand_and_a_closed_pipe(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     for group, usage in (("keys", "usage: loopctl keys"), ("driver", "usage: loopctl driver")):
-        r = loopctl(group, check=False)
+        r = cli(capsys, group, check=False)
         assert r.returncode == 2 and r.stderr.startswith(usage), r
     db = tmp_path / "p.db"
     spec = branin(tmp_path, strategy={"method": "sobol"}, budget={"trials": 300})
@@ -130,12 +137,23 @@ def test_group_commands_without_a_subcommand_and_a_closed_pipe(tmp_path: Path) -
     assert p.wait(scaled(60)) == 0 and "Traceback" not in err, err
 
 
-def test_oracle_latency_takes_a_range_and_refuses_a_backwards_one() -> None:
-    r = loopctl(
-        "driver", "oracle", "--connect", "tcp://127.0.0.1:1", "--latency", "3..1", check=False
+def test_oracle_latency_takes_a_range_and_refuses_a_backwards_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    r = cli(
+        capsys,
+        "driver",
+        "oracle",
+        "--connect",
+        "tcp://127.0.0.1:1",
+        "--latency",
+        "3..1",
+        check=False,
     )
     assert r.returncode == 2 and "need 0 <= LOW <= HIGH" in r.stderr, r.stderr
-    r = loopctl("driver", "oracle", "--connect", "tcp://127.0.0.1:1", "--latency", "x", check=False)
+    r = cli(
+        capsys, "driver", "oracle", "--connect", "tcp://127.0.0.1:1", "--latency", "x", check=False
+    )
     assert r.returncode == 2 and "LOW..HIGH such as 0.1..0.3" in r.stderr, r.stderr
 
 
