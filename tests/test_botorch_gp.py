@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import pytest
 
+from drivers.oracle_models import branin as branin_fn
 from loopctl.space import Space
 from loopctl.spec import Spec, parse_spec
 from loopctl.strategies.base import CampaignData, Observation
@@ -20,11 +20,7 @@ pytestmark = pytest.mark.slow
 
 
 def branin(x1: float, x2: float) -> float:
-    return (
-        (x2 - 5.1 / (4 * math.pi**2) * x1**2 + 5 / math.pi * x1 - 6) ** 2
-        + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x1)
-        + 10
-    )
+    return branin_fn(np.array([x1, x2]))
 
 
 def spec(seed: int = 0, **extra: Any) -> Spec:

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from drivers.oracle_models import branin as branin_fn
 from loopctl import Campaign
 from loopctl.errors import LoopctlError, TrialError, ValidationError
 from tests.conftest import loopctl
 from tests.specs import branin
-
-
-def branin_fn(x1: float, x2: float) -> float:
-    return (
-        (x2 - 5.1 / (4 * math.pi**2) * x1**2 + 5 / math.pi * x1 - 6) ** 2
-        + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x1)
-        + 10
-    )
 
 
 def test_ask_tell_round_trip_in_memory(tmp_path: Path) -> None:
@@ -68,7 +61,7 @@ def test_bo_with_ask_tell_beats_first_guesses(tmp_path: Path) -> None:
     c = Campaign.create(branin(tmp_path, seed=3))
     for _ in range(16):
         (t,) = c.ask()
-        c.tell(t.id, {"y": branin_fn(t.parameters["x1"], t.parameters["x2"])})
+        c.tell(t.id, {"y": branin_fn(np.array([t.parameters["x1"], t.parameters["x2"]]))})
     strategies = [p["strategy"] for p in c.store.proposals()]
     assert strategies[:4] == ["sobol"] * 4 and set(strategies[4:]) == {"botorch"}
     df = c.to_dataframe()

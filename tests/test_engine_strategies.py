@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from drivers.oracle_models import branin as branin_fn
 from loopctl import Campaign
 
 pytestmark = pytest.mark.slow
@@ -22,12 +23,7 @@ XY = [
 
 
 def branin(p: dict[str, Any]) -> float:
-    x1, x2 = p["x1"], p["x2"]
-    return (
-        (x2 - 5.1 / (4 * math.pi**2) * x1**2 + 5 / math.pi * x1 - 6) ** 2
-        + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x1)
-        + 10
-    )
+    return branin_fn(np.array([p["x1"], p["x2"]]))
 
 
 def campaign(seed: int = 0, **extra: Any) -> dict[str, Any]:
