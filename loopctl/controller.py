@@ -1,6 +1,6 @@
-"""The event loop: sockets, timers and the records they cause. No optimisation code here,
-and no rules: what to dispatch where, when to propose, expire or stop is decided in
-loopctl.policy from the state gathered here.
+"""The event loop: sockets, timers and the records they cause. No optimisation code here.
+What goes to which driver, how many candidates to ask for, which trials expired and when
+the campaign is over are decided in loopctl.policy, from the state gathered here.
 
 One asyncio task receives frames; everything that arrives together is handled
 in one database transaction (group commit) and only then answered, so an ACK
