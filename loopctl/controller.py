@@ -1,4 +1,6 @@
-"""The event loop: sockets, timers, dispatch and accounting. No optimisation code here.
+"""The event loop: sockets, timers and the records they cause. No optimisation code here.
+What goes to which driver, how many candidates to ask for, which trials expired and when
+the campaign is over are decided in loopctl.policy, from the state gathered here.
 
 One asyncio task receives frames; everything that arrives together is handled
 in one database transaction (group commit) and only then answered, so an ACK
@@ -20,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import os
 import shutil
 import signal
@@ -37,7 +38,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
-from loopctl import faults, ledger, lifecycle, operator, protocol
+from loopctl import faults, ledger, lifecycle, operator, policy, protocol
 from loopctl.errors import (
     LoopctlError,
     ProtocolError,
@@ -246,6 +247,21 @@ class Controller:
             spec.budget.max_failed if spec.budget.max_failed is not None else self.target
         )
         self.exe = spec.execution
+        self.budget = policy.Budget(
+            target=self.target,
+            max_in_flight=self.exe.max_in_flight,
+            max_failed=self.max_failed,
+            wall_time=spec.budget.wall_time,
+            stop_at=spec.budget.stop_at,
+            sign=spec.objectives[0].sign,
+        )
+        self.timeout_rule = policy.TimeoutRule(
+            auto=self.exe.timeout_auto,
+            fixed=self.exe.trial_timeout,
+            first=AUTO_TIMEOUT_FIRST,
+            floor=AUTO_TIMEOUT_FLOOR,
+            factor=AUTO_TIMEOUT_FACTOR,
+        )
         self.reporter = reporter
         self.settings = settings or {}
         self.ctx = zmq.asyncio.Context()
@@ -442,11 +458,7 @@ class Controller:
     def trial_timeout(self) -> float | None:
         """Seconds a driver may hold a trial: fixed, off, or (auto) ten times the slowest
         result so far and at least five minutes; a day until the first result."""
-        if not self.exe.timeout_auto:
-            return self.exe.trial_timeout
-        if self._longest is None:
-            return AUTO_TIMEOUT_FIRST
-        return max(AUTO_TIMEOUT_FLOOR, AUTO_TIMEOUT_FACTOR * self._longest)
+        return self.timeout_rule.seconds(self._longest)
 
     # ------------------------------------------------------------------ receiving
 
@@ -1059,26 +1071,24 @@ class Controller:
             return
         running = len(self.store.trials(lifecycle.RUNNING, lifecycle.IN_DOUBT))
         timeout = self.trial_timeout()
-        for t in queued:
-            if running >= self.exe.max_in_flight:
-                break
-            free = [d for d in self.drivers.values() if d.ready and d.free > 0]
-            if not free:
-                break
-            d = max(free, key=lambda x: (x.free, -x.last_task))
+        slots = [
+            policy.Slot(d.identity, d.free, d.last_task, d.ready) for d in self.drivers.values()
+        ]
+        trials = {t["id"]: t for t in queued}
+        for a in policy.assign(list(trials), slots, running, self.exe.max_in_flight):
+            d, tid = self.drivers[a.driver], a.trial
             d.last_task = time.monotonic()
-            deadline = time.time() + timeout if timeout else None
-            attempt = ledger.record_dispatch(b, t["id"], d.name, deadline)
-            d.trials.add(t["id"])
-            d.given.add(t["id"])
-            d.sent_to[t["id"]] = d.identity
-            running += 1
+            deadline = policy.deadline(time.time(), timeout)
+            attempt = ledger.record_dispatch(b, tid, d.name, deadline)
+            d.trials.add(tid)
+            d.given.add(tid)
+            d.sent_to[tid] = d.identity
             out.put(
                 d.identity,
                 protocol.make(
                     "TASK",
-                    trial=t["id"],
-                    parameters=t["parameters"],
+                    trial=tid,
+                    parameters=trials[tid]["parameters"],
                     attempt=attempt,
                     deadline=deadline,
                     campaign_id=self.campaign_id,
@@ -1088,17 +1098,12 @@ class Controller:
 
     def _wanted(self) -> tuple[int, int, int]:
         """(candidates wanted now, completed, open) under the budget and max_in_flight."""
-        counts = ledger.run_counts(self.store)
-        done = counts.get(lifecycle.COMPLETED, 0)
-        open_ = sum(counts.get(s, 0) for s in lifecycle.OPEN)
-        want = min(self.target - done - open_, self.exe.max_in_flight - open_)
-        return want, done, open_
+        tally = policy.Tally.of(ledger.run_counts(self.store))
+        return policy.proposals_wanted(self.budget, tally), tally.completed, tally.open
 
     def _may_propose(self) -> bool:
-        return (
-            self.stop_reason is None
-            and not self._proposing
-            and time.monotonic() >= self._propose_after
+        return policy.may_propose(
+            self.stop_reason is not None, self._proposing, time.monotonic(), self._propose_after
         )
 
     def _propose(self, data: CampaignData, n: int) -> Proposal:
@@ -1156,8 +1161,7 @@ class Controller:
 
     def _take_nothing(self) -> None:
         """No new candidate and nothing in flight: a finite space has been used up."""
-        _, _, open_ = self._wanted()
-        if open_ == 0:
+        if policy.exhausted(policy.Tally.of(ledger.run_counts(self.store))):
             self.request_stop("space exhausted: the strategy has no new candidate", finished=True)
 
     # ------------------------------------------------------------------ timers
@@ -1227,80 +1231,66 @@ class Controller:
             d.trials = set(running.get(d.name, ()))
 
     def _expire(self, b: Batch, out: Outbox) -> bool:
+        """Settle what the clock has decided (see policy.silent and policy.expire): silent
+        drivers are lost, then orphaned and overdue trials are interrupted."""
         now, wall = time.monotonic(), time.time()
         changed = False
         for peer in [p for p, ts in self._hellos.items() if now - ts[-1] > HELLO_WINDOW]:
             del self._hellos[peer]
-        for d in list(self.drivers.values()):
-            if now - d.last_seen > self.exe.heartbeat_timeout:
-                self._lose(
-                    b, d, "driver_lost", f"silent for more than {self.exe.heartbeat_timeout:g} s"
-                )
-                changed = True
-        live = {d.name for d in self.drivers.values()}
-        timeout = self.trial_timeout() if self.exe.timeout_auto else None
-        orphans: dict[str, float] = {}
-        for t in self.store.trials(lifecycle.RUNNING, lifecycle.IN_DOUBT):
-            deadline = t["deadline"]
-            running = t["status"] == lifecycle.RUNNING
-            if running and timeout is not None and t["started_at"] is not None:
-                # auto: the timeout learnt since dispatch applies too (it only grows after
-                # the first result, so trials sent out before any result are not left a day)
-                deadline = min(deadline or math.inf, t["started_at"] + timeout)
-            if running and t["driver"] not in live:
-                # running on nobody: no driver can report it or be lost with it
-                orphans[t["id"]] = self._orphans.get(t["id"], now)
-                if now - orphans[t["id"]] > self.exe.heartbeat_timeout:
-                    status = ledger.record_interrupt(
-                        b, t["id"], f"its driver {t['driver']} is not connected", self.exe.retries
+        last_seen = {d.identity: d.last_seen for d in self.drivers.values()}
+        for identity in policy.silent(last_seen, now, self.exe.heartbeat_timeout):
+            self._lose(
+                b,
+                self.drivers[identity],
+                "driver_lost",
+                f"silent for more than {self.exe.heartbeat_timeout:g} s",
+            )
+            changed = True
+        held = [
+            policy.Held(
+                t["id"], t["status"], t["driver"], t["attempts"], t["deadline"], t["started_at"]
+            )
+            for t in self.store.trials(lifecycle.RUNNING, lifecycle.IN_DOUBT)
+        ]
+        expired = policy.expire(
+            held,
+            live={d.name for d in self.drivers.values()},
+            orphans=self._orphans,
+            now=now,
+            wall=wall,
+            heartbeat_timeout=self.exe.heartbeat_timeout,
+            auto_timeout=self.trial_timeout() if self.exe.timeout_auto else None,
+            retries=self.exe.retries,
+        )
+        for e in expired.expiries:
+            status = ledger.record_interrupt(b, e.trial, e.reason, self.exe.retries)
+            changed = True
+            if not e.timed_out:
+                log.warning("trial %s had no connected driver (%s)", e.trial, status)
+                continue
+            for d in self.drivers.values():
+                if e.trial in d.trials:
+                    d.trials.discard(e.trial)
+                    out.put(
+                        d.identity,
+                        protocol.make("CANCEL", trial=e.trial, reason="trial timed out"),
                     )
-                    log.warning("trial %s had no connected driver (%s)", t["id"], status)
-                    changed = True
-                    continue
-            if deadline is not None and wall > deadline:
-                why = (
-                    "in doubt and no driver claimed it in time"
-                    if t["status"] == lifecycle.IN_DOUBT
-                    else "trial timed out"
-                )
-                status = ledger.record_interrupt(b, t["id"], why, self.exe.retries)
-                for d in self.drivers.values():
-                    if t["id"] in d.trials:
-                        d.trials.discard(t["id"])
-                        out.put(
-                            d.identity,
-                            protocol.make("CANCEL", trial=t["id"], reason="trial timed out"),
-                        )
-                log.warning("trial %s timed out (%s)", t["id"], status)
-                changed = True
-        self._orphans = orphans
+            log.warning("trial %s timed out (%s)", e.trial, status)
+        self._orphans = expired.orphans
         if changed:
             self._guarded(b, out, "dispatch", self._dispatch)
         return changed
 
     def _check_done(self) -> None:
         counts = ledger.run_counts(self.store)
-        completed = counts.get(lifecycle.COMPLETED, 0)
-        if completed >= self.target:
-            self.request_stop(f"budget: {completed} trials completed", finished=True)
-        elif counts.get(lifecycle.FAILED, 0) >= self.max_failed:
-            failed = counts.get(lifecycle.FAILED, 0)
-            self.request_stop(f"too many failures: {failed} trials failed", finished=True)
-        elif (
-            self.spec.budget.wall_time
-            and time.monotonic() - self.started > self.spec.budget.wall_time
-        ):
-            self.request_stop(f"wall time of {self.spec.budget.wall_time:g} s used", finished=True)
-        elif self.spec.budget.stop_at is not None:
-            best = ledger.best(self.store, self.spec)
-            if (
-                best is not None
-                and self.spec.objectives[0].sign * (best["value"] - self.spec.budget.stop_at) >= 0
-            ):
-                self.request_stop(
-                    f"stop condition: {best['objective']} reached {best['value']:.6g}",
-                    finished=True,
-                )
+        best = None
+        if self.budget.stop_at is not None:
+            row = ledger.best(self.store, self.spec)
+            best = policy.Best(row["objective"], row["value"]) if row is not None else None
+        elapsed = time.monotonic() - self.started
+        reason = policy.finished(self.budget, policy.Tally.of(counts), elapsed, best)
+        if reason is not None:
+            self.request_stop(reason, finished=True)
 
     # ------------------------------------------------------------------ output
 
