@@ -6,16 +6,35 @@ STAMP := $(VENV)/.installed
 export OPENBLAS_NUM_THREADS := 1
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: install demo test lint bench clean
+LOCK := requirements.lock
+# the folder holding the torch CPU wheel that constraints.txt pins (pip finds it there through
+# its find-links setting; uv, which `make lock` uses, has to be told)
+TORCH_WHEELS ?= /opt/wheels
+LOCK_TOOLS := $(VENV)/lock-tools
+
+.PHONY: install lock demo test lint bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+# Every version, transitive ones included, comes from the lock and is checked against its
+# hashes, so a fresh clone gets the versions the tests passed with (and replays audit
+# against the same software); loopctl itself goes in on top, without resolving anything.
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --quiet -c constraints.txt torch
-	$(BIN)/pip install --quiet --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install --quiet --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m loopctl.strategies.fused_kernel
 	touch $(STAMP)
+
+# Regenerates the lock from pyproject.toml (every extra) and constraints.txt, keeping the
+# versions already locked where they still fit; `make lock UPGRADE=--upgrade` moves them on.
+lock:
+	test -x $(LOCK_TOOLS)/bin/uv || ($(PYTHON) -m venv $(LOCK_TOOLS) && $(LOCK_TOOLS)/bin/pip install --quiet uv)
+	$(LOCK_TOOLS)/bin/uv pip compile pyproject.toml --all-extras -c constraints.txt \
+	    --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	    --find-links $(TORCH_WHEELS) --no-emit-package loopctl \
+	    --custom-compile-command "make lock" --quiet $(UPGRADE) -o $(LOCK)
+	! grep -Ei '^(nvidia-|triton)' $(LOCK)
 
 demo: install
 	$(BIN)/loopctl demo

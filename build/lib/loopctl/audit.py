@@ -1,0 +1,225 @@
+"""`loopctl audit`: is the history intact, do the tables agree with it, and how was each
+trial chosen?
+
+Whether the database is intact is decided by :mod:`loopctl.integrity`, the same check
+`status`, `export` and `report` make before they read; `audit` lists every problem it
+finds, each with the first event whose effect no longer matches, which is where a
+reviewer should look.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from loopctl import receipts
+from loopctl.integrity import check
+from loopctl.store import Store
+
+
+def audit(
+    store: Store, expect_head: str | None = None, receipts_dir: Path | None = None
+) -> dict[str, Any]:
+    """The integrity check every reading command shares, in full, with the story around it.
+
+    ``expect_head``: the hash of an event recorded elsewhere (an earlier audit's ``head``).
+    The chain proves the log is consistent, not that it is the same log: whoever can write
+    the file can rewrite it all. A head kept outside the file must still be in the log,
+    at its place, or the history up to it was changed or cut. ``receipts_dir``: the
+    drivers' receipts (:mod:`loopctl.receipts`), every one of which must still be in the
+    log as acknowledged: the second anchor, kept by the drivers without anyone's care."""
+    verdict = check(store)
+    problems = list(verdict.problems)
+    row = store.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    head = {"seq": row[0], "hash": row[1]} if row else {"seq": 0, "hash": None}
+    if expect_head:
+        found = store.conn.execute(
+            "SELECT seq FROM events WHERE hash = ?", (expect_head.strip().lower(),)
+        ).fetchone()
+        if found is None:
+            problems.append(
+                {
+                    "check": "expected head",
+                    "event": None,
+                    "message": f"the head {expect_head[:16]}... recorded elsewhere is not in "
+                    "this log: the history up to it was rewritten or cut",
+                }
+            )
+    kept = None
+    if receipts_dir is not None:
+        found = receipts.find(receipts_dir, store.campaign_id())
+        problems += receipts.check(store, found)
+        kept = receipts.summary(found)
+    return {
+        "ok": not problems,
+        "chain": verdict.chain,
+        "head": head,
+        "receipts": kept,
+        "problems": problems,
+        "first_bad_event": verdict.problems[0]["event"] if verdict.problems else None,
+        "timeline": timeline(store),
+        "trials": provenance(store),
+    }
+
+
+def _when(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _outcomes(p: dict[str, Any]) -> str:
+    return ", ".join(f"{m}={o['value']:.6g}" for m, o in p["outcomes"].items())
+
+
+_DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
+    "campaign_created": lambda p: f"campaign created (spec {p['spec_hash'][:12]})",
+    "controller_started": lambda p: (
+        f"controller started, pid {p.get('pid')} at {p.get('endpoint')}"
+    ),
+    "controller_stopped": lambda p: f"controller stopped: {p.get('reason')}",
+    "trial_amended": lambda p: (
+        f"amended by {p.get('operator')} ({p.get('reason')}): "
+        f"{_outcomes({'outcomes': p['previous']})} -> {_outcomes(p)}"
+    ),
+    "run_settings": lambda p: (
+        f"run with {p.get('trials')} trials at {p.get('endpoint')}, sync {p.get('synchronous')}"
+    ),
+    "campaign_finished": lambda p: f"campaign finished: {p.get('reason')}",
+    "proposal_made": lambda p: (
+        f"{p['id']} by {p['strategy']} ({p['version']}): {', '.join(p['trial_ids'])}"
+    ),
+    "trial_proposed": lambda p: f"proposed ({p.get('origin')})",
+    "trial_imported": lambda p: f"imported from {p.get('source')}: {_outcomes(p)}",
+    "trial_dispatched": lambda p: f"sent to {p['driver']} (attempt {p['attempt']})",
+    "trial_completed": lambda p: (
+        f"completed: {_outcomes(p)} ({p.get('driver')}"
+        + (
+            f", entered by {p['metadata']['operator']}"
+            if p.get("metadata", {}).get("operator")
+            else ""
+        )
+        + ")"
+    ),
+    "trial_failed": lambda p: f"failed: {p['reason']} -> {p['status']}",
+    "trial_interrupted": lambda p: f"interrupted: {p['reason']} -> {p['status']}",
+    "trial_released": lambda p: f"put back unmeasured by {p['driver']}: {p['reason']}",
+    "trial_abandoned": lambda p: f"abandoned: {p['reason']}",
+    "trial_in_doubt": lambda p: f"in doubt: {p['reason']}",
+    "trial_approved": lambda p: f"approved by {p['operator']}",
+    "trial_rejected": lambda p: f"rejected by {p['operator']}: {p.get('reason')}",
+    "campaign_paused": lambda p: f"dispatching paused by {p['operator']}",
+    "campaign_unpaused": lambda p: f"dispatching resumed by {p['operator']}",
+    "trial_reclaimed": lambda p: f"running again: {p['reason']}",
+    "driver_connected": lambda p: f"driver {p['name']} connected ({p.get('kind')})",
+    "driver_lost": lambda p: f"driver {p['name']} lost: {p.get('reason')}",
+    "driver_left": lambda p: f"driver {p['name']} left: {p.get('reason')}",
+    "proposal_failed": lambda p: (
+        f"proposal failed ({p.get('failures')} in a row): {p.get('error')} -> {p.get('action')}"
+    ),
+    "controller_error": lambda p: f"controller error in {p.get('stage')}: {p.get('error')}",
+}
+
+
+def timeline(store: Store) -> list[dict[str, Any]]:
+    """One line per event, in words: proposals, dispatches, results, drivers coming and going."""
+    out = []
+    for ev in store.events():
+        describe = _DESCRIBE.get(ev.kind)
+        try:
+            text = describe(ev.payload) if describe else ev.kind
+        except (KeyError, TypeError, ValueError):  # a tampered event still gets a line
+            text = f"{ev.kind} (payload does not fit this kind of event)"
+        out.append({"seq": ev.seq, "time": _when(ev.time), "trial": ev.trial_id, "event": text})
+    return out
+
+
+def provenance(store: Store) -> list[dict[str, Any]]:
+    """Per trial: who chose it, from what, with which model, and who ran it when."""
+    proposals = {p["id"]: p for p in store.proposals()}
+    obs = store.observations()
+    out = []
+    for t in store.trials():
+        p = proposals.get(t["proposal_id"] or "")
+        entry: dict[str, Any] = {
+            "trial": t["id"],
+            "status": t["status"],
+            "origin": t["origin"],
+            "parameters": t["parameters"],
+            "outcomes": {m: v[0] for m, v in obs.get(t["id"], {}).items()},
+            "driver": t["driver"],
+            "attempts": t["attempts"],
+            "started": _when(t["started_at"]),
+            "finished": _when(t["finished_at"]),
+        }
+        if p is not None:
+            diag = p["diagnostics"]
+            cand: dict[str, Any] = next(
+                (c for c in diag.get("candidates", []) if c["trial_id"] == t["id"]), {}
+            )
+            entry["proposal"] = {
+                "id": p["id"],
+                "strategy": p["strategy"],
+                "version": p["version"],
+                "seed": p["seed"],
+                "data_hash": diag.get("data_hash"),
+                "n_train": diag.get("n_train"),
+                "lengthscales": diag.get("lengthscales"),
+                "noise": diag.get("noise"),
+                "acquisition": cand.get("acquisition"),
+                "predicted": cand.get("predicted"),
+                "why": (diag.get("auto") or {}).get("reason"),
+            }
+        out.append(entry)
+    return out
+
+
+def format_audit(report: dict[str, Any], path: str) -> str:
+    lines = [
+        f"audit of {path}: " + ("OK" if report["ok"] else "FAILED"),
+        f"hash chain: {report['chain']}",
+        f"head: event {report['head']['seq']}, hash {report['head']['hash']} (keep it "
+        "elsewhere; audit --expect-head checks the log against it)",
+    ]
+    kept = report.get("receipts")
+    if kept is not None:
+        torn = kept["unreadable_lines"]
+        lines.append(
+            f"receipts: {kept['receipts']} from {len(kept['files'])} file(s), highest event "
+            f"{kept['highest']}" + (f"; {torn} unreadable line(s) skipped" if torn else "")
+        )
+    for p in report["problems"]:
+        at = f"event {p['event']}" if p["event"] is not None else "no event"
+        lines.append(f"  PROBLEM ({p['check']}, first bad: {at}): {p['message']}")
+    lines.append("")
+    lines.append("timeline:")
+    for e in report["timeline"]:
+        lines.append(f"  {e['seq']:>5} {e['time']} {e['trial'] or '':<6} {e['event']}")
+    lines.append("")
+    lines.append("provenance:")
+    for t in report["trials"]:
+        pr = t.get("proposal") or {}
+        chosen = (
+            (
+                f"{pr.get('strategy')} {pr.get('version')} seed {pr.get('seed')}"
+                f" ({pr.get('why') or 'no reason recorded'})"
+            )
+            if pr
+            else t["origin"]
+        )
+        n = t["attempts"]
+        lines.append(
+            f"  {t['trial']} {t['status']}: chosen by {chosen}; ran on "
+            f"{t['driver'] or '-'} ({n} attempt{'' if n == 1 else 's'}) {t['started']} -> "
+            f"{t['finished']}"
+        )
+        if pr.get("lengthscales") is not None:
+            lines.append(
+                f"        model saw {pr.get('n_train')} results "
+                f"(data {str(pr.get('data_hash'))[:12]}), lengthscales "
+                f"{[round(x, 3) for x in pr['lengthscales']]}, acquisition "
+                f"{pr.get('acquisition')}, predicted {pr.get('predicted')}"
+            )
+    return "\n".join(lines)

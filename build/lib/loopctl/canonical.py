@@ -1,0 +1,28 @@
+"""The one JSON text that loopctl hashes and stores.
+
+Event hashes and the campaign spec's hash are computed over exactly the text the
+database keeps, so a reader checks a hash by hashing what it reads back. Hashing a
+re-derivation instead (a spec parsed and validated again) raised false tamper alarms
+whenever validation changed the last digit of a float.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+
+def canonical(obj: Any) -> str:
+    """Sorted keys, no spaces, UTF-8 as is; NaN and infinity are refused, never stored.
+
+    Floats are written with ``repr``, which reads back to the same float, so
+    ``canonical(json.loads(canonical(x))) == canonical(x)`` for anything storable.
+    """
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,1407 @@
+"""The event loop: sockets, timers, dispatch and accounting. No optimisation code here.
+
+One asyncio task receives frames; everything that arrives together is handled
+in one database transaction (group commit) and only then answered, so an ACK
+always means "committed". Proposals run in a worker thread so heartbeats and
+results keep flowing while a model fits. The handler never raises: a bad
+message costs its sender an ERROR reply and a log line, nothing more.
+
+Nothing fails silently. Each stage of the loop (receive, decode, handle, commit,
+propose, dispatch) runs behind its own guard: a failure is logged with its
+traceback, recorded (``proposal_failed`` / ``controller_error``) when it is ours
+rather than a sender's, retried with back-off, and after ``MAX_CONSECUTIVE``
+failures in a row the controller stops with an error, tells its drivers to shut
+down and exits non-zero. A watchdog stops it the same way if one of its
+long-lived tasks ever ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol
+
+import zmq
+import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
+
+from loopctl import faults, ledger, lifecycle, operator, protocol
+from loopctl.errors import (
+    LoopctlError,
+    ProtocolError,
+    StoreError,
+    StoreReplaced,
+    TrialError,
+    ValidationError,
+)
+from loopctl.receipts import REPORTS
+from loopctl.security import Curve, fingerprint, secure_server
+from loopctl.space import Space
+from loopctl.spec import AUTO_TIMEOUT_FACTOR, AUTO_TIMEOUT_FIRST, AUTO_TIMEOUT_FLOOR, Spec
+from loopctl.store import Batch, Store
+from loopctl.strategies.base import CampaignData, Proposal, Strategy
+
+log = logging.getLogger("loopctl.controller")
+
+MAX_GROUP = 512  # frames handled in one transaction at most
+MAX_CONSECUTIVE = 3  # failures of one stage in a row before the controller gives up
+BACKOFF = (1.0, 2.0, 4.0)  # seconds before a failed proposal is tried again
+HELLO_BURST, HELLO_WINDOW = 10, 10.0  # HELLOs one peer may send in that many seconds
+
+
+class Reporter(Protocol):
+    """What the controller tells a human; the CLI renders it (progress bar, logs)."""
+
+    def update(self, status: Status) -> None: ...
+
+    def result(self, trial: dict[str, Any], outcome: str, value: float, driver: str) -> None: ...
+
+    def waiting(self, trial_id: str, parameters: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class Status:
+    completed: int
+    target: int
+    failed: int
+    running: int
+    queued: int
+    drivers: int
+    best: dict[str, Any] | None
+    elapsed: float
+
+
+@dataclass
+class DriverConn:
+    identity: bytes
+    name: str
+    kind: str
+    capacity: int
+    last_seen: float
+    trials: set[str] = field(default_factory=set)  # running on it: follows the database
+    ready: bool = False  # set by READY on this connection: it accepted the campaign's settings
+    last_task: float = 0.0  # for fair dispatch: the longest-idle driver goes first
+    session: str | None = None  # one per driver process: tells a reconnect from a duplicate
+    connection: int = 0  # which of its session's sockets spoke last: older ones are stale
+    key: str | None = None  # its CURVE public key (z85), when CURVE is on
+    # what it may report on: trials sent to it during this session, and trials its HELLO
+    # said it holds (a restarted driver delivering from its outbox)
+    given: set[str] = field(default_factory=set)
+    holds: set[str] = field(default_factory=set)
+    sent_to: dict[str, bytes] = field(default_factory=dict)  # trial -> socket its TASK went to
+
+    @property
+    def free(self) -> int:
+        return self.capacity - len(self.trials)
+
+
+@dataclass
+class Outbox:
+    """Replies collected while a batch is open; sent only after it commits.
+
+    HEARTBEAT and ERROR replies state nothing about the database, so they go out
+    even when the commit fails: drivers must not think a controller dead because
+    its disk is briefly locked or full.
+    """
+
+    messages: list[tuple[bytes, protocol.Message]] = field(default_factory=list)
+
+    def put(self, identity: bytes, msg: protocol.Message) -> None:
+        self.messages.append((identity, msg))
+
+    def after_failed_commit(self) -> Outbox:
+        """What may still go out when the batch did not commit: HEARTBEAT and ERROR as they
+        are, and an ERROR ``not_recorded`` instead of each ACK, WELCOME and DONE, so every
+        frame is answered and its sender knows to send it again. TASK and CANCEL are
+        dropped: nothing was dispatched."""
+        kept = []
+        for identity, m in self.messages:
+            if m.type in ("HEARTBEAT", "ERROR"):
+                kept.append((identity, m))
+            elif m.type in ("ACK", "WELCOME", "DONE"):
+                kept.append(
+                    (
+                        identity,
+                        protocol.make(
+                            "ERROR",
+                            code="not_recorded",
+                            message=f"the controller could not record what this {m.type} "
+                            "answered; nothing was recorded: send it again",
+                            ref=m.get("ref"),
+                            trial=m.get("trial"),
+                        ),
+                    )
+                )
+        return Outbox(kept)
+
+
+class RefusalLog:
+    """Per-frame refusals, logged one by one up to ``burst`` a window, then only counted.
+
+    A flood of bad frames must neither flood the log nor slow the loop that writes it;
+    each window that had refusals ends with one summary line, so none goes unnoticed.
+    ``what`` names the refused things in that line (messages, connections). The lock is
+    for refusals reported from another thread (the CURVE authenticator's).
+    """
+
+    def __init__(self, burst: int = 20, window: float = 10.0, what: str = "messages") -> None:
+        self.burst, self.window, self.what = burst, window, what
+        self.start = time.monotonic()
+        self.count = self.logged = 0
+        self.codes: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def refused(self, level: int, code: str, fmt: str, *args: Any, exc: bool = False) -> None:
+        with self._lock:
+            self._flush(False)
+            if level >= logging.WARNING:
+                self.count += 1
+                self.codes[code] = self.codes.get(code, 0) + 1
+                if self.logged >= self.burst:
+                    return
+                self.logged += 1
+        log.log(level, fmt, *args, exc_info=exc)
+
+    def flush(self, force: bool = False) -> None:
+        with self._lock:
+            self._flush(force)
+
+    def _flush(self, force: bool) -> None:
+        now = time.monotonic()
+        if now - self.start < self.window and not force:
+            return
+        if self.count:
+            log.warning(
+                "refused %d %s in the last %.0f s (%d logged one by one; by code: %s)",
+                self.count,
+                self.what,
+                now - self.start,
+                self.logged,
+                ", ".join(f"{c} {n}" for c, n in sorted(self.codes.items())),
+            )
+        self.start, self.count, self.logged, self.codes = now, 0, 0, {}
+
+
+# what the monitor of the drivers' socket reports: handshakes that failed before any
+# message, hence before HELLO and (for a wrong or missing key) before the ZAP handler
+HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+
+
+def handshake_failure(event: int, value: int, curve: bool) -> tuple[str, str]:
+    """(code, why) of a failed handshake, in the terms of what a driver got wrong."""
+    if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        if value == zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
+            return (
+                "wrong_server_key",
+                "its CURVE handshake could not be decrypted: the driver has the wrong "
+                "controller key (--server-key)",
+            )
+        if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+            if curve:
+                return "no_key", "it does not use CURVE: the driver was given no --key"
+            return "unexpected_key", "it uses CURVE and this controller does not"
+        return "handshake_protocol", f"ZMTP protocol error {value:#x}"
+    try:
+        why = os.strerror(value)
+    except ValueError:
+        why = f"error {value}"
+    return "handshake_aborted", f"the connection ended during the handshake ({why})"
+
+
+class Controller:
+    def __init__(
+        self,
+        store: Store,
+        spec: Spec,
+        strategy: Strategy,
+        *,
+        trials: int | None = None,
+        reporter: Reporter | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        self.store = store
+        # never block the event loop for long on a lock held by someone else: fail the
+        # batch fast (nothing is acknowledged) and let drivers re-send
+        store.conn.execute("PRAGMA busy_timeout = 250")
+        self.spec = spec
+        self.campaign_id = store.campaign_id()
+        self.spec_hash = spec.hash
+        self.space = Space.for_spec(spec)
+        self.view = ledger.DataView(store, spec, self.space)
+        self.strategy = strategy
+        self.target = trials or spec.budget.trials
+        self.max_failed = (
+            spec.budget.max_failed if spec.budget.max_failed is not None else self.target
+        )
+        self.exe = spec.execution
+        self.reporter = reporter
+        self.settings = settings or {}
+        self.ctx = zmq.asyncio.Context()
+        self.sock: zmq.asyncio.Socket | None = None
+        self._raw: zmq.Socket[bytes] | None = None
+        self._auth: Any = None
+        self.endpoint = ""
+        self.ops: zmq.asyncio.Socket | None = None  # operator commands: see loopctl.operator
+        self.operator_endpoint = ""
+        self._ops_dir: str | None = None
+        self.drivers: dict[bytes, DriverConn] = {}
+        self.started = time.monotonic()
+        self.stop_reason: str | None = None
+        self.finished = False
+        self._tell_drivers = False  # send SHUTDOWN when stopping (finished, or a fatal error)
+        self._proposing = False
+        self._propose_after = 0.0  # monotonic time before which no proposal is tried
+        self._failures: dict[str, int] = {}  # stage -> failures in a row
+        self._fatal: str | None = None  # why a long-lived task ended, for the record
+        self._closing = False
+        self._wake = asyncio.Event()
+        self._refusals = RefusalLog()
+        self._handshakes = RefusalLog(what="connections")  # failed handshakes, ZAP refusals
+        self._monitor: zmq.asyncio.Socket | None = None
+        self._orphans: dict[str, float] = {}  # running trial -> when seen without its driver
+        self._hellos: dict[bytes, list[float]] = {}  # peer -> its recent HELLOs
+        self._keys = self._bound_keys()  # driver name -> the CURVE key it first came with
+        self._longest = self._longest_trial()  # for trial_timeout: auto
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def bind(self, endpoint: str = "tcp://127.0.0.1:*", curve: Curve | None = None) -> str:
+        """Bind the ROUTER socket; returns the concrete endpoint (a free port if ``*``)."""
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 1000)
+        # a send to a peer whose connection has closed fails (EHOSTUNREACH) instead of
+        # vanishing: how a HELLO under a known name learns that the old process is gone
+        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        if curve is not None:
+            self._auth = secure_server(self.ctx, self.sock, curve, self._zap_refused)
+        try:
+            self.sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            self.sock.close(0)
+            raise LoopctlError(f"cannot bind {endpoint}: {exc}") from None
+        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._raw = zmq.Socket.shadow(self.sock.underlying)
+        self._ops_dir = tempfile.mkdtemp(prefix="loopctl-")  # mode 0700: this user only
+        self.ops = self.ctx.socket(zmq.ROUTER)
+        self.ops.setsockopt(zmq.LINGER, 500)
+        self.operator_endpoint = f"ipc://{self._ops_dir}/operator"
+        self.ops.bind(self.operator_endpoint)
+        return self.endpoint
+
+    async def run(self) -> str:
+        """Run until the budget is used, a stop condition holds, a signal arrives or the
+        controller cannot go on (then the reason starts with ``error``)."""
+        if self.sock is None:
+            self.bind()
+        assert self.sock is not None
+        # here rather than in bind(): only run() closes it again, before the context ends
+        self._monitor = self.sock.get_monitor_socket(HANDSHAKE_FAILED)
+        self.strategy.prepare()  # before any driver is served: see Strategy.prepare
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop, f"signal {signal.Signals(sig).name}")
+        self.started = time.monotonic()
+        with self.store.batch() as b:
+            b.add(
+                "controller_started",
+                None,
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "endpoint": self.endpoint,
+                    "operator": self.operator_endpoint,
+                    "target": self.target,
+                },
+            )
+            settings = {
+                "trials": self.target,
+                "endpoint": self.endpoint,
+                "synchronous": self.store.synchronous,
+            }
+            if self.store.run_settings() != settings:  # what `resume` will use
+                b.add("run_settings", None, settings)
+            self._recover(b)
+        self._check_done()
+        tasks = [
+            asyncio.create_task(self._receive(), name="receive"),
+            asyncio.create_task(self._tick(), name="timer"),
+            asyncio.create_task(self._operate(), name="operator"),
+            asyncio.create_task(self._watch_handshakes(), name="handshake monitor"),
+        ]
+        for t in tasks:
+            t.add_done_callback(self._watchdog)
+        try:
+            await self._pump()
+            while self.stop_reason is None:
+                await self._wake.wait()
+                self._wake.clear()
+                await self._pump()
+        except Exception as exc:
+            self._died("main loop", exc)
+        finally:
+            self._closing = True
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        await self._shutdown()
+        return self.stop_reason or "stopped"
+
+    def request_stop(self, reason: str, finished: bool = False, shutdown: bool = False) -> None:
+        """Stop dispatching. ``finished``: the campaign is over (drivers are told to exit);
+        ``shutdown``: the controller cannot go on (drivers are told to exit too, keeping
+        what they hold for a resume); otherwise (a signal) drivers wait for a resume."""
+        if self.stop_reason is None:
+            (log.error if reason.startswith("error") else log.info)("stopping: %s", reason)
+            self.stop_reason = reason
+            self.finished = finished
+            self._tell_drivers = finished or shutdown
+        self._wake.set()
+
+    def _watchdog(self, task: asyncio.Task[None]) -> None:
+        """A long-lived task ended: without it the campaign would stall with nothing said."""
+        if self._closing or task.cancelled():
+            return
+        exc = task.exception()
+        self._died(f"{task.get_name()} task", exc)
+
+    def _died(self, what: str, exc: BaseException | None) -> None:
+        why = f"{type(exc).__name__}: {exc}" if exc is not None else "it returned"
+        log.critical("watchdog: the controller's %s stopped (%s)", what, why, exc_info=exc)
+        self._fatal = f"the controller's {what} stopped ({why})"[:1000]
+        self.request_stop(f"error: internal: {self._fatal}", shutdown=True)
+
+    def _recover(self, b: Batch) -> None:
+        """Trials left running by a dead controller are in doubt: their drivers may still be
+        working on them. They stay pending points; a driver that reconnects holding one takes
+        it back, and after a grace period of one heartbeat timeout the rest are re-queued."""
+        until = time.time() + self.exe.heartbeat_timeout
+        for t in self.store.trials(lifecycle.RUNNING):
+            ledger.record_in_doubt(b, t["id"], until)
+
+    async def _shutdown(self) -> None:
+        assert self.sock is not None
+        self._refusals.flush(force=True)
+        self._handshakes.flush(force=True)
+        if self._tell_drivers:
+            for d in list(self.drivers.values()):
+                await self._send(d.identity, protocol.make("SHUTDOWN", reason=self.stop_reason))
+        try:
+            with self.store.batch() as b:
+                if self._fatal is not None:
+                    b.add("controller_error", None, {"stage": "watchdog", "error": self._fatal})
+                if self.finished:
+                    b.add("campaign_finished", None, {"reason": self.stop_reason})
+                b.add("controller_stopped", None, {"reason": self.stop_reason, "pid": os.getpid()})
+        except StoreError as exc:
+            log.error("%s", exc)
+        await asyncio.sleep(0.05)
+        if self._monitor is not None:
+            self.sock.disable_monitor()
+            self._monitor.close(linger=0)
+        self.sock.close(linger=500)
+        if self.ops is not None:
+            self.ops.close(linger=500)
+        if self._ops_dir is not None:
+            shutil.rmtree(self._ops_dir, ignore_errors=True)
+        if self._auth is not None:
+            self._auth.stop()
+        self.ctx.term()
+
+    def _bound_keys(self) -> dict[str, str]:
+        """A driver's name belongs to the first CURVE key it connected with, for good."""
+        keys: dict[str, str] = {}
+        for (payload,) in self.store.conn.execute(
+            "SELECT payload FROM events WHERE kind = 'driver_connected' ORDER BY seq"
+        ):
+            p = json.loads(payload)
+            if p.get("key"):
+                keys.setdefault(p["name"], p["key"])
+        return keys
+
+    def _longest_trial(self) -> float | None:
+        row = self.store.conn.execute(
+            "SELECT MAX(finished_at - started_at) FROM trials WHERE status = 'completed' "
+            "AND origin != 'imported' AND started_at IS NOT NULL"
+        ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    def trial_timeout(self) -> float | None:
+        """Seconds a driver may hold a trial: fixed, off, or (auto) ten times the slowest
+        result so far and at least five minutes; a day until the first result."""
+        if not self.exe.timeout_auto:
+            return self.exe.trial_timeout
+        if self._longest is None:
+            return AUTO_TIMEOUT_FIRST
+        return max(AUTO_TIMEOUT_FLOOR, AUTO_TIMEOUT_FACTOR * self._longest)
+
+    # ------------------------------------------------------------------ receiving
+
+    async def _receive(self) -> None:
+        assert self.sock is not None
+        curve = self._auth is not None  # only then are frames' properties (User-Id) needed
+        while True:
+            raw = [await self.sock.recv_multipart(copy=not curve)]
+            while len(raw) < MAX_GROUP and int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                raw.append(await self.sock.recv_multipart(copy=not curve))
+            faults.inject("receive")  # outside every guard: only the watchdog catches this
+            frames = [_unpack(m) for m in raw]
+
+            def work(b: Batch, out: Outbox, frames: list[_Frames] = frames) -> bool:
+                for parts, user in frames:
+                    self.handle(b, parts, out, user)
+                self._guarded(b, out, "propose", self._propose_inline)
+                self._guarded(b, out, "dispatch", self._dispatch)
+                return True
+
+            await self._commit(work, partial(self._unrecorded, frames))
+            self._wake.set()
+
+    async def _watch_handshakes(self) -> None:
+        """Log connections turned away before they could say anything.
+
+        A driver with the wrong controller key or with no key at all fails the CURVE
+        handshake before the ZAP handler is asked, so nothing else would log it, and its
+        DEALER tries again every 100 ms: hence the rate limit. libzmq's monitor (version
+        1, the only one in pyzmq's libzmq) names the endpoint that was reached, not the
+        peer; by the time the event is read the connection has closed, so its address
+        cannot be looked up either."""
+        assert self._monitor is not None
+        curve = self._auth is not None
+        while True:
+            ev = parse_monitor_message(await self._monitor.recv_multipart())
+            if not ev["event"] & HANDSHAKE_FAILED:
+                continue  # EVENT_MONITOR_STOPPED, at shutdown
+            code, why = handshake_failure(ev["event"], ev["value"], curve)
+            endpoint = ev["endpoint"].decode(errors="replace")
+            self._handshakes.refused(
+                logging.WARNING, code, "refused a connection to %s: %s", endpoint, why
+            )
+
+    def _zap_refused(self, fingerprint: str) -> None:
+        """The CURVE authenticator's thread turned a key away (rate-limited here too)."""
+        self._handshakes.refused(
+            logging.WARNING,
+            "unknown_key",
+            "refused a driver with an unknown CURVE key (fingerprint %s)",
+            fingerprint,
+        )
+
+    async def _operate(self) -> None:
+        """Operator commands, one transaction each, answered once committed (or refused:
+        then nothing was recorded and the operator is told so)."""
+        assert self.ops is not None
+        while True:
+            parts = await self.ops.recv_multipart()
+            if len(parts) != 2:
+                continue  # not from loopctl's own client: nothing to answer to
+            replies: list[protocol.Message] = []
+
+            def work(
+                b: Batch, out: Outbox, frame: bytes = parts[1], replies: list[Any] = replies
+            ) -> bool:
+                replies.append(operator.answer(b, self.spec, self.space, frame))
+                self._guarded(b, out, "dispatch", self._dispatch)
+                return True
+
+            if not await self._commit(work):
+                replies = [
+                    protocol.make(
+                        "ERROR",
+                        code="not_recorded",
+                        message="the controller cannot write its database right now; "
+                        "nothing was recorded: try again",
+                        ref=protocol.message_id(parts[1]),
+                    )
+                ]
+            await self.ops.send_multipart([parts[0], protocol.encode(replies[0])])
+            self._wake.set()
+
+    def _unrecorded(self, frames: list[_Frames], out: Outbox) -> None:
+        """Answer frames taken from the socket for a batch that could not even begin (another
+        program holds the database's write lock, the disk is read-only): as if their batch
+        had failed to commit. A HEARTBEAT or READY of a known driver records nothing and is
+        handled; anything else is answered ``not_recorded``, so that its sender sends it
+        again (the SDK keeps its reports, and says HELLO again after a refused HELLO)."""
+        now = time.monotonic()
+        for parts, _user in frames:
+            if not parts:
+                continue
+            identity = parts[0]
+            try:
+                msg = protocol.decode(parts[1]) if len(parts) == 2 else None
+            except ProtocolError:
+                msg = None
+            d = self.drivers.get(identity)
+            if msg is not None and d is not None and msg.type in ("HEARTBEAT", "READY"):
+                d.last_seen = now
+                if msg.type == "HEARTBEAT":
+                    out.put(identity, protocol.make("HEARTBEAT"))
+                else:
+                    d.ready = True
+                continue
+            out.put(
+                identity,
+                protocol.make(
+                    "ERROR",
+                    code="not_recorded",
+                    message="the controller cannot write its database right now; nothing "
+                    "was recorded: send it again",
+                    ref=msg.id if msg is not None else protocol.message_id(parts[-1]),
+                    trial=msg.get("trial") if msg is not None else None,
+                ),
+            )
+
+    def handle(self, b: Batch, parts: list[bytes], out: Outbox, user: str | None = None) -> None:
+        """Handle one incoming message; never raises but StoreError (the batch failed).
+
+        ``user``: the sender's CURVE public key, when CURVE is on."""
+        try:
+            self._handle_frame(b, parts, out, user)
+        except StoreError:
+            raise
+        except Exception as exc:  # a bug must not take the campaign down, nor go unanswered
+            identity = parts[0] if parts else b""
+            self._refusals.refused(
+                logging.ERROR,
+                "internal",
+                "internal error with a message from %s",
+                self._who(identity),
+                exc=True,
+            )
+            if identity:
+                out.put(identity, protocol.make("ERROR", code="internal", message=str(exc)[:500]))
+
+    def _handle_frame(self, b: Batch, parts: list[bytes], out: Outbox, user: str | None) -> None:
+        if len(parts) != 2:
+            self._refusals.refused(
+                logging.WARNING,
+                "bad_envelope",
+                "dropped a message with %d frames (expected 1 after the identity)",
+                len(parts) - 1,
+            )
+            if parts:
+                out.put(
+                    parts[0],
+                    protocol.make(
+                        "ERROR", code="bad_envelope", message="send exactly one frame per message"
+                    ),
+                )
+            return
+        identity, frame = parts
+        try:
+            faults.inject("decode")
+            msg = protocol.decode(frame)
+        except ProtocolError as exc:
+            self._refusals.refused(
+                logging.WARNING,
+                exc.code,
+                "bad message from %s: %s",
+                self._who(identity),
+                exc,
+            )
+            out.put(
+                identity,
+                protocol.make(
+                    "ERROR", code=exc.code, message=str(exc), ref=protocol.message_id(frame)
+                ),
+            )
+            return
+        try:
+            with b.savepoint():
+                faults.inject("handle")
+                self._handle(b, identity, msg, out, user)
+        except (TrialError, ValidationError, ProtocolError) as exc:
+            code = getattr(exc, "code", "invalid_value")
+            self._refusals.refused(
+                logging.INFO if code == "hello_first" else logging.WARNING,
+                code,
+                "%s from %s refused: %s",
+                msg.type,
+                self._who(identity),
+                exc,
+            )
+            out.put(
+                identity,
+                protocol.make(
+                    "ERROR", code=code, message=str(exc), ref=msg.id, trial=msg.get("trial")
+                ),
+            )
+        except StoreError:
+            raise
+        except Exception as exc:  # a bug must not take the campaign down
+            self._refusals.refused(
+                logging.ERROR,
+                "internal",
+                "internal error handling %s from %s",
+                msg.type,
+                self._who(identity),
+                exc=True,
+            )
+            out.put(
+                identity,
+                protocol.make(
+                    "ERROR",
+                    code="internal",
+                    message=str(exc)[:500],
+                    ref=msg.id,
+                    trial=msg.get("trial"),
+                ),
+            )
+
+    def _who(self, identity: bytes) -> str:
+        d = self.drivers.get(identity)
+        return d.name if d else f"unregistered peer {identity.hex()}"
+
+    def _handle(
+        self, b: Batch, identity: bytes, msg: protocol.Message, out: Outbox, user: str | None
+    ) -> None:
+        now = time.monotonic()
+        if msg.type == "HELLO":
+            self._hello(b, identity, msg, out, user)
+            return
+        if msg.type == "COMMAND":
+            raise ProtocolError(
+                "not_operator",
+                "operator commands are taken on the controller's operator socket only, "
+                "which only its user on its machine can reach: run loopctl approve/pause/... "
+                "there",
+            )
+        d = self.drivers.get(identity)
+        if d is None:
+            raise ProtocolError(
+                "hello_first",
+                f"{msg.type} before HELLO: say HELLO first "
+                "(a restarted controller forgets connections)",
+            )
+        if user is not None and d.key is not None and user != d.key:
+            raise ProtocolError("key_mismatch", "this connection said HELLO with another key")
+        d.last_seen = now
+        if msg.type == "HEARTBEAT":
+            out.put(identity, protocol.make("HEARTBEAT"))
+        elif msg.type == "RESULT":
+            self._result(b, d, msg, out)
+        elif msg.type == "FAILED":
+            self._failed(b, d, msg, out)
+        elif msg.type == "RELEASE":
+            self._release(b, d, msg, out)
+        elif msg.type == "BYE":
+            self._lose(b, d, "driver_left", msg.get("reason") or "driver said BYE")
+        elif msg.type == "READY":
+            d.ready = True
+
+    def _hello(
+        self, b: Batch, identity: bytes, msg: protocol.Message, out: Outbox, user: str | None
+    ) -> None:
+        name, session = msg.body["name"], msg.get("session")
+        connection = msg.get("connection") or 0
+        now = time.monotonic()
+        bound = self._keys.get(name)
+        if user is not None and bound is not None and bound != user:
+            raise ProtocolError(
+                "name_taken",
+                f"the driver name {name!r} belongs to another CURVE key (fingerprint "
+                f"{fingerprint(bound.encode())}); this key (fingerprint "
+                f"{fingerprint(user.encode())}) must use a name of its own",
+            )
+        self._admit(identity, name)
+        current = self.drivers.get(identity)
+        if current is not None and current.name != name:
+            # one socket, a new name: what it ran under the old one will not be reported
+            # under that name again, so it goes back to the queue now rather than never
+            self._lose(b, current, "driver_left", f"its connection said HELLO again as {name!r}")
+        holds = self._held(msg.get("holds"))
+        for other in list(self.drivers.values()):
+            if other.name != name or other.identity == identity:
+                continue
+            if session is not None and other.session == session:
+                if connection < other.connection:
+                    # queued on a socket the driver has already replaced: nobody reads its
+                    # answer, and taking the driver over would strand its live socket
+                    log.info("ignored a stale HELLO of %s (socket %d)", name, connection)
+                    out.put(
+                        identity,
+                        protocol.make(
+                            "ERROR",
+                            code="stale_connection",
+                            message=f"this driver is on a newer connection ({other.connection})",
+                            ref=msg.id,
+                        ),
+                    )
+                    return
+                # the same driver process on a fresh socket (it thought us gone): take over
+                del self.drivers[other.identity]
+                other.identity = identity
+                self.drivers[identity] = other
+            else:
+                self._replace(b, other, holds)
+        d = self.drivers.get(identity)
+        known = d is not None
+        if d is None:
+            d = DriverConn(identity, name, msg.body["kind"], msg.body["capacity"], now)
+            self.drivers[identity] = d
+        d.session, d.connection, d.key, d.holds = session, connection, user, holds
+        d.capacity, d.last_seen = msg.body["capacity"], now
+        d.ready = False  # no TASK before this connection has said READY
+        # a TASK that went to a socket the driver has since left never reached it: the
+        # trial is not coming back from there, so it goes back to the queue
+        for tid in sorted(d.trials - holds):
+            if d.sent_to.get(tid) != identity:
+                status = ledger.record_interrupt(
+                    b,
+                    tid,
+                    f"driver {name} reconnected without it (the task was lost with its "
+                    "old connection)",
+                    self.exe.retries,
+                )
+                d.trials.discard(tid)
+                log.warning("trial %s lost on %s's old connection: %s", tid, name, status)
+        # trials this driver still runs stay with it; in-doubt ones it holds are its again
+        for t in self.store.trials(lifecycle.RUNNING, lifecycle.IN_DOUBT):
+            if t["driver"] == name and t["id"] in holds:
+                if t["status"] == lifecycle.IN_DOUBT:
+                    ledger.record_reclaim(b, t["id"], name)
+                d.trials.add(t["id"])
+                d.sent_to[t["id"]] = identity
+        if not known:  # a repeated HELLO on a live connection is answered, not recorded
+            event: dict[str, Any] = {
+                "name": name,
+                "kind": d.kind,
+                "version": msg.body["version"],
+                "capacity": d.capacity,
+                "holds": sorted(holds),
+            }
+            if user is not None:
+                event["key"] = user
+                self._keys.setdefault(name, user)
+            b.add("driver_connected", None, event)
+            log.info("driver %s connected (%s, capacity %d)", name, d.kind, d.capacity)
+        out.put(
+            identity,
+            protocol.make(
+                "WELCOME",
+                campaign=self.spec.name,
+                heartbeat_interval=self.exe.heartbeat_interval,
+                heartbeat_timeout=self.exe.heartbeat_timeout,
+                settings=self.settings,
+                campaign_id=self.campaign_id,
+                spec_hash=self.spec_hash,
+            ),
+        )
+
+    def _replace(self, b: Batch, old: DriverConn, holds: set[str]) -> None:
+        """A HELLO from another process under ``old``'s name: a restart once the old
+        process is gone, a twin (refused ``name_in_use``) while it lives.
+
+        Gone is decided by the old connection itself, not only by its heartbeats: the
+        ROUTER is ROUTER_MANDATORY, and a send to a peer whose connection has closed fails
+        with EHOSTUNREACH. A killed process's connection closes at once (its kernel closes
+        the socket), so a driver restarted under its name is welcomed back at once instead
+        of being refused until the old connection's heartbeat timeout. What this cannot see
+        is a peer whose connection stays open: a hung process, or a host that lost power
+        without closing its TCP connections; those are gone only after the heartbeat
+        timeout, as before.
+
+        A matching CURVE key is not taken as proof of a restart, although under CURVE a name
+        only ever reaches here with its bound key (``name_taken`` first): a key says who may
+        use the name, not that the process that used it is dead. Two live processes started
+        with one key and name (a copy-pasted service file) would each take the name back
+        from the other at every heartbeat, and every take-over re-queues the other's trials.
+
+        The old connection's trials follow the rules of any reconnect: those the new
+        HELLO ``holds`` (results in its outbox) stay running on the name and are delivered,
+        not run again; the others died with the old process and go back to the queue under
+        the retry policy."""
+        silent = time.monotonic() - old.last_seen
+        if silent >= self.exe.heartbeat_timeout:
+            why = f"silent for {silent:.0f} s; replaced by a new connection"
+        elif not self._connected(old.identity):
+            why = "its connection closed; a new process took over its name"
+        else:
+            raise ProtocolError(
+                "name_in_use",
+                f"a driver named {old.name!r} is already connected; give each driver its "
+                "own --name",
+            )
+        self._lose(b, old, "driver_lost", why, keep=holds)
+
+    def _connected(self, identity: bytes) -> bool:
+        """Whether the ROUTER still has a connection to ``identity``. The probe is a
+        HEARTBEAT, which a live driver takes as the controller's sign of life and
+        nothing more; a full queue (EAGAIN) is a live, if slow, peer."""
+        try:
+            self._post(identity, protocol.make("HEARTBEAT"))
+        except zmq.ZMQError as exc:
+            return exc.errno != zmq.EHOSTUNREACH
+        return True
+
+    def _admit(self, identity: bytes, name: str) -> None:
+        """A HELLO that would add a driver, refused before anything is recorded when the
+        campaign has its fill (execution.max_drivers) or the same peer keeps saying HELLO:
+        a flood of peers must not crowd out the honest drivers' heartbeats and results."""
+        now = time.monotonic()
+        recent = [t for t in self._hellos.get(identity, ()) if now - t < HELLO_WINDOW]
+        recent.append(now)
+        self._hellos[identity] = recent
+        if len(recent) > HELLO_BURST:
+            raise ProtocolError(
+                "slow_down",
+                f"more than {HELLO_BURST} HELLOs in {HELLO_WINDOW:g} s from this connection; "
+                "wait before saying HELLO again",
+            )
+        joins = identity not in self.drivers and all(d.name != name for d in self.drivers.values())
+        if joins and len(self.drivers) >= self.exe.max_drivers:
+            raise ProtocolError(
+                "too_many_drivers",
+                f"{len(self.drivers)} drivers are connected, the campaign's limit "
+                "(execution.max_drivers); try again when one has left",
+            )
+
+    def _held(self, holds: list[str] | None) -> set[str]:
+        """This campaign's trials among a HELLO's ``CAMPAIGN_ID/TRIAL`` entries."""
+        mine = f"{self.campaign_id}/"
+        return {h[len(mine) :] for h in holds or () if h.startswith(mine)}
+
+    def _reported_trial(self, d: DriverConn, msg: protocol.Message) -> str:
+        """The trial of a RESULT, FAILED or RELEASE, once it is sure to be this campaign's and this
+        driver's to report: sent to it in this session or held by it at HELLO (a restarted
+        driver delivering from its outbox), and dispatched to its name at some point."""
+        tid: str = msg.body["trial"]
+        theirs = (msg.body["campaign_id"], msg.body["spec_hash"])
+        if theirs != (self.campaign_id, self.spec_hash):
+            raise ProtocolError(
+                "wrong_campaign",
+                f"{msg.type} for trial {tid} belongs to campaign {theirs[0]} (spec "
+                f"{theirs[1][:12]}), not to this controller's campaign {self.spec.name!r} "
+                f"({self.campaign_id}, spec {self.spec_hash[:12]}); nothing was recorded: keep "
+                "it for the controller of its own campaign",
+            )
+        t = self.store.trial(tid)
+        if t is None:
+            raise TrialError("unknown_trial", f"no trial {tid!r} in this campaign")
+        if t["status"] in lifecycle.TERMINAL and t["driver"] == d.name:
+            return tid  # its own report again (after a reconnect): acknowledged, not recorded
+        if not ((tid in d.given or tid in d.holds) and self.store.sent_to(tid, d.name)):
+            raise TrialError(
+                "not_holder",
+                f"trial {tid} is not held by driver {d.name}: a driver reports only trials "
+                "sent to it (or, after a restart, listed in its HELLO); nothing was recorded",
+            )
+        return tid
+
+    def _result(self, b: Batch, d: DriverConn, msg: protocol.Message, out: Outbox) -> None:
+        tid = self._reported_trial(d, msg)
+        before = self.store.trial(tid)
+        new = ledger.record_result(
+            b, self.spec, tid, msg.body["outcomes"], d.name, msg.get("metadata")
+        )
+        d.trials.discard(tid)
+        out.put(d.identity, self._ack(tid, d, msg))
+        if new and before is not None and before["started_at"] is not None:
+            took = time.time() - before["started_at"]
+            self._longest = took if self._longest is None else max(self._longest, took)
+        if (
+            new
+            and before is not None
+            and before["status"] == lifecycle.RUNNING
+            and before["driver"] != d.name
+        ):
+            self._cancel_elsewhere(tid, d, out, "completed by another driver")
+        if new and self.reporter is not None:
+            o = self.spec.objectives[0].name
+            value = ledger.validate_outcomes(self.spec, msg.body["outcomes"])[o]["value"]
+            self.reporter.result(self.store.trial(tid) or {}, o, value, d.name)
+
+    def _failed(self, b: Batch, d: DriverConn, msg: protocol.Message, out: Outbox) -> None:
+        tid = self._reported_trial(d, msg)
+        status = ledger.record_failure(
+            b, tid, msg.body["reason"], msg.body["retryable"], d.name, self.exe.retries
+        )
+        d.trials.discard(tid)
+        out.put(d.identity, self._ack(tid, d, msg))
+        log.info(
+            "trial %s failed on %s: %s (%s)",
+            tid,
+            d.name,
+            msg.body["reason"],
+            "will retry" if status == lifecycle.PROPOSED else "final",
+        )
+
+    def _release(self, b: Batch, d: DriverConn, msg: protocol.Message, out: Outbox) -> None:
+        """Put back unmeasured. Only while this driver still has it: the same RELEASE sent
+        again after a reconnect finds it queued (or elsewhere) and is just acknowledged."""
+        tid = self._reported_trial(d, msg)
+        t = self.store.trial(tid)
+        held = (lifecycle.RUNNING, lifecycle.IN_DOUBT)
+        if t is not None and t["status"] in held and t["driver"] == d.name:
+            ledger.record_release(b, tid, msg.body["reason"], d.name)
+            log.info("trial %s put back by %s: %s", tid, d.name, msg.body["reason"])
+        d.trials.discard(tid)
+        out.put(d.identity, self._ack(tid, d, msg))
+
+    def _ack(self, tid: str, d: DriverConn, msg: protocol.Message) -> protocol.Message:
+        """An ACK with its receipt: the sequence number and hash of the event that recorded
+        this report (read inside the open batch, so also for a report sent again, which
+        gets the receipt of its first recording). The driver keeps receipts; `audit
+        --receipts` later finds any acknowledged report that is no longer in the log, which
+        the log alone cannot show (a restored backup or a lost WAL is consistent in itself)."""
+        body: dict[str, Any] = {"trial": tid, "ref": msg.id, "campaign_id": self.campaign_id}
+        row = self.store.conn.execute(
+            f"SELECT seq, hash, kind FROM events WHERE trial_id = ? AND kind IN ({REPORTS}) "
+            "AND json_extract(payload, '$.driver') = ? ORDER BY seq DESC LIMIT 1",
+            (tid, d.name),
+        ).fetchone()
+        if row is not None:
+            body.update(seq=row[0], hash=row[1], event=row[2])
+        return protocol.make("ACK", **body)
+
+    def _cancel_elsewhere(self, tid: str, keep: DriverConn, out: Outbox, reason: str) -> None:
+        for other in self.drivers.values():
+            if other is not keep and tid in other.trials:
+                other.trials.discard(tid)
+                out.put(other.identity, protocol.make("CANCEL", trial=tid, reason=reason))
+
+    def _lose(
+        self, b: Batch, d: DriverConn, kind: str, reason: str, keep: set[str] | None = None
+    ) -> None:
+        """A driver left or went silent: its trials go back to the queue per the retry policy,
+        but for those in ``keep``: a restarted process under its name holds them."""
+        for tid in sorted(d.trials - (keep or set())):
+            t = self.store.trial(tid)
+            if t is not None and t["status"] == lifecycle.RUNNING and t["driver"] == d.name:
+                status = ledger.record_interrupt(
+                    b, tid, f"driver {d.name}: {reason}", self.exe.retries
+                )
+                log.warning(
+                    "trial %s of driver %s %s",
+                    tid,
+                    d.name,
+                    "re-queued" if status == lifecycle.PROPOSED else "abandoned",
+                )
+        d.trials.clear()
+        b.add(kind, None, {"name": d.name, "reason": reason})
+        self.drivers.pop(d.identity, None)
+        log.info("driver %s %s: %s", d.name, "left" if kind == "driver_left" else "lost", reason)
+
+    # ------------------------------------------------------------------ failures
+
+    def _guarded(
+        self, b: Batch, out: Outbox, stage: str, step: Callable[[Batch, Outbox], None]
+    ) -> None:
+        """Run one stage inside the batch; if it fails, undo only its own writes (the
+        messages handled before it still commit), record the failure and carry on.
+        Proposals count as recovered only once one is made (see _take), not when a
+        step merely had nothing to do."""
+        try:
+            with b.savepoint():
+                step(b, out)
+        except StoreError:
+            raise
+        except Exception as exc:
+            self._stage_failed(b, stage, exc)
+        else:
+            if stage != "propose":
+                self._failures.pop(stage, None)
+
+    def _stage_failed(self, b: Batch | None, stage: str, exc: BaseException) -> None:
+        """Log (with the traceback), record, and either retry later or stop for good."""
+        n = self._failures[stage] = self._failures.get(stage, 0) + 1
+        text = f"{type(exc).__name__}: {exc}"[:1000]
+        give_up = n >= MAX_CONSECUTIVE
+        if give_up:
+            action = "stopping the campaign"
+        elif stage == "propose":
+            delay = BACKOFF[min(n, len(BACKOFF)) - 1]
+            self._propose_after = time.monotonic() + delay
+            action = f"trying again in {delay:g} s"
+        else:
+            action = "carrying on"
+        log.error("%s failed (%d in a row): %s; %s", stage, n, text, action, exc_info=exc)
+        kind = "proposal_failed" if stage == "propose" else "controller_error"
+        payload = {"stage": stage, "error": text, "failures": n, "action": action}
+        if b is not None:
+            b.add(kind, None, payload)
+        else:
+            try:
+                with self.store.batch() as b2:
+                    b2.add(kind, None, payload)
+            except Exception as rec_exc:
+                log.error("could not record the failure either: %s", rec_exc)
+        if give_up:
+            self.request_stop(
+                f"error: {stage} failed {n} times in a row; last error: {text}", shutdown=True
+            )
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _dispatch(self, b: Batch, out: Outbox) -> None:
+        """Send queued trials to drivers with free slots, up to max_in_flight."""
+        if self.stop_reason is not None or (self.store.meta("paused") or {}).get("paused"):
+            return
+        faults.inject("dispatch")
+        queued = ledger.dispatchable(self.store, self.spec)
+        if not queued:
+            return
+        running = len(self.store.trials(lifecycle.RUNNING, lifecycle.IN_DOUBT))
+        timeout = self.trial_timeout()
+        for t in queued:
+            if running >= self.exe.max_in_flight:
+                break
+            free = [d for d in self.drivers.values() if d.ready and d.free > 0]
+            if not free:
+                break
+            d = max(free, key=lambda x: (x.free, -x.last_task))
+            d.last_task = time.monotonic()
+            deadline = time.time() + timeout if timeout else None
+            attempt = ledger.record_dispatch(b, t["id"], d.name, deadline)
+            d.trials.add(t["id"])
+            d.given.add(t["id"])
+            d.sent_to[t["id"]] = d.identity
+            running += 1
+            out.put(
+                d.identity,
+                protocol.make(
+                    "TASK",
+                    trial=t["id"],
+                    parameters=t["parameters"],
+                    attempt=attempt,
+                    deadline=deadline,
+                    campaign_id=self.campaign_id,
+                    spec_hash=self.spec_hash,
+                ),
+            )
+
+    def _wanted(self) -> tuple[int, int, int]:
+        """(candidates wanted now, completed, open) under the budget and max_in_flight."""
+        counts = ledger.run_counts(self.store)
+        done = counts.get(lifecycle.COMPLETED, 0)
+        open_ = sum(counts.get(s, 0) for s in lifecycle.OPEN)
+        want = min(self.target - done - open_, self.exe.max_in_flight - open_)
+        return want, done, open_
+
+    def _may_propose(self) -> bool:
+        return (
+            self.stop_reason is None
+            and not self._proposing
+            and time.monotonic() >= self._propose_after
+        )
+
+    def _propose(self, data: CampaignData, n: int) -> Proposal:
+        faults.inject("propose")
+        return self.strategy.propose(data, n)
+
+    def _propose_inline(self, b: Batch, out: Outbox) -> None:
+        """Model-free proposals (Sobol) are made inside the batch that freed the slots:
+        one commit per cycle instead of two, which is what keeps many fast drivers fed."""
+        if not self._may_propose():
+            return
+        want, done, open_ = self._wanted()
+        if want <= 0 or not self.strategy.model_free(done, open_):
+            return
+        data = self.view.refresh()
+        self._take(b, self._propose(data, want), data.as_of)
+
+    async def _pump(self) -> None:
+        """Propose with a model, off the event loop, when slots are free; then dispatch."""
+        self._report()
+        if not self._may_propose():
+            return
+        want, _, _ = self._wanted()
+        if want <= 0:
+            return
+        self._proposing = True
+        try:
+            data = self.view.refresh()
+            proposal = await asyncio.to_thread(self._propose, data, want)
+        except Exception as exc:
+            self._stage_failed(None, "propose", exc)
+            return
+        finally:
+            self._proposing = False
+        await self._record(proposal, data.as_of)
+
+    async def _record(self, proposal: Proposal, data_seq: int) -> None:
+        def work(b: Batch, out: Outbox) -> bool:
+            self._guarded(b, out, "propose", lambda b, _: self._take(b, proposal, data_seq))
+            self._guarded(b, out, "dispatch", self._dispatch)
+            return True
+
+        await self._commit(work)
+        self._wake.set()
+
+    def _take(self, b: Batch, proposal: Proposal, data_seq: int) -> None:
+        self._failures.pop("propose", None)
+        if proposal.candidates:
+            ids = ledger.record_proposal(b, proposal, data_seq)
+            if self.exe.approval == "manual" and self.reporter is not None:
+                for tid, c in zip(ids, proposal.candidates, strict=True):
+                    self.reporter.waiting(tid, c.parameters)
+        else:
+            self._take_nothing()
+
+    def _take_nothing(self) -> None:
+        """No new candidate and nothing in flight: a finite space has been used up."""
+        _, _, open_ = self._wanted()
+        if open_ == 0:
+            self.request_stop("space exhausted: the strategy has no new candidate", finished=True)
+
+    # ------------------------------------------------------------------ timers
+
+    async def _tick(self) -> None:
+        period = min(0.25, self.exe.heartbeat_interval / 2)
+        while True:
+            await asyncio.sleep(period)
+            self._refusals.flush()
+            self._handshakes.flush()
+            if self._propose_after and time.monotonic() >= self._propose_after:
+                self._propose_after = 0.0  # the back-off is over: try again
+                self._wake.set()
+            if await self._commit(self._expire) or self.stop_reason:
+                self._wake.set()
+
+    async def _commit(
+        self,
+        work: Callable[[Batch, Outbox], bool],
+        unrecorded: Callable[[Outbox], None] | None = None,
+    ) -> bool:
+        """Run ``work`` in one transaction, then send the replies it collected.
+
+        If the commit fails nothing is sent that depends on it, and every message that
+        would have been confirmed is answered ``not_recorded``: drivers keep their
+        unacknowledged results and re-send them, so a full or locked disk delays a
+        campaign but loses nothing. If the transaction cannot even begin (another
+        program holds the write lock), ``work`` never runs and ``unrecorded`` answers
+        instead. Whatever happened, the drivers' holdings in memory are then read back
+        from the database, so a rolled-back dispatch cannot leave a slot taken that no
+        trial fills.
+        """
+        out = Outbox()
+        began = False
+        try:
+            try:
+                with self.store.batch() as b:
+                    began = True
+                    changed = work(b, out)
+                    faults.inject("commit")
+            except StoreError as exc:
+                log.error("%s", exc)
+                if not began and unrecorded is not None:
+                    unrecorded(out)
+                if isinstance(exc, StoreReplaced):  # waiting will not bring the file back
+                    self.request_stop(f"error: {exc}", shutdown=True)
+                await self._flush(out.after_failed_commit())
+                return False
+            except Exception as exc:
+                self._stage_failed(None, "commit", exc)
+                await self._flush(out.after_failed_commit())
+                return False
+            self._failures.pop("commit", None)
+            await self._flush(out)
+            self._check_done()
+            return changed
+        finally:
+            self._resync()
+
+    def _resync(self) -> None:
+        running: dict[str, set[str]] = {}
+        for tid, driver in self.store.conn.execute(
+            "SELECT id, driver FROM trials WHERE status = 'running'"
+        ):
+            running.setdefault(driver, set()).add(tid)
+        for d in self.drivers.values():
+            d.trials = set(running.get(d.name, ()))
+
+    def _expire(self, b: Batch, out: Outbox) -> bool:
+        now, wall = time.monotonic(), time.time()
+        changed = False
+        for peer in [p for p, ts in self._hellos.items() if now - ts[-1] > HELLO_WINDOW]:
+            del self._hellos[peer]
+        for d in list(self.drivers.values()):
+            if now - d.last_seen > self.exe.heartbeat_timeout:
+                self._lose(
+                    b, d, "driver_lost", f"silent for more than {self.exe.heartbeat_timeout:g} s"
+                )
+                changed = True
+        live = {d.name for d in self.drivers.values()}
+        timeout = self.trial_timeout() if self.exe.timeout_auto else None
+        orphans: dict[str, float] = {}
+        for t in self.store.trials(lifecycle.RUNNING, lifecycle.IN_DOUBT):
+            deadline = t["deadline"]
+            running = t["status"] == lifecycle.RUNNING
+            if running and timeout is not None and t["started_at"] is not None:
+                # auto: the timeout learnt since dispatch applies too (it only grows after
+                # the first result, so trials sent out before any result are not left a day)
+                deadline = min(deadline or math.inf, t["started_at"] + timeout)
+            if running and t["driver"] not in live:
+                # running on nobody: no driver can report it or be lost with it
+                orphans[t["id"]] = self._orphans.get(t["id"], now)
+                if now - orphans[t["id"]] > self.exe.heartbeat_timeout:
+                    status = ledger.record_interrupt(
+                        b, t["id"], f"its driver {t['driver']} is not connected", self.exe.retries
+                    )
+                    log.warning("trial %s had no connected driver (%s)", t["id"], status)
+                    changed = True
+                    continue
+            if deadline is not None and wall > deadline:
+                why = (
+                    "in doubt and no driver claimed it in time"
+                    if t["status"] == lifecycle.IN_DOUBT
+                    else "trial timed out"
+                )
+                status = ledger.record_interrupt(b, t["id"], why, self.exe.retries)
+                for d in self.drivers.values():
+                    if t["id"] in d.trials:
+                        d.trials.discard(t["id"])
+                        out.put(
+                            d.identity,
+                            protocol.make("CANCEL", trial=t["id"], reason="trial timed out"),
+                        )
+                log.warning("trial %s timed out (%s)", t["id"], status)
+                changed = True
+        self._orphans = orphans
+        if changed:
+            self._guarded(b, out, "dispatch", self._dispatch)
+        return changed
+
+    def _check_done(self) -> None:
+        counts = ledger.run_counts(self.store)
+        completed = counts.get(lifecycle.COMPLETED, 0)
+        if completed >= self.target:
+            self.request_stop(f"budget: {completed} trials completed", finished=True)
+        elif counts.get(lifecycle.FAILED, 0) >= self.max_failed:
+            failed = counts.get(lifecycle.FAILED, 0)
+            self.request_stop(f"too many failures: {failed} trials failed", finished=True)
+        elif (
+            self.spec.budget.wall_time
+            and time.monotonic() - self.started > self.spec.budget.wall_time
+        ):
+            self.request_stop(f"wall time of {self.spec.budget.wall_time:g} s used", finished=True)
+        elif self.spec.budget.stop_at is not None:
+            best = ledger.best(self.store, self.spec)
+            if (
+                best is not None
+                and self.spec.objectives[0].sign * (best["value"] - self.spec.budget.stop_at) >= 0
+            ):
+                self.request_stop(
+                    f"stop condition: {best['objective']} reached {best['value']:.6g}",
+                    finished=True,
+                )
+
+    # ------------------------------------------------------------------ output
+
+    async def _flush(self, out: Outbox) -> None:
+        for identity, msg in out.messages:
+            await self._send(identity, msg)
+
+    async def _send(self, identity: bytes, msg: protocol.Message) -> None:
+        """ROUTER sends never block (NOBLOCK: a full or vanished peer costs the message,
+        which heartbeats and re-sent reports make up for), so a plain socket sharing the
+        asyncio one's handle saves a future per message.
+
+        libzmq signals new input once, on a descriptor that every operation on the
+        socket may clear: a send that takes in the signal of a frame that has just
+        arrived leaves the receive task asleep beside a readable socket until another
+        frame comes (a lone driver waiting for its reply: until its heartbeat timeout).
+        Asking the asyncio socket for its events afterwards wakes the receive task when
+        input is pending, as pyzmq's own send does."""
+        try:
+            self._post(identity, msg)
+        except zmq.ZMQError as exc:  # peer gone (or its queue full): heartbeats settle it
+            log.debug("send to %s failed: %s", identity.hex(), exc)
+
+    def _post(self, identity: bytes, msg: protocol.Message) -> None:
+        """One non-blocking send; raises EHOSTUNREACH for a peer that is not connected
+        (ROUTER_MANDATORY) and EAGAIN for one whose queue is full."""
+        assert self._raw is not None and self.sock is not None
+        try:
+            self._raw.send_multipart([identity, protocol.encode(msg)], flags=zmq.NOBLOCK)
+        finally:
+            self.sock.get(zmq.EVENTS)  # zmq.asyncio's get() schedules a waiting recv if readable
+
+    def _report(self) -> None:
+        if self.reporter is None:
+            return
+        counts = ledger.run_counts(self.store)
+        self.reporter.update(
+            Status(
+                completed=counts.get(lifecycle.COMPLETED, 0),
+                target=self.target,
+                failed=counts.get(lifecycle.FAILED, 0) + counts.get(lifecycle.ABANDONED, 0),
+                running=counts.get(lifecycle.RUNNING, 0),
+                queued=counts.get(lifecycle.PROPOSED, 0),
+                drivers=len(self.drivers),
+                best=ledger.best(self.store, self.spec),
+                elapsed=time.monotonic() - self.started,
+            )
+        )
+
+
+_Frames = tuple[list[bytes], str | None]
+
+
+def _unpack(parts: list[Any]) -> _Frames:
+    """Frames as bytes, and the sender's CURVE key when frames came as zmq.Frame objects
+    (only under CURVE, where ZeroMQ puts the authenticated key in "User-Id")."""
+    if not parts or isinstance(parts[0], bytes):
+        return list(parts), None
+    user: str | None = None
+    try:
+        user = parts[-1].get("User-Id")
+    except (zmq.ZMQError, AttributeError):
+        user = None
+    return [bytes(p.bytes) for p in parts], user or None
+
+
+def driver_settings(spec: Spec) -> dict[str, Any]:
+    """What every driver learns in WELCOME: the oracle set-up and the shape of a task."""
+    settings: dict[str, Any] = {
+        "parameters": list(spec.raw.get("space", [])),
+        "objectives": [o.name for o in spec.objectives],
+        "units": {o.name: o.unit for o in spec.objectives},
+        "seed": spec.seed,
+    }
+    if spec.robot:
+        settings["robot"] = dict(spec.robot)
+    if spec.oracle is not None:
+        o = spec.oracle
+        base = str(spec.base_dir) if spec.base_dir else None
+        settings["oracle"] = {
+            "kind": o.kind,
+            "function": o.function,
+            "table": o.table,
+            "latency": o.latency,
+            "noise": o.noise,
+            "fail_rate": o.fail_rate,
+            "options": dict(o.options, base_dir=base),
+        }
+    return settings
+
+
+def check_bindable(endpoint: str) -> None:
+    """Fail early, with the endpoint in the message, if the controller could not bind."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        raise LoopctlError(f"cannot bind {endpoint}: {exc}") from None
+    finally:
+        sock.close(0)
+        ctx.term()
+
+
+def run_controller(controller: Controller) -> str:
+    return asyncio.run(controller.run())

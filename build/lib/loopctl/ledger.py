@@ -1,0 +1,616 @@
+"""Domain operations on a campaign database, shared by the controller and the Python API.
+
+Each function checks its input against the spec and the trial lifecycle, then
+records events in the caller's batch. Nothing here knows about sockets or
+models, which is why ask/tell and the controller write the same database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from loopctl import lifecycle
+from loopctl.canonical import canonical
+from loopctl.errors import TrialError, ValidationError
+from loopctl.spec import Spec
+from loopctl.store import Batch, Store
+from loopctl.strategies.base import CampaignData, Observation, Proposal
+from loopctl.values import finite_number
+
+if TYPE_CHECKING:  # callers pass a Space; importing it here would load numpy for `status`
+    from loopctl.space import Space
+
+
+def trial_id(number: int) -> str:
+    return f"T{number:04d}"
+
+
+# ---------------------------------------------------------------------- outcomes
+
+
+def validate_outcomes(
+    spec: Spec, outcomes: Any, where: str = "outcomes"
+) -> dict[str, dict[str, Any]]:
+    """Normalise outcomes to ``{objective: {"value": v, "sem": s | None}}``.
+
+    Accepts a number, a ``(mean, sem)`` pair or a ``{"value", "sem"}`` mapping
+    per objective; every objective must be present and finite.
+    """
+    if not isinstance(outcomes, Mapping):
+        raise ValidationError(f"{where}: must be a mapping of objective names to values")
+    names = spec.metric_names  # objectives and constrained outcomes
+    unknown = [k for k in outcomes if k not in names]
+    if unknown:
+        raise ValidationError(
+            f"{where}: unknown outcome {unknown[0]!r}; the campaign measures {', '.join(names)}"
+        )
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        if name not in outcomes:
+            raise ValidationError(f"{where}.{name}: missing")
+        out[name] = _outcome(outcomes[name], f"{where}.{name}")
+    return out
+
+
+def _outcome(v: Any, where: str) -> dict[str, Any]:
+    sem: Any = None
+    if isinstance(v, Mapping):
+        extra = set(v) - {"value", "sem"}
+        if extra or "value" not in v:
+            raise ValidationError(f"{where}: expected {{value, sem}}, got keys {sorted(v)}")
+        value, sem = v["value"], v.get("sem")
+    elif isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValidationError(f"{where}: expected (mean, sem), got {len(v)} items")
+        value, sem = v
+    else:
+        value = v
+    out = {"value": finite_number(value, where), "sem": None}
+    if sem is not None:
+        s = finite_number(sem, f"{where}.sem")
+        if s < 0:
+            raise ValidationError(f"{where}.sem: must not be negative, got {s:g}")
+        out["sem"] = s
+    return out
+
+
+# ---------------------------------------------------------------------- recording
+
+
+def record_proposal(
+    b: Batch, proposal: Proposal, data_seq: int, origin: str = "strategy"
+) -> list[str]:
+    """``data_seq``: the last event of the data the strategy saw, so audits can replay it."""
+    store = b.store
+    pnum = store.next_number("proposals")
+    tnum = store.next_number("trials")
+    ids = [trial_id(tnum + i) for i in range(len(proposal.candidates))]
+    pid = f"P{pnum:04d}"
+    candidates = [
+        {"trial_id": tid, "predicted": c.predicted, "acquisition": c.acquisition}
+        for tid, c in zip(ids, proposal.candidates, strict=True)
+    ]
+    b.add(
+        "proposal_made",
+        None,
+        {
+            "id": pid,
+            "number": pnum,
+            "strategy": proposal.strategy,
+            "version": proposal.version,
+            "seed": proposal.seed,
+            "trial_ids": ids,
+            "sobol_drawn": proposal.sobol_drawn,
+            "data_seq": data_seq,
+            "diagnostics": dict(proposal.diagnostics, candidates=candidates),
+        },
+    )
+    for i, (tid, c) in enumerate(zip(ids, proposal.candidates, strict=True)):
+        b.add(
+            "trial_proposed",
+            tid,
+            {"number": tnum + i, "origin": origin, "proposal_id": pid, "parameters": c.parameters},
+        )
+    return ids
+
+
+def record_dispatch(b: Batch, tid: str, driver: str, deadline: float | None) -> int:
+    t = _trial(b.store, tid)
+    lifecycle.check("trial_dispatched", tid, t["status"])
+    attempt = t["attempts"] + 1
+    b.add("trial_dispatched", tid, {"driver": driver, "attempt": attempt, "deadline": deadline})
+    return attempt
+
+
+def record_result(
+    b: Batch,
+    spec: Spec,
+    tid: str,
+    outcomes: Any,
+    driver: str,
+    metadata: Mapping[str, Any] | None = None,
+) -> bool:
+    """Record a result; False (and nothing written) when the trial already has one."""
+    t = _trial(b.store, tid)
+    if t["status"] == lifecycle.COMPLETED:
+        return False
+    if t["attempts"] == 0:
+        raise TrialError(
+            "not_dispatched", f"trial {tid} was never sent out; it cannot have a result"
+        )
+    lifecycle.check("trial_completed", tid, t["status"])
+    clean = validate_outcomes(spec, outcomes)
+    b.add(
+        "trial_completed",
+        tid,
+        {
+            "outcomes": clean,
+            "driver": driver,
+            "attempt": t["attempts"],
+            "metadata": dict(metadata or {}),
+        },
+    )
+    return True
+
+
+def check_retold(store: Store, spec: Spec, tid: str, outcomes: Any) -> None:
+    """`tell` on a trial that has its result: the same values again are a harmless retry;
+    anything else is refused, pointing at the audited way to correct a result."""
+    recorded = _recorded(store, tid)
+    if validate_outcomes(spec, outcomes) != recorded:
+        raise TrialError(
+            "already_completed",
+            f"trial {tid} already has a result ({_describe(recorded)}); a "
+            "result is not overwritten: correct it with Campaign.amend(...) or "
+            "`loopctl amend DB TRIAL --set NAME=VALUE --reason ...` (kept in the log)",
+        )
+
+
+def _recorded(store: Store, tid: str) -> dict[str, dict[str, Any]]:
+    rows = store.conn.execute(
+        "SELECT metric, value, sem FROM observations WHERE trial_id = ?", (tid,)
+    ).fetchall()
+    return {m: {"value": v, "sem": s} for m, v, s in rows}
+
+
+def _describe(outcomes: Mapping[str, Mapping[str, Any]]) -> str:
+    return ", ".join(f"{m}={o['value']:.6g}" for m, o in outcomes.items())
+
+
+def record_amendment(
+    b: Batch, spec: Spec, tid: str, changes: Mapping[str, Any], reason: str, operator: str
+) -> str:
+    """An operator corrects a recorded result: the new values replace the old for every
+    reader (strategies included) and both stay in the log, with who, when and why."""
+    t = _trial(b.store, tid)
+    lifecycle.check("trial_amended", tid, t["status"])
+    if not reason.strip():
+        raise ValidationError(f"amend {tid}: give a reason (it is kept with the correction)")
+    previous = _recorded(b.store, tid)
+    merged: dict[str, Any] = {m: dict(o) for m, o in previous.items()}
+    merged.update(changes)
+    clean = validate_outcomes(spec, merged, f"amend {tid}")
+    if clean == previous:
+        raise ValidationError(f"amend {tid}: nothing changes ({_describe(previous)})")
+    b.add(
+        "trial_amended",
+        tid,
+        {"outcomes": clean, "previous": previous, "reason": reason, "operator": operator},
+    )
+    return f"amended {tid}: {_describe(previous)} -> {_describe(clean)}"
+
+
+def record_failure(
+    b: Batch, tid: str, reason: str, retryable: bool, driver: str | None, retries: int
+) -> str:
+    """A driver says the trial failed; retryable failures go back to the queue if allowed."""
+    t = _trial(b.store, tid)
+    if t["status"] in lifecycle.TERMINAL:
+        return t["status"]  # repeated FAILED: idempotent
+    lifecycle.check("trial_failed", tid, t["status"])
+    requeue = retryable and t["attempts"] <= retries
+    status = lifecycle.PROPOSED if requeue else lifecycle.FAILED
+    b.add(
+        "trial_failed",
+        tid,
+        {
+            "reason": reason,
+            "retryable": retryable,
+            "driver": driver,
+            "attempt": t["attempts"],
+            "status": status,
+        },
+    )
+    return status
+
+
+def record_release(b: Batch, tid: str, reason: str, driver: str) -> None:
+    """The driver hands the trial back unmeasured (a person will do it later, or is
+    leaving): back to the queue, and the attempt does not count against the retries."""
+    t = _trial(b.store, tid)
+    lifecycle.check("trial_released", tid, t["status"])
+    b.add(
+        "trial_released",
+        tid,
+        {"reason": reason, "driver": driver, "attempt": t["attempts"], "status": "proposed"},
+    )
+
+
+def record_interrupt(b: Batch, tid: str, reason: str, retries: int) -> str:
+    """The driver vanished or the trial timed out: re-queue within the retry limit."""
+    t = _trial(b.store, tid)
+    lifecycle.check("trial_interrupted", tid, t["status"])
+    status = lifecycle.PROPOSED if t["attempts"] <= retries else lifecycle.ABANDONED
+    b.add(
+        "trial_interrupted",
+        tid,
+        {"reason": reason, "driver": t["driver"], "attempt": t["attempts"], "status": status},
+    )
+    return status
+
+
+def record_in_doubt(b: Batch, tid: str, grace_until: float) -> None:
+    """A restarted controller cannot know if a running trial's driver still works on it."""
+    t = _trial(b.store, tid)
+    lifecycle.check("trial_in_doubt", tid, t["status"])
+    b.add(
+        "trial_in_doubt",
+        tid,
+        {
+            "reason": "controller restarted while it was running",
+            "driver": t["driver"],
+            "deadline": grace_until,
+            "run_deadline": t["deadline"],
+        },
+    )
+
+
+def record_reclaim(b: Batch, tid: str, driver: str) -> None:
+    """The trial's driver reconnected and still holds it: it is running again."""
+    t = _trial(b.store, tid)
+    lifecycle.check("trial_reclaimed", tid, t["status"])
+    run_deadline = next(
+        (
+            e.payload.get("run_deadline")
+            for e in b.store.trial_events(tid)
+            if e.kind == "trial_in_doubt"
+        ),
+        None,
+    )
+    b.add(
+        "trial_reclaimed",
+        tid,
+        {"reason": f"driver {driver} still holds it", "driver": driver, "deadline": run_deadline},
+    )
+
+
+def record_approval(b: Batch, tid: str, approve: bool, operator: str, reason: str = "") -> None:
+    """An operator's decision; a rejected candidate is never run nor proposed again."""
+    t = _trial(b.store, tid)
+    kind = "trial_approved" if approve else "trial_rejected"
+    lifecycle.check(kind, tid, t["status"])
+    b.add(kind, tid, {"operator": operator, "reason": reason or None})
+
+
+def record_suggestion(
+    b: Batch, spec: Spec, space: Space, values: Mapping[str, Any], operator: str
+) -> str:
+    """A scientist's own candidate, checked like any other, approved by being suggested."""
+    params = space.validate(values, "suggestion")
+    tid = trial_id(b.store.next_number("trials"))
+    number = b.store.next_number("trials")
+    b.add(
+        "trial_proposed",
+        tid,
+        {"number": number, "origin": "suggested", "parameters": params, "operator": operator},
+    )
+    if spec.execution.approval == "manual":
+        b.add("trial_approved", tid, {"operator": operator, "reason": "suggested"})
+    return tid
+
+
+def record_pause(b: Batch, paused: bool, operator: str) -> None:
+    b.add("campaign_paused" if paused else "campaign_unpaused", None, {"operator": operator})
+
+
+def dispatchable(store: Store, spec: Spec) -> list[dict[str, Any]]:
+    """Trials ready to go out: with manual approval, those approved (or approved before
+    and re-queued after a failure); otherwise every queued one. Oldest first."""
+    queued = store.trials(lifecycle.PROPOSED, lifecycle.APPROVED)
+    if spec.execution.approval == "manual":
+        return [t for t in queued if t["status"] == lifecycle.APPROVED or t["attempts"] > 0]
+    return queued
+
+
+def record_abandon(b: Batch, tid: str, reason: str) -> None:
+    t = _trial(b.store, tid)
+    lifecycle.check("trial_abandoned", tid, t["status"])
+    b.add("trial_abandoned", tid, {"reason": reason, "status": lifecycle.ABANDONED})
+
+
+def record_imports(
+    b: Batch,
+    spec: Spec,
+    space: Space,
+    rows: Iterable[Mapping[str, Any]],
+    source: str,
+    force: bool = False,
+) -> list[str]:
+    """Past measurements enter as completed trials with origin ``imported``.
+
+    All rows are validated before anything is written, so a bad row 37 leaves
+    the campaign as it was rather than half-imported. Rows already imported (the same
+    parameters and outcomes) are refused unless ``force``: the same file imported twice
+    would count every measurement twice.
+    """
+    clean: list[tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, Any]]] = []
+    objective_names = set(spec.metric_names)
+    known = space.column_names() | objective_names | {f"{k}_sem" for k in objective_names}
+    for i, row in enumerate(rows):
+        where = f"{source} row {i + 2}"  # +1 header, +1 one-based, as a spreadsheet shows it
+        params_in = space.unflat({k: v for k, v in row.items() if k not in objective_names}, where)
+        params = space.validate(params_in, where)
+        outs_in = {k: _number_cell(row.get(k), f"{where}.{k}") for k in objective_names}
+        sems = {k: row.get(f"{k}_sem") for k in objective_names}
+        outcomes = validate_outcomes(
+            spec,
+            {
+                k: (v, _number_cell(sems[k], f"{where}.{k}_sem"))
+                if sems[k] not in (None, "")
+                else v
+                for k, v in outs_in.items()
+            },
+            where,
+        )
+        extra = {k: v for k, v in row.items() if k not in known and v not in (None, "")}
+        clean.append((params, outcomes, extra))
+    if not force:
+        _refuse_reimport(b.store, clean, source)
+    tnum = b.store.next_number("trials")
+    ids = []
+    for i, (params, outcomes, extra) in enumerate(clean):
+        tid = trial_id(tnum + i)
+        # columns that are neither parameters nor objectives (operator, notes, batch...)
+        # are kept with the trial rather than dropped
+        b.add(
+            "trial_imported",
+            tid,
+            {
+                "number": tnum + i,
+                "origin": "imported",
+                "parameters": params,
+                "outcomes": outcomes,
+                "source": source,
+                "metadata": extra,
+            },
+        )
+        ids.append(tid)
+    return ids
+
+
+def _refuse_reimport(store: Store, clean: list[Any], source: str) -> None:
+    seen: dict[str, str] = {}
+    for tid, payload in store.conn.execute(
+        "SELECT trial_id, payload FROM events WHERE kind = 'trial_imported'"
+    ):
+        p = json.loads(payload)
+        seen[canonical([p["parameters"], p["outcomes"]])] = tid
+    again = [
+        (i + 2, seen[key])
+        for i, (params, outcomes, _) in enumerate(clean)
+        if (key := canonical([params, outcomes])) in seen
+    ]
+    if again:
+        shown = ", ".join(f"row {row} (as {tid})" for row, tid in again[:5])
+        more = f" and {len(again) - 5} more" if len(again) > 5 else ""
+        raise ValidationError(
+            f"{source}: {len(again)} of {len(clean)} rows were imported before: {shown}{more}; "
+            "nothing imported (pass --force to import them again)"
+        )
+
+
+def _number_cell(v: Any, where: str) -> Any:
+    if v is None or (isinstance(v, str) and not v.strip()):
+        raise ValidationError(f"{where}: missing")
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            raise ValidationError(f"{where}: {v!r} is not a number") from None
+    return v
+
+
+def _trial(store: Store, tid: Any) -> dict[str, Any]:
+    t = store.trial(tid) if isinstance(tid, str) else None
+    if t is None:
+        raise TrialError("unknown_trial", f"no trial {tid!r} in this campaign")
+    return t
+
+
+# ---------------------------------------------------------------------- reading
+
+
+class DataView:
+    """What strategies see, kept as an in-memory fold of the event log.
+
+    Each refresh reads only the events appended since the last one, so asking
+    for a proposal costs O(new events), not O(campaign). If the log under the
+    view changed (a rolled-back batch), the view notices by the hash of the last
+    event it read and rebuilds from the start.
+    """
+
+    def __init__(self, store: Store, spec: Spec, space: Space) -> None:
+        self.store, self.spec, self.space = store, spec, space
+        self.reset()
+
+    def reset(self) -> None:
+        self.seq, self.last_hash = 0, ""
+        self.params: dict[str, Mapping[str, Any]] = {}
+        self.status: dict[str, str] = {}
+        self.outcomes: dict[str, dict[str, tuple[float, float | None]]] = {}
+        self.proposals = self.sobol_drawn = 0
+
+    def refresh(self, until: int | None = None) -> CampaignData:
+        """The data as of now, or as of event ``until`` (for replaying a past proposal)."""
+        if self.seq:
+            row = self.store.conn.execute(
+                "SELECT hash FROM events WHERE seq = ?", (self.seq,)
+            ).fetchone()
+            if row is None or row[0] != self.last_hash:
+                self.reset()
+        for ev in self.store.events(since=self.seq):
+            if until is not None and ev.seq > until:
+                break
+            self._apply(ev.kind, ev.trial_id, ev.payload)
+            self.seq, self.last_hash = ev.seq, ev.hash
+        completed, failed, pending, rejected = [], [], [], []
+        for tid, status in self.status.items():
+            if status == lifecycle.COMPLETED:
+                completed.append(Observation(tid, self.params[tid], self.outcomes[tid]))
+            elif status == lifecycle.FAILED:
+                failed.append(self.params[tid])
+            elif status in lifecycle.OPEN:
+                pending.append(self.params[tid])
+            elif status == lifecycle.REJECTED:
+                rejected.append(self.params[tid])
+        return CampaignData(
+            spec=self.spec,
+            space=self.space,
+            completed=tuple(completed),
+            failed=tuple(failed),
+            pending=tuple(pending),
+            proposal_index=self.proposals,
+            sobol_drawn=self.sobol_drawn,
+            as_of=self.seq,
+            rejected=tuple(rejected),
+        )
+
+    def _apply(self, kind: str, tid: str | None, p: Mapping[str, Any]) -> None:
+        if kind == "proposal_made":
+            self.proposals += 1
+            self.sobol_drawn += int(p.get("sobol_drawn", 0))
+            return
+        if tid is None:
+            return
+        if kind in ("trial_proposed", "trial_imported"):
+            self.params[tid] = p["parameters"]
+            self.status[tid] = lifecycle.PROPOSED
+        elif kind == "trial_approved":
+            self.status[tid] = lifecycle.APPROVED
+        elif kind == "trial_rejected":
+            self.status[tid] = lifecycle.REJECTED
+        elif kind in ("trial_dispatched", "trial_reclaimed"):
+            self.status[tid] = lifecycle.RUNNING
+        elif kind == "trial_in_doubt":
+            self.status[tid] = lifecycle.IN_DOUBT
+        elif kind in ("trial_failed", "trial_interrupted", "trial_abandoned", "trial_released"):
+            self.status[tid] = p["status"]
+        if kind in ("trial_completed", "trial_imported", "trial_amended"):
+            self.status[tid] = lifecycle.COMPLETED
+            self.outcomes[tid] = {m: (o["value"], o.get("sem")) for m, o in p["outcomes"].items()}
+
+
+def snapshot(store: Store, spec: Spec, space: Space) -> CampaignData:
+    """A one-off view (tests, tools); long-lived callers keep a :class:`DataView`."""
+    return DataView(store, spec, space).refresh()
+
+
+def best(store: Store, spec: Spec) -> dict[str, Any] | None:
+    """Best completed trial on the first objective (observed value, not a model guess)
+    among those meeting every outcome constraint."""
+    obj = spec.objectives[0]
+    order = "DESC" if obj.goal == "maximize" else "ASC"
+    rows: Iterable[Any] = store.conn.execute(
+        f"SELECT o.trial_id, o.value FROM observations o JOIN trials t ON t.id = o.trial_id "
+        f"WHERE o.metric = ? AND t.status = 'completed' ORDER BY o.value {order}, t.number",
+        (obj.name,),
+    )
+    if spec.outcome_constraints:
+        obs = store.observations()
+        rows = (r for r in rows if spec.feasible({m: v[0] for m, v in obs[r[0]].items()}))
+    row = next(iter(rows), None)
+    if row is None:
+        return None
+    t = store.trial(row[0])
+    assert t is not None
+    return {
+        "trial_id": row[0],
+        "objective": obj.name,
+        "value": row[1],
+        "parameters": t["parameters"],
+        "origin": t["origin"],
+        "metadata": result_metadata(store, row[0]),
+    }
+
+
+def result_metadata(store: Store, trial_id: str) -> dict[str, Any]:
+    """What came with the trial's result besides the outcomes: who entered it, notes, or what
+    a simulation actually computed (the EMT oracle's cell holds compositions in steps)."""
+    for ev in store.trial_events(trial_id):  # newest first
+        if ev.kind in ("trial_completed", "trial_imported"):
+            return dict(ev.payload.get("metadata") or {})
+    return {}
+
+
+def pareto(store: Store, spec: Spec) -> list[dict[str, Any]]:
+    """The completed trials (meeting every outcome constraint) that no other beats on every
+    objective at once, with all their objectives, best first on the first objective."""
+    completed = {
+        r[0] for r in store.conn.execute("SELECT id FROM trials WHERE status = 'completed'")
+    }
+    done = {
+        t: v
+        for t, v in store.observations().items()
+        if t in completed
+        and all(o.name in v for o in spec.objectives)
+        and (not spec.outcome_constraints or spec.feasible({m: x[0] for m, x in v.items()}))
+    }
+    if not done:
+        return []
+    ids = sorted(done)
+    minimise = [tuple(-o.sign * done[t][o.name][0] for o in spec.objectives) for t in ids]
+    front = []
+    for i in non_dominated(minimise):
+        t = store.trial(ids[i])
+        assert t is not None
+        front.append(
+            {
+                "trial_id": ids[i],
+                "outcomes": {o.name: done[ids[i]][o.name][0] for o in spec.objectives},
+                "parameters": t["parameters"],
+                "origin": t["origin"],
+            }
+        )
+    first = spec.objectives[0]
+    return sorted(front, key=lambda p: -first.sign * p["outcomes"][first.name])
+
+
+def non_dominated(points: Sequence[Sequence[float]]) -> list[int]:
+    """Indices (ascending) of the points no other point beats on every coordinate, all
+    minimised. Plain Python rather than pymoo so that `status` does not import numpy and
+    pymoo (half a second): in lexicographic order a point can only be beaten by one before
+    it, and anything that beats it is beaten by, or is, a point already on the front, so
+    each point is compared with the front alone."""
+
+    def beats(a: Sequence[float], b: Sequence[float]) -> bool:
+        return all(x <= y for x, y in zip(a, b, strict=True)) and any(
+            x < y for x, y in zip(a, b, strict=True)
+        )
+
+    front: list[int] = []
+    for i in sorted(range(len(points)), key=lambda i: tuple(points[i])):
+        if not any(beats(points[j], points[i]) for j in front):
+            front.append(i)
+    return sorted(front)
+
+
+def run_counts(store: Store) -> dict[str, int]:
+    """Counts of this campaign's own trials by status (imports excluded: they cost nothing)."""
+    return {
+        s: n
+        for s, n in store.conn.execute(
+            "SELECT status, COUNT(*) FROM trials WHERE origin != 'imported' GROUP BY status"
+        )
+    }

@@ -1,0 +1,146 @@
+"""Which surrogate to trust, decided by the campaign's own data: leave-one-out.
+
+Each candidate model is fitted to every completed trial and asked to predict
+each trial without it: in closed form for a GP (the inverse of its kernel
+matrix gives every leave-one-out mean and variance at once), from the trees
+that did not see the trial for a forest (out-of-bag). Both cost nothing beyond
+the fits. The score is the mean log predictive density of the held-out values,
+in units of the outcome's spread, so that a model is rewarded for ranking the
+trials right *and* for knowing how sure it is, which is what the acquisition
+reads. Nothing depends on the dataset's name or size; the same data give the
+same choice, so a replay makes the same proposal.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from botorch.models.model import Model
+from scipy.stats import spearmanr
+
+from loopctl.strategies import surrogate
+from loopctl.strategies.base import CampaignData
+from loopctl.strategies.forest import ForestModel, out_of_bag
+
+MIN_POINTS = 10  # fewer observations say too little about any model: the GP is kept
+CANDIDATES = ("gp", "forest")
+
+
+@dataclass
+class Choice:
+    kind: str
+    model: Model
+    scores: dict[str, dict[str, float]]
+    reason: str
+
+    def diagnostics(self) -> dict[str, Any]:
+        return {"chosen": self.kind, "scores": self.scores, "reason": self.reason}
+
+
+def choose(
+    data: CampaignData,
+    tr: surrogate.Training,
+    notes: list[str],
+    candidates: Sequence[str] = CANDIDATES,
+) -> Choice:
+    """The candidate with the best leave-one-out log density on the first outcome column."""
+    n = len(tr.y)
+    if n < MIN_POINTS:
+        model = surrogate.fit_columns(data, tr, list(range(tr.y.shape[1])), notes, "gp")
+        return Choice("gp", model, {}, f"{n} observations, fewer than {MIN_POINTS}: the GP")
+    scores: dict[str, dict[str, float]] = {}
+    models: dict[str, Model] = {}
+    y = tr.y[:, 0].detach().numpy()
+    for kind in candidates:
+        if kind == "forest":
+            forest = ForestModel(tr.x, tr.y, data.seed)
+            mean, var = (a[:, 0] for a in out_of_bag(forest))
+            models[kind] = forest
+        else:
+            gp = surrogate.fit_columns(data, tr, list(range(tr.y.shape[1])), notes, kind)
+            mean, var = gp_leave_one_out(gp)
+            models[kind] = gp
+        scores[kind] = score(y, mean, var)
+    best = max(candidates, key=lambda k: scores[k]["loo_log_density"])
+    summary = ", ".join(f"{k} {scores[k]['loo_log_density']:.3f}" for k in candidates)
+    reason = f"leave-one-out log density per point on {n} observations: {summary}"
+    return Choice(best, models[best], scores, reason)
+
+
+def score(y: np.ndarray, mean: np.ndarray, var: np.ndarray) -> dict[str, float]:
+    """Mean log predictive density with the outcome scaled to unit spread, and the rank
+    correlation of the predictions with the truth (recorded, not used to choose)."""
+    spread = float(np.std(y)) or 1.0
+    z = (y - mean) / spread
+    v = np.maximum(var / spread**2, 1e-9)
+    density = float(np.mean(-0.5 * (np.log(2 * math.pi * v) + z**2 / v)))
+    rho = spearmanr(mean, y).statistic if np.std(mean) > 0 else 0.0
+    return {"loo_log_density": density, "rank_correlation": float(np.nan_to_num(rho))}
+
+
+def gp_leave_one_out(model: Model) -> tuple[np.ndarray, np.ndarray]:
+    """Every leave-one-out mean and variance of the first output, in the units of the
+    training data, from one inverse of the kernel matrix (hyperparameters kept)."""
+    gp: Any = model
+    gp.train()
+    try:
+        with torch.no_grad():
+            prior = gp(*gp.train_inputs)
+            noisy = gp.likelihood(prior, gp.train_inputs)
+            cov = noisy.covariance_matrix
+            mu = noisy.mean
+            targets = gp.train_targets
+            if cov.dim() == 3:  # a batched model: the first outcome column
+                cov, mu, targets = cov[0], mu[0], targets[0]
+            inv = torch.cholesky_inverse(torch.linalg.cholesky(cov))
+            alpha = inv @ (targets - mu)
+            diag = torch.diagonal(inv)
+            loo_mean = targets - alpha / diag
+            loo_var = 1.0 / diag
+    finally:
+        gp.eval()
+    std = _outcome_std(gp)
+    shift = _outcome_mean(gp)
+    return (loo_mean * std + shift).numpy(), (loo_var * std**2).numpy()
+
+
+def _outcome_std(gp: Any) -> torch.Tensor:
+    t = getattr(gp, "outcome_transform", None)
+    return t.stdvs.reshape(-1)[0] if t is not None else torch.tensor(1.0, dtype=torch.float64)
+
+
+def _outcome_mean(gp: Any) -> torch.Tensor:
+    t = getattr(gp, "outcome_transform", None)
+    return t.means.reshape(-1)[0] if t is not None else torch.tensor(0.0, dtype=torch.float64)
+
+
+def fit(
+    data: CampaignData, notes: list[str], outcomes: int | None, kind: str
+) -> tuple[Model, surrogate.Training, float, dict[str, Any]]:
+    """The model a proposal uses, and what was chosen and why, for the diagnostics.
+
+    ``kind`` is the campaign's ``surrogate`` option; ``auto`` chooses by
+    :func:`choose` when one outcome column is modelled, and keeps the GP when
+    outcome constraints need their own columns (the forest has no joint posterior
+    for them to share).
+    """
+    if kind != "auto":
+        model, tr, seconds = surrogate.fit(data, notes, outcomes, kind)
+        return model, tr, seconds, {"chosen": kind, "reason": "the campaign's surrogate option"}
+    t0 = time.perf_counter()
+    surrogate.set_threads(len(data.completed))
+    tr = surrogate.training_data(data, notes)
+    if outcomes is not None:
+        tr = tr.head(outcomes)
+    if tr.y.shape[1] > 1 or len(tr.y) > surrogate.MAX_FIT:
+        model, tr, seconds = surrogate.fit(data, notes, outcomes, "gp")
+        why = "several outcome columns" if tr.y.shape[1] > 1 else "a large campaign"
+        return model, tr, seconds, {"chosen": "gp", "reason": f"{why}: the GP"}
+    choice = choose(data, tr, notes)
+    return choice.model, tr, time.perf_counter() - t0, choice.diagnostics()

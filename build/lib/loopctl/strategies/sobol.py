@@ -1,0 +1,83 @@
+"""Scrambled Sobol design: the initial design and the model-free baseline.
+
+On a pool it is a seeded random order of the candidates (the pool-based
+active-learning baseline); with linear constraints, infeasible points are skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from scipy.stats import qmc
+
+from loopctl.strategies.base import CampaignData, Candidate, Proposal
+
+VERSION = "1"
+
+
+class SobolStrategy:
+    """Continues one scrambled sequence per campaign, so restarts never repeat points."""
+
+    name = "sobol"
+
+    def prepare(self) -> None:
+        pass  # everything it needs is imported with its module
+
+    def model_free(self, completed: int, pending: int) -> bool:
+        return True
+
+    def propose(self, data: CampaignData, n: int) -> Proposal:
+        t0 = time.perf_counter()
+        dim = data.space.sobol_dim()
+        candidates: list[Candidate] = []
+        drawn = repeats = 0
+        space = data.space
+        # a continuous coordinate never repeats in a Sobol sequence; discrete spaces can
+        seen: set[tuple[object, ...]] | None = None
+        if space.discrete:
+            seen = {space.key(p) for p in data.pending + data.rejected + data.failed}
+            seen |= {space.key(o.parameters) for o in data.completed}
+        if space.pool:
+            order = np.random.default_rng(data.spec.seed).permutation(len(space.pool))
+            source: Any = (space.pool[i] for i in order[data.sobol_drawn :])
+            limit = len(space.pool)
+        else:
+            engine = qmc.Sobol(d=dim, scramble=True, seed=data.spec.seed)
+            if data.sobol_drawn:
+                engine.fast_forward(data.sobol_drawn)
+            source = (space.from_unit(engine.random(1)[0]) for _ in iter(int, 1))
+            limit = (4096 if space.inequalities else 64) * (n + 1)
+        for values in source:
+            if len(candidates) >= n or drawn >= limit:
+                break
+            drawn += 1
+            if space.violated(values):
+                continue
+            if seen is not None:
+                k = data.space.key(values)
+                if k in seen:  # never send a repeat
+                    repeats += 1
+                    continue
+                seen.add(k)
+            candidates.append(Candidate(dict(values)))
+        # only feasible repeats: the feasible part of a finite space is used up, which is
+        # the end of the campaign (an empty proposal), not a contradiction in the constraints
+        if not candidates and space.inequalities and not repeats:
+            raise ValueError(
+                f"no point of {drawn} quasi-random samples satisfies the constraints "
+                f"{'; '.join(c.text for c in space.inequalities)}: check that they can hold "
+                "together within the parameter bounds"
+            )
+        return Proposal(
+            strategy=self.name,
+            version=VERSION,
+            seed=data.spec.seed,
+            candidates=candidates,
+            diagnostics={
+                "sobol_index_start": data.sobol_drawn,
+                "time_total_s": time.perf_counter() - t0,
+            },
+            sobol_drawn=drawn,
+        )

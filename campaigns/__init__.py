@@ -1,0 +1,1 @@
+"""The example campaigns, shipped in the wheel as ``loopctl.campaigns`` (see loopctl.examples)."""
