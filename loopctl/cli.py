@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from loopctl.run import RunResult, Security
 
 EXAMPLE = Path(__file__).with_name("example-campaign.yaml")
-DEMO = Path(__file__).resolve().parents[1] / "campaigns" / "alloy-mixing.yaml"
+DEMO = "alloy-mixing.yaml"  # shipped in the wheel too (loopctl.examples)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -111,11 +111,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from loopctl import run
+    from loopctl.examples import example_path
     from loopctl.spec import load_spec
 
-    if not DEMO.exists():
-        raise LoopctlError(f"the demo campaign {DEMO} is missing from this installation")
-    spec = load_spec(DEMO)
+    spec = load_spec(example_path(DEMO))
     db = args.db or f"runs/alloy-mixing-{time.strftime('%Y%m%d-%H%M%S')}.db"
     Path(db).parent.mkdir(parents=True, exist_ok=True)
     print(f"demo: {spec.description.strip() or spec.name}")
