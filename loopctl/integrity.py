@@ -32,8 +32,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from loopctl.errors import TamperedError
+from loopctl.events import project
 from loopctl.spec import Spec, parse_spec, spec_hash
-from loopctl.store import SCHEMA, Store, project, sqlite_failure
+from loopctl.store import SCHEMA, Store, sqlite_failure
 
 DERIVED = {  # table -> key column(s) used to name a differing row
     "trials": ("id",),
@@ -43,6 +44,9 @@ DERIVED = {  # table -> key column(s) used to name a differing row
     "meta": ("key",),
 }
 SPEC_CHANGED = "the stored campaign spec does not match its hash"
+# meta rows that are the file's, not folded from the log: the database's format, which a
+# migration sets (store.MIGRATIONS) without an event
+NOT_FOLDED = {"meta": ("key", ("format_version",))}
 
 
 @dataclass(frozen=True)
@@ -288,7 +292,11 @@ def _rows(
 ) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
     """(key, row) in key order: SQLite's BINARY order of UTF-8 text is Python's order of
     the same strings, so the two sides of :func:`_differences` merge."""
-    cur = conn.execute(f"SELECT * FROM {table} ORDER BY {', '.join(key)}")
+    skip = ""
+    if table in NOT_FOLDED:
+        column, values = NOT_FOLDED[table]
+        skip = f"WHERE {column} NOT IN ({', '.join(repr(v) for v in values)})"
+    cur = conn.execute(f"SELECT * FROM {table} {skip} ORDER BY {', '.join(key)}")
     names = [c[0] for c in cur.description]
     for row in cur:
         d = dict(zip(names, row, strict=True))
