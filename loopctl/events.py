@@ -246,7 +246,7 @@ Check = Callable[[Any], bool]
 
 def _outcomes_ok(v: Any) -> bool:
     return isinstance(v, dict) and all(
-        isinstance(o, dict) and "value" in o and _number(o["value"]) for o in v.values()
+        isinstance(o, dict) and _number(o.get("value")) for o in v.values()
     )
 
 
@@ -262,8 +262,12 @@ def _checker(hint: Any) -> Check:
         return _outcomes_ok
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
-        parts = [_checker(a) for a in typing.get_args(hint)]
-        return lambda v: any(p(v) for p in parts)
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        parts = [_checker(a) for a in args]
+        if len(parts) == 1 and len(args) < len(typing.get_args(hint)):  # X | None
+            inner = parts[0]
+            return lambda v: v is None or inner(v)
+        return lambda v: any(p(v) for p in parts) or (v is None and type(None) in args)
     if hint is type(None):
         return lambda v: v is None
     if hint is float:
@@ -727,6 +731,9 @@ def kind_of(kind: str) -> Kind:
         raise PayloadError(f"unknown event kind {kind!r}") from None
 
 
+_ABSENT = object()
+
+
 def check_payload(kind: str, payload: Mapping[str, Any], *, writing: bool = False) -> Kind:
     """Refuse a payload that does not fit its kind: a missing field, a value of the wrong
     type, or (when ``writing``) a field the kind does not have."""
@@ -734,12 +741,12 @@ def check_payload(kind: str, payload: Mapping[str, Any], *, writing: bool = Fals
     if not isinstance(payload, Mapping):
         raise PayloadError(f"{kind}: payload must be an object, got {type(payload).__name__}")
     for name, required, ok in entry.schema.fields:
-        if name in payload:
-            v = payload[name]
-            if not ok(v) and not (v is None and not required):
-                raise PayloadError(f"{kind}: field {name!r} has the wrong type ({v!r:.60})")
-        elif required:
-            raise PayloadError(f"{kind}: field {name!r} is missing")
+        v = payload.get(name, _ABSENT)
+        if v is _ABSENT:
+            if required:
+                raise PayloadError(f"{kind}: field {name!r} is missing")
+        elif not ok(v) and not (v is None and not required):
+            raise PayloadError(f"{kind}: field {name!r} has the wrong type ({v!r:.60})")
     if writing:
         extra = set(payload) - entry.schema.names
         if extra:

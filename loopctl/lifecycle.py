@@ -28,7 +28,7 @@ def check(kind: str, trial_id: str, status: str) -> None:
     check_transition(kind, trial_id, status)
 
 
-def __getattr__(name: str) -> object:
+def __getattr__(name: str) -> dict[str, frozenset[str]]:
     """``TRANSITIONS``, event kind -> statuses it may be applied to, read from the catalogue."""
     if name == "TRANSITIONS":
         from loopctl.events import transitions
