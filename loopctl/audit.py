@@ -9,12 +9,12 @@ reviewer should look.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from loopctl import receipts
+from loopctl.events import describe
 from loopctl.integrity import check
 from loopctl.store import Store
 
@@ -70,66 +70,12 @@ def _when(t: float | None) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _outcomes(p: dict[str, Any]) -> str:
-    return ", ".join(f"{m}={o['value']:.6g}" for m, o in p["outcomes"].items())
-
-
-_DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
-    "campaign_created": lambda p: f"campaign created (spec {p['spec_hash'][:12]})",
-    "controller_started": lambda p: (
-        f"controller started, pid {p.get('pid')} at {p.get('endpoint')}"
-    ),
-    "controller_stopped": lambda p: f"controller stopped: {p.get('reason')}",
-    "trial_amended": lambda p: (
-        f"amended by {p.get('operator')} ({p.get('reason')}): "
-        f"{_outcomes({'outcomes': p['previous']})} -> {_outcomes(p)}"
-    ),
-    "run_settings": lambda p: (
-        f"run with {p.get('trials')} trials at {p.get('endpoint')}, sync {p.get('synchronous')}"
-    ),
-    "campaign_finished": lambda p: f"campaign finished: {p.get('reason')}",
-    "proposal_made": lambda p: (
-        f"{p['id']} by {p['strategy']} ({p['version']}): {', '.join(p['trial_ids'])}"
-    ),
-    "trial_proposed": lambda p: f"proposed ({p.get('origin')})",
-    "trial_imported": lambda p: f"imported from {p.get('source')}: {_outcomes(p)}",
-    "trial_dispatched": lambda p: f"sent to {p['driver']} (attempt {p['attempt']})",
-    "trial_completed": lambda p: (
-        f"completed: {_outcomes(p)} ({p.get('driver')}"
-        + (
-            f", entered by {p['metadata']['operator']}"
-            if p.get("metadata", {}).get("operator")
-            else ""
-        )
-        + ")"
-    ),
-    "trial_failed": lambda p: f"failed: {p['reason']} -> {p['status']}",
-    "trial_interrupted": lambda p: f"interrupted: {p['reason']} -> {p['status']}",
-    "trial_released": lambda p: f"put back unmeasured by {p['driver']}: {p['reason']}",
-    "trial_abandoned": lambda p: f"abandoned: {p['reason']}",
-    "trial_in_doubt": lambda p: f"in doubt: {p['reason']}",
-    "trial_approved": lambda p: f"approved by {p['operator']}",
-    "trial_rejected": lambda p: f"rejected by {p['operator']}: {p.get('reason')}",
-    "campaign_paused": lambda p: f"dispatching paused by {p['operator']}",
-    "campaign_unpaused": lambda p: f"dispatching resumed by {p['operator']}",
-    "trial_reclaimed": lambda p: f"running again: {p['reason']}",
-    "driver_connected": lambda p: f"driver {p['name']} connected ({p.get('kind')})",
-    "driver_lost": lambda p: f"driver {p['name']} lost: {p.get('reason')}",
-    "driver_left": lambda p: f"driver {p['name']} left: {p.get('reason')}",
-    "proposal_failed": lambda p: (
-        f"proposal failed ({p.get('failures')} in a row): {p.get('error')} -> {p.get('action')}"
-    ),
-    "controller_error": lambda p: f"controller error in {p.get('stage')}: {p.get('error')}",
-}
-
-
 def timeline(store: Store) -> list[dict[str, Any]]:
     """One line per event, in words: proposals, dispatches, results, drivers coming and going."""
     out = []
     for ev in store.events():
-        describe = _DESCRIBE.get(ev.kind)
         try:
-            text = describe(ev.payload) if describe else ev.kind
+            text = describe(ev.kind, ev.payload)
         except (KeyError, TypeError, ValueError):  # a tampered event still gets a line
             text = f"{ev.kind} (payload does not fit this kind of event)"
         out.append({"seq": ev.seq, "time": _when(ev.time), "trial": ev.trial_id, "event": text})

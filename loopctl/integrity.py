@@ -32,8 +32,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from loopctl.errors import TamperedError
+from loopctl.events import project
 from loopctl.spec import Spec, parse_spec, spec_hash
-from loopctl.store import SCHEMA, Store, project, sqlite_failure
+from loopctl.store import SCHEMA, Store, sqlite_failure
 
 DERIVED = {  # table -> key column(s) used to name a differing row
     "trials": ("id",),
@@ -43,6 +44,9 @@ DERIVED = {  # table -> key column(s) used to name a differing row
     "meta": ("key",),
 }
 SPEC_CHANGED = "the stored campaign spec does not match its hash"
+# meta rows that are the file's, not folded from the log: the database's format, which a
+# migration sets (store.MIGRATIONS) without an event
+NOT_FOLDED = {"meta": ("key", ("format_version",))}
 
 
 @dataclass(frozen=True)
@@ -218,10 +222,10 @@ def _differences(scratch: sqlite3.Connection, store: Store) -> list[Difference]:
         expected, actual = _rows(scratch, table, key), _rows(store.conn, table, key)
         want, got = next(expected, None), next(actual, None)
         while want is not None or got is not None:
-            if want is not None and (got is None or _order(want[0]) < _order(got[0])):
+            if want is not None and (got is None or want[2] < got[2]):
                 out.append((table, want[0], want[1], None))
                 want = next(expected, None)
-            elif got is not None and (want is None or _order(got[0]) < _order(want[0])):
+            elif got is not None and (want is None or got[2] < want[2]):
                 out.append((table, got[0], None, got[1]))
                 got = next(actual, None)
             else:
@@ -285,14 +289,20 @@ def _order(key: tuple[Any, ...]) -> tuple[tuple[int, Any], ...]:
 
 def _rows(
     conn: sqlite3.Connection, table: str, key: tuple[str, ...]
-) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
-    """(key, row) in key order: SQLite's BINARY order of UTF-8 text is Python's order of
-    the same strings, so the two sides of :func:`_differences` merge."""
-    cur = conn.execute(f"SELECT * FROM {table} ORDER BY {', '.join(key)}")
+) -> Iterator[tuple[tuple[Any, ...], dict[str, Any], tuple[tuple[int, Any], ...]]]:
+    """(key, row, the key's place in SQLite's order) in key order: SQLite's BINARY order of
+    UTF-8 text is Python's order of the same strings, so the two sides of
+    :func:`_differences` merge. The place is worked out once per row, not per comparison."""
+    skip = ""
+    if table in NOT_FOLDED:
+        column, values = NOT_FOLDED[table]
+        skip = f"WHERE {column} NOT IN ({', '.join(repr(v) for v in values)})"
+    cur = conn.execute(f"SELECT * FROM {table} {skip} ORDER BY {', '.join(key)}")
     names = [c[0] for c in cur.description]
     for row in cur:
         d = dict(zip(names, row, strict=True))
-        yield tuple(d[k] for k in key), d
+        k = tuple(d[c] for c in key)
+        yield k, d, _order(k)
 
 
 def _difference(

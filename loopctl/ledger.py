@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from loopctl import lifecycle
+from loopctl import events, lifecycle
 from loopctl.canonical import canonical
 from loopctl.errors import TrialError, ValidationError
 from loopctl.spec import Spec
@@ -435,10 +435,15 @@ def _trial(store: Store, tid: Any) -> dict[str, Any]:
 class DataView:
     """What strategies see, kept as an in-memory fold of the event log.
 
-    Each refresh reads only the events appended since the last one, so asking
-    for a proposal costs O(new events), not O(campaign). If the log under the
-    view changed (a rolled-back batch), the view notices by the hash of the last
-    event it read and rebuilds from the start.
+    A fresh view starts from the derived tables (``trials``, ``observations``,
+    ``proposals``) as of their last event, which hold the same facts as the fold of
+    every event before it (they are written in the same transaction) at a fraction of
+    the cost: resuming a campaign of 100,000 imported trials no longer reads and folds
+    every event. From there each refresh folds only the events appended since, so
+    asking for a proposal costs O(new events), not O(campaign). If the log under the
+    view changed (a rolled-back batch), the view notices by the hash of the last event
+    it read and starts again. A view asked for a past moment (``until``, to replay a
+    proposal) folds the log from its start, since the tables only know the present.
     """
 
     def __init__(self, store: Store, spec: Spec, space: Space) -> None:
@@ -447,10 +452,7 @@ class DataView:
 
     def reset(self) -> None:
         self.seq, self.last_hash = 0, ""
-        self.params: dict[str, Mapping[str, Any]] = {}
-        self.status: dict[str, str] = {}
-        self.outcomes: dict[str, dict[str, tuple[float, float | None]]] = {}
-        self.proposals = self.sobol_drawn = 0
+        self.seen = events.Seen()
 
     def refresh(self, until: int | None = None) -> CampaignData:
         """The data as of now, or as of event ``until`` (for replaying a past proposal)."""
@@ -460,56 +462,67 @@ class DataView:
             ).fetchone()
             if row is None or row[0] != self.last_hash:
                 self.reset()
+        if not self.seq and until is None:
+            self._load_tables()
         for ev in self.store.events(since=self.seq):
             if until is not None and ev.seq > until:
                 break
-            self._apply(ev.kind, ev.trial_id, ev.payload)
+            events.fold(self.seen, ev)
             self.seq, self.last_hash = ev.seq, ev.hash
+        return self._data()
+
+    def _load_tables(self) -> None:
+        """Start from the derived tables, read at one moment with the event they reflect."""
+        conn, seen = self.store.conn, events.Seen()
+        with self.store.snapshot():
+            head = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+            row = head.fetchone()
+            if row is None:
+                return
+            rows = conn.execute(
+                "SELECT id, status, parameters FROM trials ORDER BY number"
+            ).fetchall()
+            # one parse of all the parameters as a single JSON array: a third of the time of
+            # one parse per trial, and the parameter names are then shared by every trial
+            params = json.loads("[" + ",".join(r[2] for r in rows) + "]")
+            for (tid, status, _), values in zip(rows, params, strict=True):
+                seen.params[tid] = values
+                seen.status[tid] = status
+            del rows, params
+            ids = {tid: tid for tid in seen.status}  # one string per trial id, not two
+            for tid, metric, value, sem in conn.execute(
+                "SELECT trial_id, metric, value, sem FROM observations ORDER BY trial_id, metric"
+            ):
+                seen.outcomes.setdefault(ids.get(tid, tid), {})[metric] = (value, sem)
+            count, drawn = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(sobol_drawn), 0) FROM proposals"
+            ).fetchone()
+        seen.proposals, seen.sobol_drawn = int(count), int(drawn)
+        self.seen, self.seq, self.last_hash = seen, int(row[0]), str(row[1])
+
+    def _data(self) -> CampaignData:
+        seen = self.seen
         completed, failed, pending, rejected = [], [], [], []
-        for tid, status in self.status.items():
+        for tid, status in seen.status.items():
             if status == lifecycle.COMPLETED:
-                completed.append(Observation(tid, self.params[tid], self.outcomes[tid]))
+                completed.append(Observation(tid, seen.params[tid], seen.outcomes[tid]))
             elif status == lifecycle.FAILED:
-                failed.append(self.params[tid])
+                failed.append(seen.params[tid])
             elif status in lifecycle.OPEN:
-                pending.append(self.params[tid])
+                pending.append(seen.params[tid])
             elif status == lifecycle.REJECTED:
-                rejected.append(self.params[tid])
+                rejected.append(seen.params[tid])
         return CampaignData(
             spec=self.spec,
             space=self.space,
             completed=tuple(completed),
             failed=tuple(failed),
             pending=tuple(pending),
-            proposal_index=self.proposals,
-            sobol_drawn=self.sobol_drawn,
+            proposal_index=seen.proposals,
+            sobol_drawn=seen.sobol_drawn,
             as_of=self.seq,
             rejected=tuple(rejected),
         )
-
-    def _apply(self, kind: str, tid: str | None, p: Mapping[str, Any]) -> None:
-        if kind == "proposal_made":
-            self.proposals += 1
-            self.sobol_drawn += int(p.get("sobol_drawn", 0))
-            return
-        if tid is None:
-            return
-        if kind in ("trial_proposed", "trial_imported"):
-            self.params[tid] = p["parameters"]
-            self.status[tid] = lifecycle.PROPOSED
-        elif kind == "trial_approved":
-            self.status[tid] = lifecycle.APPROVED
-        elif kind == "trial_rejected":
-            self.status[tid] = lifecycle.REJECTED
-        elif kind in ("trial_dispatched", "trial_reclaimed"):
-            self.status[tid] = lifecycle.RUNNING
-        elif kind == "trial_in_doubt":
-            self.status[tid] = lifecycle.IN_DOUBT
-        elif kind in ("trial_failed", "trial_interrupted", "trial_abandoned", "trial_released"):
-            self.status[tid] = p["status"]
-        if kind in ("trial_completed", "trial_imported", "trial_amended"):
-            self.status[tid] = lifecycle.COMPLETED
-            self.outcomes[tid] = {m: (o["value"], o.get("sem")) for m, o in p["outcomes"].items()}
 
 
 def snapshot(store: Store, spec: Spec, space: Space) -> CampaignData:

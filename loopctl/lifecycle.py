@@ -1,8 +1,6 @@
-"""The trial lifecycle: which event may follow which status. The one table of it."""
+"""The trial lifecycle: its statuses, and the check of which event may follow which."""
 
 from __future__ import annotations
-
-from loopctl.errors import TrialError
 
 PROPOSED, APPROVED, RUNNING, IN_DOUBT, COMPLETED, FAILED, ABANDONED, REJECTED = (
     "proposed",
@@ -18,30 +16,22 @@ STATUSES = (PROPOSED, APPROVED, RUNNING, IN_DOUBT, COMPLETED, FAILED, ABANDONED,
 OPEN = (PROPOSED, APPROVED, RUNNING, IN_DOUBT)  # pending points; counted against the budget
 TERMINAL = (COMPLETED, FAILED, ABANDONED, REJECTED)
 
-# event kind -> statuses it may be applied to
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "trial_approved": frozenset({PROPOSED}),
-    "trial_rejected": frozenset({PROPOSED, APPROVED}),
-    "trial_dispatched": frozenset({PROPOSED, APPROVED}),
-    # a result is accepted whenever it arrives for a trial that was sent out, even
-    # after it was re-queued or given up on: a real measurement is never thrown away
-    "trial_completed": frozenset({RUNNING, IN_DOUBT, PROPOSED, FAILED, ABANDONED}),
-    "trial_failed": frozenset({RUNNING, IN_DOUBT}),
-    "trial_in_doubt": frozenset({RUNNING}),
-    "trial_reclaimed": frozenset({IN_DOUBT}),  # its driver came back still holding it
-    "trial_interrupted": frozenset({RUNNING, IN_DOUBT}),
-    "trial_abandoned": frozenset({PROPOSED, APPROVED, RUNNING, IN_DOUBT}),
-    "trial_amended": frozenset({COMPLETED}),  # an operator's correction, kept in the log
-    "trial_released": frozenset({RUNNING, IN_DOUBT}),  # put back unmeasured by its driver
-}
+# Which event may follow which status is in the catalogue of event kinds
+# (loopctl.events: each kind's ``allowed_from``), beside everything else the kind means;
+# it imports these statuses, so it is looked up when first needed rather than imported here.
 
 
 def check(kind: str, trial_id: str, status: str) -> None:
-    allowed = TRANSITIONS[kind]
-    if status not in allowed:
-        verb = kind.removeprefix("trial_")
-        raise TrialError(
-            "bad_state",
-            f"trial {trial_id} is {status}; it cannot be {verb} "
-            f"(allowed from {', '.join(sorted(allowed))})",
-        )
+    """Refuse (TrialError ``bad_state``) an event a trial in ``status`` may not take."""
+    from loopctl.events import check_transition
+
+    check_transition(kind, trial_id, status)
+
+
+def __getattr__(name: str) -> dict[str, frozenset[str]]:
+    """``TRANSITIONS``, event kind -> statuses it may be applied to, read from the catalogue."""
+    if name == "TRANSITIONS":
+        from loopctl.events import transitions
+
+        return transitions()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,9 +19,8 @@ import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -29,20 +28,16 @@ from urllib.parse import quote
 from loopctl import faults
 from loopctl.canonical import canonical, sha256_hex
 from loopctl.errors import CampaignLocked, StoreError, StoreReplaced
+from loopctl.events import Event, check_payload, project
 
-FORMAT_VERSION = 1
+__all__ = ["Batch", "Event", "Store", "project"]
+
+LOG_FORMAT = 1  # the events' format, recorded in campaign_created: unchanged since the first
+# The database's format (meta row ``format_version``; a database without one is format 1):
+# what may be around the log, and what MIGRATIONS bring an older one up to.
+FORMAT_VERSION = 2
 GENESIS = "0" * 64
 SYNC_MODES = ("FULL", "NORMAL", "EXTRA")
-
-
-@dataclass(frozen=True)
-class Event:
-    seq: int
-    time: float
-    kind: str
-    trial_id: str | None
-    payload: dict[str, Any]
-    hash: str
 
 
 def event_hash(
@@ -151,7 +146,7 @@ class Store:
                 "campaign_created",
                 None,
                 {
-                    "format": FORMAT_VERSION,
+                    "format": LOG_FORMAT,
                     # who this campaign is, on the wire: results carry it back, so one
                     # measured for another campaign (on the same endpoint) is refused
                     "campaign_id": uuid.uuid4().hex,
@@ -162,6 +157,7 @@ class Store:
                     "source": source,
                 },
             )
+            _set_format(store.conn, FORMAT_VERSION)
         return store
 
     @classmethod
@@ -189,7 +185,38 @@ class Store:
         store.close()
         if not os.access(p, os.W_OK):  # the kernel's answer: mode, immutable flag, ro mount
             raise StoreError(f"{p}: {_unwritable(p)}")
-        return cls._connect(p, readonly=False, synchronous=synchronous, lock=True)
+        store = cls._connect(p, readonly=False, synchronous=synchronous, lock=True)
+        try:
+            store.migrate()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def format_version(self) -> int:
+        """The database's format: 1 for one made before formats were recorded."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
+        return 1 if row is None else int(json.loads(row[0]))
+
+    def migrate(self) -> list[int]:
+        """Bring a database of an older format up to :data:`FORMAT_VERSION`; returns the
+        formats it went through. Only a writer migrates, holding the campaign's lock and
+        SQLite's write lock, all steps in one transaction: a reader (`status`, `audit`)
+        leaves the file as it found it, and a crash halfway leaves the old format whole."""
+        if self.format_version() >= FORMAT_VERSION:
+            return []
+        done = []
+        with self.batch():
+            version = self.format_version()  # again, under the write lock
+            while version < FORMAT_VERSION:
+                step = MIGRATIONS.get(version)
+                if step is None:
+                    raise StoreError(f"{self.path}: no migration from database format {version}")
+                step(self.conn)
+                version += 1
+                _set_format(self.conn, version)
+                done.append(version)
+        return done
 
     def _identify(self) -> None:
         """Refuse, naming what the file is instead, unless it is a campaign this loopctl reads.
@@ -219,9 +246,17 @@ class Store:
                 f"{self.path}: not a loopctl campaign database (no campaign_created event: "
                 "its creation was interrupted before the campaign existed); create it again"
             )
-        if int(fmt) > FORMAT_VERSION:
+        try:
+            version = self.format_version()
+        except (sqlite3.Error, TypeError, ValueError):
             raise StoreError(
-                f"{self.path}: written by a newer loopctl (format {fmt}); upgrade loopctl"
+                f"{self.path}: its meta row format_version is not a number; restore the "
+                "database from a copy"
+            ) from None
+        if int(fmt) > LOG_FORMAT or version > FORMAT_VERSION:
+            raise StoreError(
+                f"{self.path}: written by a newer loopctl (format {max(int(fmt), version)}); "
+                "upgrade loopctl"
             )
 
     @classmethod
@@ -353,6 +388,8 @@ class Store:
             ).fetchone()
             self._last = (row[0], row[1]) if row else (0, GENESIS)
         seq, prev = self._last[0] + 1, self._last[1]
+        check_payload(kind, payload, writing=True)
+        kind = str(kind)  # an EventKind is written as its value
         t = time.time()
         payload_json = canonical(payload)
         h = event_hash(prev, seq, t, kind, trial_id, payload_json)
@@ -704,214 +741,21 @@ def _cannot_open(path: str, writing: bool) -> str:
     )
 
 
-# ---------------------------------------------------------------------- projection
+# ---------------------------------------------------------------------- formats
 
 
-def project(conn: sqlite3.Connection, ev: Event) -> None:
-    """Apply one event to the derived tables. Pure fold: no checks, no clock, no I/O else."""
-    handler = _PROJECTIONS.get(ev.kind)
-    if handler is not None:
-        handler(conn, ev)
-
-
-def _set_meta(conn: sqlite3.Connection, key: str, value: Any) -> None:
-    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, canonical(value)))
-
-
-def _p_created(conn: sqlite3.Connection, ev: Event) -> None:
-    p = ev.payload
-    for key in ("format", "spec", "spec_hash", "versions", "source"):
-        _set_meta(conn, key, p.get(key))
-    if "campaign_id" in p:  # databases made before it existed derive theirs (campaign_id())
-        _set_meta(conn, "campaign_id", p["campaign_id"])
-    _set_meta(conn, "created_at", ev.time)
-
-
-def _p_controller(conn: sqlite3.Connection, ev: Event) -> None:
-    _set_meta(
-        conn, "controller", dict(ev.payload, at=ev.time, running=ev.kind == "controller_started")
-    )
-
-
-def _p_run_settings(conn: sqlite3.Connection, ev: Event) -> None:
-    row = conn.execute("SELECT value FROM meta WHERE key = 'run_settings'").fetchone()
-    merged = json.loads(row[0]) if row else {}
-    merged.update({k: v for k, v in ev.payload.items() if v is not None})
-    _set_meta(conn, "run_settings", merged)
-
-
-def _p_finished(conn: sqlite3.Connection, ev: Event) -> None:
-    _set_meta(conn, "finished", dict(ev.payload, at=ev.time))
-
-
-def _p_proposal(conn: sqlite3.Connection, ev: Event) -> None:
-    p = ev.payload
+def _set_format(conn: sqlite3.Connection, version: int) -> None:
+    """Not an event: the format is the file's, not the campaign's history, and is not
+    compared with a fold of the log (integrity.NOT_FOLDED)."""
     conn.execute(
-        "INSERT INTO proposals (id, number, strategy, version, seed, trial_ids, "
-        "sobol_drawn, diagnostics, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            p["id"],
-            p["number"],
-            p["strategy"],
-            p["version"],
-            p["seed"],
-            canonical(p["trial_ids"]),
-            p.get("sobol_drawn", 0),
-            canonical(p["diagnostics"]),
-            ev.time,
-        ),
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('format_version', ?)",
+        (canonical(version),),
     )
 
 
-def _p_trial_new(conn: sqlite3.Connection, ev: Event) -> None:
-    p = ev.payload
-    status = "completed" if ev.kind == "trial_imported" else "proposed"
-    conn.execute(
-        "INSERT INTO trials (id, number, status, origin, proposal_id, parameters, "
-        "created_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            ev.trial_id,
-            p["number"],
-            status,
-            p["origin"],
-            p.get("proposal_id"),
-            canonical(p["parameters"]),
-            ev.time,
-            ev.time if status == "completed" else None,
-        ),
-    )
-    if ev.kind == "trial_imported":
-        _insert_outcomes(conn, ev)
+def _format_1_to_2(conn: sqlite3.Connection) -> None:
+    """Format 2 only starts recording the format: the log and tables are as in format 1."""
 
 
-def _insert_outcomes(conn: sqlite3.Connection, ev: Event) -> None:
-    for metric, o in ev.payload["outcomes"].items():
-        conn.execute(
-            "INSERT OR REPLACE INTO observations (trial_id, metric, value, sem, "
-            "recorded_at) VALUES (?, ?, ?, ?, ?)",
-            (ev.trial_id, metric, o["value"], o.get("sem"), ev.time),
-        )
-
-
-def _p_dispatched(conn: sqlite3.Connection, ev: Event) -> None:
-    p = ev.payload
-    conn.execute(
-        "UPDATE trials SET status = 'running', driver = ?, attempts = ?, started_at = ?, "
-        "deadline = ?, finished_at = NULL, reason = NULL WHERE id = ?",
-        (p["driver"], p["attempt"], ev.time, p.get("deadline"), ev.trial_id),
-    )
-
-
-def _p_completed(conn: sqlite3.Connection, ev: Event) -> None:
-    conn.execute(
-        "UPDATE trials SET status = 'completed', driver = ?, finished_at = ?, "
-        "deadline = NULL, reason = NULL WHERE id = ?",
-        (ev.payload.get("driver"), ev.time, ev.trial_id),
-    )
-    _insert_outcomes(conn, ev)
-
-
-def _p_amended(conn: sqlite3.Connection, ev: Event) -> None:
-    conn.execute("DELETE FROM observations WHERE trial_id = ?", (ev.trial_id,))
-    _insert_outcomes(conn, ev)
-
-
-def _p_settled(conn: sqlite3.Connection, ev: Event) -> None:
-    """trial_failed / trial_interrupted / trial_abandoned: terminal or back to the queue."""
-    status = ev.payload["status"]
-    conn.execute(
-        "UPDATE trials SET status = ?, finished_at = ?, deadline = NULL, reason = ? WHERE id = ?",
-        (status, ev.time if status != "proposed" else None, ev.payload.get("reason"), ev.trial_id),
-    )
-
-
-def _p_released(conn: sqlite3.Connection, ev: Event) -> None:
-    """Back to the queue as if never sent: the attempt is given back."""
-    conn.execute(
-        "UPDATE trials SET status = 'proposed', attempts = attempts - 1, started_at = NULL, "
-        "deadline = NULL, reason = ? WHERE id = ?",
-        (ev.payload.get("reason"), ev.trial_id),
-    )
-
-
-def _p_in_doubt(conn: sqlite3.Connection, ev: Event) -> None:
-    """in_doubt: the deadline becomes the grace period; reclaimed: back to running."""
-    status = "in_doubt" if ev.kind == "trial_in_doubt" else "running"
-    conn.execute(
-        "UPDATE trials SET status = ?, deadline = ?, reason = ? WHERE id = ?",
-        (status, ev.payload.get("deadline"), ev.payload.get("reason"), ev.trial_id),
-    )
-
-
-def _p_operator(conn: sqlite3.Connection, ev: Event) -> None:
-    """An operator's decision on a trial: approved waits for dispatch, rejected is final."""
-    if ev.kind == "trial_approved":
-        conn.execute("UPDATE trials SET status = 'approved' WHERE id = ?", (ev.trial_id,))
-    else:
-        conn.execute(
-            "UPDATE trials SET status = 'rejected', finished_at = ?, reason = ? WHERE id = ?",
-            (ev.time, ev.payload.get("reason"), ev.trial_id),
-        )
-
-
-def _p_pause(conn: sqlite3.Connection, ev: Event) -> None:
-    _set_meta(conn, "paused", dict(ev.payload, at=ev.time, paused=ev.kind == "campaign_paused"))
-
-
-def _p_driver(conn: sqlite3.Connection, ev: Event) -> None:
-    p = ev.payload
-    if ev.kind == "driver_connected":
-        conn.execute(
-            "INSERT OR REPLACE INTO drivers (name, kind, version, capacity, status, "
-            "connected_at, updated_at, reason) VALUES (?, ?, ?, ?, 'connected', ?, ?, NULL)",
-            (p["name"], p.get("kind"), p.get("version"), p.get("capacity"), ev.time, ev.time),
-        )
-    else:
-        status = "lost" if ev.kind == "driver_lost" else "gone"
-        conn.execute(
-            "UPDATE drivers SET status = ?, updated_at = ?, reason = ? WHERE name = ?",
-            (status, ev.time, p.get("reason"), p["name"]),
-        )
-
-
-def _p_error(conn: sqlite3.Connection, ev: Event) -> None:
-    """proposal_failed / controller_error: `loopctl status` shows the last one."""
-    _set_meta(conn, "last_error", dict(ev.payload, kind=ev.kind, at=ev.time))
-
-
-def _p_controller_stopped(conn: sqlite3.Connection, ev: Event) -> None:
-    _p_controller(conn, ev)
-    conn.execute(
-        "UPDATE drivers SET status = 'gone', updated_at = ?, reason = ? WHERE status = 'connected'",
-        (ev.time, "controller stopped"),
-    )
-
-
-_PROJECTIONS = {
-    "campaign_created": _p_created,
-    "controller_started": _p_controller,
-    "controller_stopped": _p_controller_stopped,
-    "campaign_finished": _p_finished,
-    "run_settings": _p_run_settings,
-    "proposal_made": _p_proposal,
-    "trial_proposed": _p_trial_new,
-    "trial_imported": _p_trial_new,
-    "trial_dispatched": _p_dispatched,
-    "trial_completed": _p_completed,
-    "trial_amended": _p_amended,
-    "trial_failed": _p_settled,
-    "trial_interrupted": _p_settled,
-    "trial_abandoned": _p_settled,
-    "trial_released": _p_released,
-    "trial_in_doubt": _p_in_doubt,
-    "trial_approved": _p_operator,
-    "trial_rejected": _p_operator,
-    "campaign_paused": _p_pause,
-    "campaign_unpaused": _p_pause,
-    "trial_reclaimed": _p_in_doubt,
-    "driver_connected": _p_driver,
-    "driver_lost": _p_driver,
-    "driver_left": _p_driver,
-    "proposal_failed": _p_error,
-    "controller_error": _p_error,
-}
+# format N -> the step that makes it format N + 1 (each inside the migration's transaction)
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _format_1_to_2}
