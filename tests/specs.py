@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
+
+from drivers.oracle_models import branin as _branin
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,3 +24,8 @@ def branin(tmp: Path, name: str = "branin.yaml", **changes: Any) -> Path:
     path = tmp / name
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def branin_fn(x1: float, x2: float) -> float:
+    """The value the oracle driver reports for campaigns/branin.yaml."""
+    return _branin(np.array([x1, x2]))

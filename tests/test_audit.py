@@ -100,7 +100,7 @@ def test_replay_recomputes_every_proposal(tmp_path: Path) -> None:
     from loopctl.campaign import stored_spec
     from loopctl.replay import replay
     from loopctl.store import Store
-    from tests.test_campaign_api import branin_fn
+    from tests.specs import branin_fn
 
     path = tmp_path / "r.db"
     with Campaign.create(branin(tmp_path, seed=11), path) as c:

@@ -9,18 +9,14 @@ from typing import Any, cast
 import numpy as np
 import pytest
 
-from drivers.oracle_models import branin as branin_fn
 from loopctl.space import Space
 from loopctl.spec import Spec, parse_spec
 from loopctl.strategies.base import CampaignData, Observation
 from loopctl.strategies.botorch_gp import BotorchStrategy
 from loopctl.strategies.sobol import SobolStrategy
+from tests.specs import branin_fn as branin
 
 pytestmark = pytest.mark.slow
-
-
-def branin(x1: float, x2: float) -> float:
-    return branin_fn(np.array([x1, x2]))
 
 
 def spec(seed: int = 0, **extra: Any) -> Spec:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from drivers.oracle_models import branin as branin_fn
 from loopctl import Campaign
 from loopctl.errors import LoopctlError, TrialError, ValidationError
 from tests.conftest import loopctl
-from tests.specs import branin
+from tests.specs import branin, branin_fn
 
 
 def test_ask_tell_round_trip_in_memory(tmp_path: Path) -> None:
@@ -61,7 +59,7 @@ def test_bo_with_ask_tell_beats_first_guesses(tmp_path: Path) -> None:
     c = Campaign.create(branin(tmp_path, seed=3))
     for _ in range(16):
         (t,) = c.ask()
-        c.tell(t.id, {"y": branin_fn(np.array([t.parameters["x1"], t.parameters["x2"]]))})
+        c.tell(t.id, {"y": branin_fn(t.parameters["x1"], t.parameters["x2"])})
     strategies = [p["strategy"] for p in c.store.proposals()]
     assert strategies[:4] == ["sobol"] * 4 and set(strategies[4:]) == {"botorch"}
     df = c.to_dataframe()

@@ -17,9 +17,8 @@ from loopctl.audit import audit
 from loopctl.spec import spec_hash
 from loopctl.store import Store, canonical, event_hash
 from tests.conftest import Procs, count, db_rows, scaled, wait_for
-from tests.specs import branin
+from tests.specs import branin, branin_fn
 from tests.test_bad_messages import RawDriver, fingerprint
-from tests.test_campaign_api import branin_fn
 
 pytestmark = pytest.mark.slow
 

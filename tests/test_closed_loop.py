@@ -11,8 +11,7 @@ import pytest
 from loopctl import Campaign
 from loopctl.store import Store, is_locked
 from tests.conftest import TCP_ANY, Procs, count, db_rows, loopctl, scaled, wait_for
-from tests.specs import branin
-from tests.test_campaign_api import branin_fn
+from tests.specs import branin, branin_fn
 
 pytestmark = pytest.mark.slow
 

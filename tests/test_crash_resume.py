@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TCP_ANY, Procs, count, loopctl, scaled, wait_for
-from tests.specs import branin
-from tests.test_campaign_api import branin_fn
+from tests.specs import branin, branin_fn
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,7 @@ from hypothesis import strategies as hst
 from loopctl import Campaign
 from loopctl.ledger import non_dominated
 from tests.conftest import ROOT, loopctl
-from tests.specs import branin
-from tests.test_campaign_api import branin_fn
+from tests.specs import branin, branin_fn
 
 pytestmark = pytest.mark.slow
 

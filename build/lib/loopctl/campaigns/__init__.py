@@ -1,1 +1,0 @@
-"""The example campaigns, shipped in the wheel as ``loopctl.campaigns`` (see loopctl.examples)."""
