@@ -42,7 +42,7 @@ class Outcomes(dict[str, float]):
 
 Oracle = Callable[[dict[str, Any]], dict[str, float]]
 
-KINDS = ("emt", "function", "table")
+KINDS = ("emt", "chgnet", "function", "table")
 EMT_ELEMENTS = ("Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt")  # the fcc metals EMT has parameters for
 SUPERCELL_RANGE = (1, 4)  # 4 to 256 atoms; beyond that one evaluation stops being cheap
 RELAX_RANGE = (0.97, 1.03)  # uniform scale around Vegard's law: alloys deviate by a few %
@@ -52,6 +52,10 @@ TABLE_ATOL = 1e-12  # fractions of 0 must still match 1e-17 from a round trip
 COMMON_OPTIONS = frozenset({"base_dir"})
 KNOWN_OPTIONS: dict[str, frozenset[str]] = {
     "emt": frozenset({"supercell", "relax"}),
+    # drivers.chgnet_oracle.OPTIONS, named here so that checking them does not import it
+    "chgnet": frozenset(
+        {"model", "steps", "fmax", "supercell", "lattice", "hull_entries", "hull_formulas"}
+    ),
     "function": frozenset(),
     "table": frozenset({"nearest"}),
 }
@@ -449,12 +453,12 @@ def simulated(counts: Mapping[str, int]) -> dict[str, str]:
     }
 
 
-def _composition_parameter(parameters: list[dict[str, Any]]) -> dict[str, Any]:
+def _composition_parameter(parameters: list[dict[str, Any]], kind: str = "emt") -> dict[str, Any]:
     comps = [p for p in parameters if p["type"] == "composition"]
     if len(comps) != 1:
         found = "none" if not comps else ", ".join(repr(p["name"]) for p in comps)
         raise OracleConfigError(
-            f"the emt oracle needs exactly one composition parameter (the alloy), found {found}"
+            f"the {kind} oracle needs exactly one composition parameter (the alloy), found {found}"
         )
     return comps[0]
 
@@ -734,8 +738,16 @@ def _formula_cell(text: str, elements: list[str], i: int, path: Path) -> list[fl
     return [fr.get(e, 0.0) for e in elements]
 
 
+def _build_chgnet(req: _Request) -> Oracle:
+    """Imported here, so that no other oracle pays for (or needs) chgnet and torch."""
+    from drivers.chgnet_oracle import build
+
+    return build(req)
+
+
 _BUILDERS: dict[str, Callable[[_Request], Oracle]] = {
     "emt": _build_emt,
+    "chgnet": _build_chgnet,
     "function": _build_function,
     "table": _build_table,
 }

@@ -92,11 +92,11 @@ def _driver_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     dsub = c.add_subparsers(title="kinds", metavar="KIND")
     o = dsub.add_parser(
         "oracle",
-        help="simulated DFT oracle: EMT alloy energies, benchmark functions or table look-up",
+        help="simulated DFT oracle: EMT or CHGNet alloy energies, benchmarks, table look-up",
     )
     o.add_argument(
         "--oracle",
-        choices=("emt", "function", "table"),
+        choices=("emt", "chgnet", "function", "table"),
         help="what to compute (default: from the campaign file, sent in WELCOME)",
     )
     o.add_argument("--function", help="benchmark function for --oracle function (e.g. branin)")

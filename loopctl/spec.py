@@ -19,7 +19,7 @@ from loopctl.canonical import canonical, sha256_hex
 from loopctl.errors import SpecError
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
-ORACLE_KINDS = ("emt", "function", "table")
+ORACLE_KINDS = ("emt", "chgnet", "function", "table")
 STRATEGY_METHODS = ("auto", "sobol", "botorch", "mobo", "nsga2", "ax")
 # strategy.options: a choice of strings, a flag, or a positive number
 STRATEGY_OPTIONS: dict[str, tuple[str, ...] | type] = {
@@ -961,11 +961,11 @@ def _oracle(
         r.problem("oracle.function", "is required when kind is function (e.g. branin)")
     if kind == "table" and table is None:
         r.problem("oracle.table", "is required when kind is table (a CSV file)")
-    if kind == "emt":
+    if kind in ("emt", "chgnet"):
         comps = [p for p in space if isinstance(p, CompositionParam)]
         if len(comps) != 1:
-            r.problem("oracle.kind", "emt needs exactly one composition parameter in space")
-        else:
+            r.problem("oracle.kind", f"{kind} needs exactly one composition parameter in space")
+        elif kind == "emt":
             bad = [e for e in comps[0].elements if e not in EMT_ELEMENTS]
             if bad:
                 r.problem(

@@ -253,7 +253,7 @@ def _table_error(tmp_path: Path, csv_text: str, objectives: list[str], params: A
 @pytest.mark.parametrize(
     "kwargs, needle",
     [
-        ({"kind": "dft"}, "unknown oracle kind 'dft'; known kinds: emt, function, table"),
+        ({"kind": "dft"}, "unknown oracle kind 'dft'; known kinds: emt, chgnet, function, table"),
         ({"function": "bananas"}, "unknown function 'bananas'; known functions: ackley, branin"),
         ({"function": None}, "needs `function:`"),
         ({"function": "hartmann6"}, "'hartmann6' takes 6 parameters, but the campaign has 2"),
