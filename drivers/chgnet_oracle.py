@@ -2,8 +2,8 @@
 
 EMT knows seven fcc metals and gets some of their physics wrong (Cu-Au orders the wrong
 way). CHGNet was trained on the Materials Project's PBE(+U) relaxations of ~1.5 million
-structures and covers elements 1-94, so a campaign gets energies on the DFT scale at a
-second or so per relaxation step instead of CPU-hours.
+structures and covers elements 1-94, so a campaign gets energies on the DFT scale at under a
+second per relaxation step of a 32-atom cell (two busy cores) instead of CPU-hours.
 
 A composition becomes an ordered supercell on one lattice (fcc by default, bcc on request),
 its site counts rounded from the fractions and its arrangement a shuffle seeded by the
@@ -17,9 +17,9 @@ composition (both shared with the EMT oracle, :mod:`drivers.oracle_models`). CHG
 * ``e_above_hull``: the distance to the convex hull of the elemental references and any
   compounds the options name (pymatgen ``PhaseDiagram``), negative below it.
 
-The model is loaded once per process and its references cached, so only the first trial of
-a driver pays for them (about 10 s). Importing this module does not import torch: the
-oracle builder imports it only for ``kind: chgnet``, and the model only when built.
+The model is loaded once per process and the references cached, computed in the background
+from set-up on, so only a driver's first trial waits for them (10-20 s). Importing this
+module does not import torch: the oracle builder imports it only for ``kind: chgnet``.
 """
 
 from __future__ import annotations

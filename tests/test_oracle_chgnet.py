@@ -57,6 +57,30 @@ def test_three_compositions_give_finite_energies_that_a_second_run_reproduces() 
     assert mixed["energy_per_atom"] - mixed["formation_energy"] < 0  # the references' share
 
 
+def test_formation_energy_is_against_the_ground_state_crystal_and_mixing_against_the_lattice() -> (
+    None
+):
+    """Si is diamond: on an fcc cell its formation energy is the fcc-diamond difference
+    (large, as in DFT), its mixing energy 0. Fe and Cr are bcc, the lattice asked for: the
+    two agree."""
+    si = build_oracle(
+        "chgnet",
+        objectives=["formation_energy", "mixing_energy"],
+        parameters=[{"name": "alloy", "type": "composition", "elements": ["Si", "Ge"]}],
+        options=SMALL,
+    )({"alloy": {"Si": 1.0, "Ge": 0.0}})
+    assert si["mixing_energy"] == pytest.approx(0, abs=1e-6)
+    assert si["formation_energy"] > 0.2
+    fecr = build_oracle(
+        "chgnet",
+        objectives=["formation_energy", "mixing_energy"],
+        parameters=[{"name": "alloy", "type": "composition", "elements": ["Fe", "Cr"]}],
+        options={**SMALL, "lattice": "bcc"},
+    )({"alloy": {"Fe": 0.5, "Cr": 0.5}})
+    assert fecr.metadata["lattice"] == "bcc 1x1x1" and fecr.metadata["simulated_cell"] == "Fe1 Cr1"
+    assert fecr["formation_energy"] == pytest.approx(fecr["mixing_energy"], abs=1e-9)
+
+
 def test_an_element_the_model_has_no_embedding_for_fails_the_trial_saying_why() -> None:
     f = build_oracle(
         "chgnet",
