@@ -84,6 +84,10 @@ BAD = [
         "space:\n  - {name: a, type: range, bounds: [0, 1]}\noracle: {kind: emt}",
         "oracle.kind: emt needs exactly one composition parameter",
     ),
+    (
+        "space:\n  - {name: a, type: range, bounds: [0, 1]}\noracle: {kind: chgnet}",
+        "oracle.kind: chgnet needs exactly one composition parameter",
+    ),
     ("bugdet: {trials: 3}", "bugdet: unknown field"),
     ("seed: -1", "seed: must be at least 0"),
     ("objectives:\n  - {name: a, goal: minimize}", "name 'a' is used more than once"),
