@@ -71,7 +71,7 @@ def test_formation_energy_is_against_the_ground_state_crystal_and_mixing_against
     )({"alloy": {"Si": 1.0, "Ge": 0.0}})
     assert si["mixing_energy"] == pytest.approx(0, abs=1e-6)
     assert si["formation_energy"] > 0.2
-    fecr = build_oracle(
+    fecr: Any = build_oracle(
         "chgnet",
         objectives=["formation_energy", "mixing_energy"],
         parameters=[{"name": "alloy", "type": "composition", "elements": ["Fe", "Cr"]}],
