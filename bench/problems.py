@@ -172,7 +172,7 @@ def _liang(folder: str, file: str, objective: str, goal: str) -> Problem:
 
 
 def _emt(p: dict[str, Any]) -> Outcomes:
-    from drivers.oracle_models import emt_mixing_energy
+    from loopctl.drivers.oracle_models import emt_mixing_energy
 
     return {"y": emt_mixing_energy(p["alloy"])}
 
