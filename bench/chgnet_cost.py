@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from drivers.oracle_models import build_oracle
+from loopctl.drivers.oracle_models import build_oracle
 
 ROOT = Path(__file__).resolve().parents[1]
 

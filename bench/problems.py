@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from loopctl.pareto import hypervolume_2d
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 Outcomes = dict[str, float]
@@ -114,17 +116,6 @@ def _mixed(p: dict[str, Any]) -> Outcomes:
     return {"a": s1 * f1 + o1, "b": s2 * f2 + o2}
 
 
-def _hv2(points: np.ndarray, ref: list[float]) -> float:
-    """Exact 2-d hypervolume (minimisation) dominated by ``points`` below ``ref``."""
-    pts = points[(points[:, 0] < ref[0]) & (points[:, 1] < ref[1])]
-    total, best = 0.0, ref[1]
-    for a, b in sorted(map(tuple, pts)):
-        if b < best:
-            total += (ref[0] - a) * (best - b)
-            best = b
-    return total
-
-
 @cache
 def _true_hv(name: str) -> float:
     """Hypervolume of the true front by a dense grid (2-d inputs) or in closed form."""
@@ -137,14 +128,14 @@ def _true_hv(name: str) -> float:
         for a, b in zip(u.ravel(), v.ravel(), strict=True):
             o = _mixed({"u": a, "v": b, "solvent": solvent})
             pts.append((o["a"], o["b"]))
-    return _hv2(np.array(pts), PROBLEM_REFS[name])
+    return hypervolume_2d(pts, PROBLEM_REFS[name])
 
 
 PROBLEM_REFS = {"branincurrin": [18.0, 6.0], "mixed_mo": [18.0, 6.0], "dtlz2": [1.1, 1.1]}
 
 
 def hypervolume(name: str, points: np.ndarray) -> float:
-    return _hv2(points, PROBLEM_REFS[name])
+    return hypervolume_2d(points, PROBLEM_REFS[name])
 
 
 def _liang(folder: str, file: str, objective: str, goal: str) -> Problem:
@@ -181,7 +172,7 @@ def _liang(folder: str, file: str, objective: str, goal: str) -> Problem:
 
 
 def _emt(p: dict[str, Any]) -> Outcomes:
-    from drivers.oracle_models import emt_mixing_energy
+    from loopctl.drivers.oracle_models import emt_mixing_energy
 
     return {"y": emt_mixing_energy(p["alloy"])}
 

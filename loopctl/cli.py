@@ -140,7 +140,7 @@ def _exit_code(result: RunResult) -> int:
 
 
 def cmd_driver_oracle(args: argparse.Namespace) -> int:
-    from drivers.oracle import OracleDriver
+    from loopctl.drivers.oracle import OracleDriver
 
     overrides = {
         "kind": args.oracle,
@@ -209,7 +209,7 @@ def _parse_settings(items: list[str]) -> dict[str, Any]:
 
 
 def cmd_driver_robot(args: argparse.Namespace) -> int:
-    from drivers.robot import RobotDriver
+    from loopctl.drivers.robot import RobotDriver
 
     drv = RobotDriver(
         args.connect,
@@ -222,7 +222,7 @@ def cmd_driver_robot(args: argparse.Namespace) -> int:
 
 
 def cmd_driver_human(args: argparse.Namespace) -> int:
-    from drivers.human import HumanDriver
+    from loopctl.drivers.human import HumanDriver
 
     sdk = _sdk_options(args)
     sdk["name"] = sdk["name"] or f"human-{args.operator}"
@@ -231,7 +231,7 @@ def cmd_driver_human(args: argparse.Namespace) -> int:
 
 
 def cmd_robot_sim(args: argparse.Namespace) -> int:
-    from drivers.robot_sim import serve
+    from loopctl.drivers.robot_sim import serve
 
     if not 0 <= args.fail_rate <= 1 or args.latency < 0 or args.slots < 1:
         raise LoopctlError("--fail-rate must be in [0, 1], --latency >= 0, --slots >= 1")

@@ -398,7 +398,7 @@ def _driver_options(c: argparse.ArgumentParser, capacity: bool = True) -> None:
 
 
 def _latency(text: str) -> str:
-    from drivers.oracle import parse_latency
+    from loopctl.drivers.oracle import parse_latency
 
     try:
         parse_latency(text)

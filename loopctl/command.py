@@ -14,7 +14,7 @@ import zmq
 from loopctl import protocol
 from loopctl.errors import LoopctlError
 from loopctl.integrity import stored_spec
-from loopctl.operator import apply_command
+from loopctl.operator_commands import apply_command
 from loopctl.space import Space
 from loopctl.store import Store, is_locked
 

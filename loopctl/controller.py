@@ -38,7 +38,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
-from loopctl import faults, ledger, lifecycle, operator, policy, protocol
+from loopctl import faults, ledger, lifecycle, operator_commands, policy, protocol
 from loopctl.errors import (
     LoopctlError,
     ProtocolError,
@@ -65,7 +65,7 @@ HELLO_BURST, HELLO_WINDOW = 10, 10.0  # HELLOs one peer may send in that many se
 class Reporter(Protocol):
     """What the controller tells a human; the CLI renders it (progress bar, logs)."""
 
-    def update(self, status: Status) -> None: ...
+    def update(self, status: RunProgress) -> None: ...
 
     def result(self, trial: dict[str, Any], outcome: str, value: float, driver: str) -> None: ...
 
@@ -73,7 +73,7 @@ class Reporter(Protocol):
 
 
 @dataclass
-class Status:
+class RunProgress:
     completed: int
     target: int
     failed: int
@@ -109,7 +109,7 @@ class DriverConn:
 
 
 @dataclass
-class Outbox:
+class PendingReplies:
     """Replies collected while a batch is open; sent only after it commits.
 
     HEARTBEAT and ERROR replies state nothing about the database, so they go out
@@ -122,7 +122,7 @@ class Outbox:
     def put(self, identity: bytes, msg: protocol.Message) -> None:
         self.messages.append((identity, msg))
 
-    def after_failed_commit(self) -> Outbox:
+    def after_failed_commit(self) -> PendingReplies:
         """What may still go out when the batch did not commit: HEARTBEAT and ERROR as they
         are, and an ERROR ``not_recorded`` instead of each ACK, WELCOME and DONE, so every
         frame is answered and its sender knows to send it again. TASK and CANCEL are
@@ -145,7 +145,7 @@ class Outbox:
                         ),
                     )
                 )
-        return Outbox(kept)
+        return PendingReplies(kept)
 
 
 class RefusalLog:
@@ -269,7 +269,8 @@ class Controller:
         self._raw: zmq.Socket[bytes] | None = None
         self._auth: Any = None
         self.endpoint = ""
-        self.ops: zmq.asyncio.Socket | None = None  # operator commands: see loopctl.operator
+        # operator commands: see loopctl.operator_commands
+        self.ops: zmq.asyncio.Socket | None = None
         self.operator_endpoint = ""
         self._ops_dir: str | None = None
         self.drivers: dict[bytes, DriverConn] = {}
@@ -472,7 +473,7 @@ class Controller:
             faults.inject("receive")  # outside every guard: only the watchdog catches this
             frames = [_unpack(m) for m in raw]
 
-            def work(b: Batch, out: Outbox, frames: list[_Frames] = frames) -> bool:
+            def work(b: Batch, out: PendingReplies, frames: list[_Frames] = frames) -> bool:
                 for parts, user in frames:
                     self.handle(b, parts, out, user)
                 self._guarded(b, out, "propose", self._propose_inline)
@@ -523,9 +524,9 @@ class Controller:
             replies: list[protocol.Message] = []
 
             def work(
-                b: Batch, out: Outbox, frame: bytes = parts[1], replies: list[Any] = replies
+                b: Batch, out: PendingReplies, frame: bytes = parts[1], replies: list[Any] = replies
             ) -> bool:
-                replies.append(operator.answer(b, self.spec, self.space, frame))
+                replies.append(operator_commands.answer(b, self.spec, self.space, frame))
                 self._guarded(b, out, "dispatch", self._dispatch)
                 return True
 
@@ -542,7 +543,7 @@ class Controller:
             await self.ops.send_multipart([parts[0], protocol.encode(replies[0])])
             self._wake.set()
 
-    def _unrecorded(self, frames: list[_Frames], out: Outbox) -> None:
+    def _unrecorded(self, frames: list[_Frames], out: PendingReplies) -> None:
         """Answer frames taken from the socket for a batch that could not even begin (another
         program holds the database's write lock, the disk is read-only): as if their batch
         had failed to commit. A HEARTBEAT or READY of a known driver records nothing and is
@@ -577,7 +578,9 @@ class Controller:
                 ),
             )
 
-    def handle(self, b: Batch, parts: list[bytes], out: Outbox, user: str | None = None) -> None:
+    def handle(
+        self, b: Batch, parts: list[bytes], out: PendingReplies, user: str | None = None
+    ) -> None:
         """Handle one incoming message; never raises but StoreError (the batch failed).
 
         ``user``: the sender's CURVE public key, when CURVE is on."""
@@ -597,7 +600,9 @@ class Controller:
             if identity:
                 out.put(identity, protocol.make("ERROR", code="internal", message=str(exc)[:500]))
 
-    def _handle_frame(self, b: Batch, parts: list[bytes], out: Outbox, user: str | None) -> None:
+    def _handle_frame(
+        self, b: Batch, parts: list[bytes], out: PendingReplies, user: str | None
+    ) -> None:
         if len(parts) != 2:
             self._refusals.refused(
                 logging.WARNING,
@@ -679,7 +684,12 @@ class Controller:
         return d.name if d else f"unregistered peer {identity.hex()}"
 
     def _handle(
-        self, b: Batch, identity: bytes, msg: protocol.Message, out: Outbox, user: str | None
+        self,
+        b: Batch,
+        identity: bytes,
+        msg: protocol.Message,
+        out: PendingReplies,
+        user: str | None,
     ) -> None:
         now = time.monotonic()
         if msg.type == "HELLO":
@@ -716,7 +726,12 @@ class Controller:
             d.ready = True
 
     def _hello(
-        self, b: Batch, identity: bytes, msg: protocol.Message, out: Outbox, user: str | None
+        self,
+        b: Batch,
+        identity: bytes,
+        msg: protocol.Message,
+        out: PendingReplies,
+        user: str | None,
     ) -> None:
         name, session = msg.body["name"], msg.get("session")
         connection = msg.get("connection") or 0
@@ -914,7 +929,7 @@ class Controller:
             )
         return tid
 
-    def _result(self, b: Batch, d: DriverConn, msg: protocol.Message, out: Outbox) -> None:
+    def _result(self, b: Batch, d: DriverConn, msg: protocol.Message, out: PendingReplies) -> None:
         tid = self._reported_trial(d, msg)
         before = self.store.trial(tid)
         new = ledger.record_result(
@@ -937,7 +952,7 @@ class Controller:
             value = ledger.validate_outcomes(self.spec, msg.body["outcomes"])[o]["value"]
             self.reporter.result(self.store.trial(tid) or {}, o, value, d.name)
 
-    def _failed(self, b: Batch, d: DriverConn, msg: protocol.Message, out: Outbox) -> None:
+    def _failed(self, b: Batch, d: DriverConn, msg: protocol.Message, out: PendingReplies) -> None:
         tid = self._reported_trial(d, msg)
         status = ledger.record_failure(
             b, tid, msg.body["reason"], msg.body["retryable"], d.name, self.exe.retries
@@ -952,7 +967,7 @@ class Controller:
             "will retry" if status == lifecycle.PROPOSED else "final",
         )
 
-    def _release(self, b: Batch, d: DriverConn, msg: protocol.Message, out: Outbox) -> None:
+    def _release(self, b: Batch, d: DriverConn, msg: protocol.Message, out: PendingReplies) -> None:
         """Put back unmeasured. Only while this driver still has it: the same RELEASE sent
         again after a reconnect finds it queued (or elsewhere) and is just acknowledged."""
         tid = self._reported_trial(d, msg)
@@ -982,7 +997,9 @@ class Controller:
             body.update(seq=row[0], hash=row[1], event=row[2])
         return protocol.make("ACK", **body)
 
-    def _cancel_elsewhere(self, tid: str, keep: DriverConn, out: Outbox, reason: str) -> None:
+    def _cancel_elsewhere(
+        self, tid: str, keep: DriverConn, out: PendingReplies, reason: str
+    ) -> None:
         for other in self.drivers.values():
             if other is not keep and tid in other.trials:
                 other.trials.discard(tid)
@@ -1013,7 +1030,11 @@ class Controller:
     # ------------------------------------------------------------------ failures
 
     def _guarded(
-        self, b: Batch, out: Outbox, stage: str, step: Callable[[Batch, Outbox], None]
+        self,
+        b: Batch,
+        out: PendingReplies,
+        stage: str,
+        step: Callable[[Batch, PendingReplies], None],
     ) -> None:
         """Run one stage inside the batch; if it fails, undo only its own writes (the
         messages handled before it still commit), record the failure and carry on.
@@ -1061,7 +1082,7 @@ class Controller:
 
     # ------------------------------------------------------------------ dispatch
 
-    def _dispatch(self, b: Batch, out: Outbox) -> None:
+    def _dispatch(self, b: Batch, out: PendingReplies) -> None:
         """Send queued trials to drivers with free slots, up to max_in_flight."""
         if self.stop_reason is not None or (self.store.meta("paused") or {}).get("paused"):
             return
@@ -1110,7 +1131,7 @@ class Controller:
         faults.inject("propose")
         return self.strategy.propose(data, n)
 
-    def _propose_inline(self, b: Batch, out: Outbox) -> None:
+    def _propose_inline(self, b: Batch, out: PendingReplies) -> None:
         """Model-free proposals (Sobol) are made inside the batch that freed the slots:
         one commit per cycle instead of two, which is what keeps many fast drivers fed."""
         if not self._may_propose():
@@ -1141,7 +1162,7 @@ class Controller:
         await self._record(proposal, data.as_of)
 
     async def _record(self, proposal: Proposal, data_seq: int) -> None:
-        def work(b: Batch, out: Outbox) -> bool:
+        def work(b: Batch, out: PendingReplies) -> bool:
             self._guarded(b, out, "propose", lambda b, _: self._take(b, proposal, data_seq))
             self._guarded(b, out, "dispatch", self._dispatch)
             return True
@@ -1180,8 +1201,8 @@ class Controller:
 
     async def _commit(
         self,
-        work: Callable[[Batch, Outbox], bool],
-        unrecorded: Callable[[Outbox], None] | None = None,
+        work: Callable[[Batch, PendingReplies], bool],
+        unrecorded: Callable[[PendingReplies], None] | None = None,
     ) -> bool:
         """Run ``work`` in one transaction, then send the replies it collected.
 
@@ -1194,7 +1215,7 @@ class Controller:
         from the database, so a rolled-back dispatch cannot leave a slot taken that no
         trial fills.
         """
-        out = Outbox()
+        out = PendingReplies()
         began = False
         try:
             try:
@@ -1230,7 +1251,7 @@ class Controller:
         for d in self.drivers.values():
             d.trials = set(running.get(d.name, ()))
 
-    def _expire(self, b: Batch, out: Outbox) -> bool:
+    def _expire(self, b: Batch, out: PendingReplies) -> bool:
         """Settle what the clock has decided (see policy.silent and policy.expire): silent
         drivers are lost, then orphaned and overdue trials are interrupted."""
         now, wall = time.monotonic(), time.time()
@@ -1294,7 +1315,7 @@ class Controller:
 
     # ------------------------------------------------------------------ output
 
-    async def _flush(self, out: Outbox) -> None:
+    async def _flush(self, out: PendingReplies) -> None:
         for identity, msg in out.messages:
             await self._send(identity, msg)
 
@@ -1328,7 +1349,7 @@ class Controller:
             return
         counts = ledger.run_counts(self.store)
         self.reporter.update(
-            Status(
+            RunProgress(
                 completed=counts.get(lifecycle.COMPLETED, 0),
                 target=self.target,
                 failed=counts.get(lifecycle.FAILED, 0) + counts.get(lifecycle.ABANDONED, 0),

@@ -8,12 +8,13 @@ models, which is why ask/tell and the controller write the same database.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from loopctl import events, lifecycle
 from loopctl.canonical import canonical
 from loopctl.errors import TrialError, ValidationError
+from loopctl.pareto import non_dominated
 from loopctl.spec import Spec
 from loopctl.store import Batch, Store
 from loopctl.strategies.base import CampaignData, Observation, Proposal
@@ -598,25 +599,6 @@ def pareto(store: Store, spec: Spec) -> list[dict[str, Any]]:
         )
     first = spec.objectives[0]
     return sorted(front, key=lambda p: -first.sign * p["outcomes"][first.name])
-
-
-def non_dominated(points: Sequence[Sequence[float]]) -> list[int]:
-    """Indices (ascending) of the points no other point beats on every coordinate, all
-    minimised. Plain Python rather than pymoo so that `status` does not import numpy and
-    pymoo (half a second): in lexicographic order a point can only be beaten by one before
-    it, and anything that beats it is beaten by, or is, a point already on the front, so
-    each point is compared with the front alone."""
-
-    def beats(a: Sequence[float], b: Sequence[float]) -> bool:
-        return all(x <= y for x, y in zip(a, b, strict=True)) and any(
-            x < y for x, y in zip(a, b, strict=True)
-        )
-
-    front: list[int] = []
-    for i in sorted(range(len(points)), key=lambda i: tuple(points[i])):
-        if not any(beats(points[j], points[i]) for j in front):
-            front.append(i)
-    return sorted(front)
 
 
 def run_counts(store: Store) -> dict[str, int]:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from loopctl.values import formula
 
 if TYPE_CHECKING:
-    from loopctl.controller import Status
+    from loopctl.controller import RunProgress
 
 
 def describe_best(best: dict[str, Any] | None) -> str:
@@ -69,7 +69,7 @@ class TerminalReporter:
             self._task = self._progress.add_task(title, total=None, best="")
             self._progress.start()
 
-    def update(self, s: Status) -> None:
+    def update(self, s: RunProgress) -> None:
         best = describe_best(s.best) if s.best else "waiting for results"
         info = f"best {best} | running {s.running} | drivers {s.drivers}"
         if self._progress is not None:

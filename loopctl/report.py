@@ -17,6 +17,7 @@ import numpy as np
 
 from loopctl import ledger
 from loopctl.integrity import verified_spec
+from loopctl.pareto import hypervolume_2d, pareto_mask
 from loopctl.progress import format_parameters
 from loopctl.space import Space
 from loopctl.spec import CompositionParam, RangeParam, Spec
@@ -113,14 +114,12 @@ def _pareto(store: Store, spec: Spec) -> Any:
     )
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     if len(pts):
-        signed = pts * np.array([o1.sign, o2.sign])
-        front = np.array(
-            [not np.any(np.all(signed >= s, axis=1) & np.any(signed > s, axis=1)) for s in signed]
-        )
+        minimise = pts * -np.array([o1.sign, o2.sign])
+        front = np.array(pareto_mask(minimise))
         ax.scatter(pts[~front, 0], pts[~front, 1], s=18, alpha=0.5, label="dominated")
         ax.scatter(pts[front, 0], pts[front, 1], s=30, color="C3", label="Pareto front")
-        ref = signed.min(axis=0)
-        hv = [_hv2(signed[: i + 1], ref) for i in range(len(signed))]
+        ref = minimise.max(axis=0)
+        hv = [hypervolume_2d(minimise[: i + 1], ref) for i in range(len(minimise))]
         ax2.plot(np.arange(1, len(hv) + 1), hv, color="black")
     ax.set_xlabel(f"{_axis_label(o1)}, {o1.goal}")
     ax.set_ylabel(f"{_axis_label(o2)}, {o2.goal}")
@@ -132,17 +131,6 @@ def _pareto(store: Store, spec: Spec) -> Any:
     ax2.set_ylabel("hypervolume (reference: worst observed)")
     ax2.grid(alpha=0.3)
     return fig
-
-
-def _hv2(points: np.ndarray, ref: np.ndarray) -> float:
-    """2-d hypervolume of maximised points above ``ref``."""
-    p = points[np.argsort(-points[:, 0])]
-    hv, best_y = 0.0, ref[1]
-    for x, y in p:
-        if y > best_y:
-            hv += (x - ref[0]) * (y - best_y)
-            best_y = y
-    return float(hv)
 
 
 def _columns(spec: Spec) -> list[tuple[str, str, bool]]:

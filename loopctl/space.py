@@ -478,30 +478,44 @@ def project_to_simplex(
 ) -> np.ndarray:
     """Euclidean projection onto {x : sum x = total, lo <= x <= hi}.
 
-    Bisection on the shift t in x = clip(y - t, lo, hi); the result meets the
-    bounds exactly and the sum to ~1e-15, so proposals never drift off the
-    simplex through optimiser tolerances.
+    x = clip(y - t, lo, hi) with the shift t from :func:`simplex_shift`, the last rounding
+    error then shared out, so the result meets the bounds exactly and the sum to ~1e-15 and
+    proposals never drift off the simplex through optimiser tolerances.
 
     A point already on the simplex (to the rounding of its own sum) comes back
-    unchanged: the bisection would move it by ~1e-16 (0 becomes 2.6e-16, 0.4
-    becomes 0.3999999999999995), so a pool row of 0.1/0.3/0.6 would no longer be
-    what its CSV says, and validating a value twice would give two different
-    values -- which once made stored campaign specs fail their own hash.
+    unchanged: the clip would move it by ~1e-16 (0 becomes 2.6e-16, 0.4 becomes
+    0.3999999999999995), so a pool row of 0.1/0.3/0.6 would no longer be what its CSV
+    says, and validating a value twice would give two different values -- which once
+    made stored campaign specs fail their own hash.
     """
     y = np.asarray(y, dtype=float)
     if (y >= lo).all() and (y <= hi).all() and abs(y.sum() - total) <= _sum_rounding(y, total):
         return y.copy()
-    a, b = float(np.min(y - hi)) - 1.0, float(np.max(y - lo)) + 1.0
-    for _ in range(200):
-        t = 0.5 * (a + b)
-        s = np.clip(y - t, lo, hi).sum()
-        if s > total:
-            a = t
-        else:
-            b = t
-        if b - a < 1e-15:
-            break
-    return _spread(np.clip(y - 0.5 * (a + b), lo, hi), lo, hi, total)
+    t = float(simplex_shift(y, lo, hi, total)[0])
+    return _spread(np.clip(y - t, lo, hi), lo, hi, total)
+
+
+def simplex_shift(y: np.ndarray, lo: np.ndarray, hi: np.ndarray, total: float) -> np.ndarray:
+    """The shift t with sum(clip(y - t, lo, hi)) = total, for every row of ``y`` at once
+    (shape ``y.shape[:-1] + (1,)``): the one projection algorithm in loopctl.
+
+    The sum is piecewise linear and non-increasing in t, with its 2k kinks at y - hi and
+    y - lo, so t is found exactly between the two kinks that straddle ``total``, not by
+    iterating. Batched because the optimiser's projection (strategies/search.py ``project``)
+    evaluates it on every restart and q-batch point; that one takes t from here, outside
+    the autograd graph, and recomputes x from it in torch so that gradients flow. Numpy,
+    so that validating a composition never imports torch.
+    """
+    y = np.asarray(y, dtype=float)
+    kinks = np.sort(np.concatenate([y - hi, y - lo], axis=-1), axis=-1)
+    sums = np.clip(y[..., None, :] - kinks[..., :, None], lo, hi).sum(axis=-1)
+    j = np.clip((sums >= total).sum(axis=-1, keepdims=True) - 1, 0, kinks.shape[-1] - 2)
+    t0, t1 = np.take_along_axis(kinks, j, -1), np.take_along_axis(kinks, j + 1, -1)
+    s0, s1 = np.take_along_axis(sums, j, -1), np.take_along_axis(sums, j + 1, -1)
+    drop = s0 - s1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inside = t0 + (s0 - total) * (t1 - t0) / drop
+    return np.where(drop > 0, inside, t0)
 
 
 def _spread(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, total: float) -> np.ndarray:

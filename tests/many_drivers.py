@@ -12,7 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
-from drivers.oracle import OracleDriver
+from loopctl.drivers.oracle import OracleDriver
 
 
 def main(endpoint: str, n: int, outboxes: Path) -> int:

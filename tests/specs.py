@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from drivers.oracle_models import branin as _branin
+from loopctl.drivers.oracle_models import branin as _branin
 
 ROOT = Path(__file__).resolve().parents[1]
 

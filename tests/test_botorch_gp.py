@@ -188,15 +188,8 @@ def test_batch_ucb_believes_pending_points_at_their_mean(sem: float | None) -> N
 
 def test_two_objectives_use_ehvi_and_beat_sobol(tmp_path: Path) -> None:
     from loopctl import Campaign
+    from loopctl.pareto import hypervolume_2d
     from tests.specs import branin as branin_spec
-
-    def hypervolume(points: list[tuple[float, float]], ref: float = 100.0) -> float:
-        total, best = 0.0, ref
-        for a, b in sorted(points):
-            if a < ref and b < best:
-                total += (ref - a) * (best - b)
-                best = b
-        return total
 
     found = {}
     for method in ("auto", "sobol"):
@@ -216,7 +209,7 @@ def test_two_objectives_use_ehvi_and_beat_sobol(tmp_path: Path) -> None:
             a, b = branin(x1, x2), (x1 - 2.5) ** 2 + (x2 - 7.5) ** 2
             c.tell(t.id, {"a": a, "b": b})
             points.append((a, b))
-        found[method] = hypervolume(points)
+        found[method] = hypervolume_2d(points, (100.0, 100.0))
         if method == "auto":
             last = c.store.proposals()[-1]
             assert last["strategy"] == "mobo"

@@ -228,7 +228,7 @@ def test_the_demo_says_which_composition_it_simulated(tmp_path: Path) -> None:
     import io
     import re
 
-    from drivers.oracle_models import emt_cell, simulated
+    from loopctl.drivers.oracle_models import emt_cell, simulated
 
     db = tmp_path / "demo.db"
     out = loopctl("demo", "--db", str(db), "--trials", "3", "--spawn-drivers", "1").stdout

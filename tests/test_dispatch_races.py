@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from loopctl import ledger, lifecycle
-from loopctl.controller import Controller, Outbox
+from loopctl.controller import Controller, PendingReplies
 from loopctl.spec import AUTO_TIMEOUT_FIRST, AUTO_TIMEOUT_FLOOR, load_spec, parse_spec
 from loopctl.store import Store
 from loopctl.strategies import make_strategy
@@ -173,7 +173,7 @@ def test_auto_timeout_redispatches_a_trial_held_without_an_answer(
         ctl.drivers[name.encode()] = _conn(name)
     ctl._resync()
     with store.batch() as b:
-        assert ctl._expire(b, Outbox())
+        assert ctl._expire(b, PendingReplies())
     statuses = {t["id"]: t["status"] for t in store.trials()}
     assert statuses == {ids[0]: lifecycle.PROPOSED, ids[1]: lifecycle.PROPOSED}
     reasons = {r for (r,) in store.conn.execute("SELECT reason FROM trials")}

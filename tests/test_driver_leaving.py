@@ -13,7 +13,7 @@ from tests.specs import branin
 # machine a person's driver can be that slow between `stop` and its report
 LEAVER = """
 import sys, time
-from drivers.base import Driver, PutBack
+from loopctl.drivers.base import Driver, PutBack
 
 class Leaver(Driver):
     kind = "leaver"

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from drivers.base import TrialFailed
-from drivers.oracle_models import OracleConfigError, build_oracle
+from loopctl.drivers.base import TrialFailed
+from loopctl.drivers.oracle_models import OracleConfigError, build_oracle
 from tests.conftest import loopctl
 
 pytest.importorskip("chgnet")
@@ -96,7 +96,7 @@ def test_an_element_the_model_has_no_embedding_for_fails_the_trial_saying_why() 
 
 
 def test_a_relaxation_that_cannot_be_computed_fails_the_trial_saying_why() -> None:
-    from drivers.chgnet_oracle import lattice_structure, relax
+    from loopctl.drivers.chgnet_oracle import lattice_structure, relax
 
     apart = lattice_structure(["Cu"] * 4, "fcc", 1, 2000.0)  # 16 A between atoms: no bonds
     with pytest.raises(TrialFailed, match=r"CHGNet relaxation of Cu failed: .*isolated atom"):

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from drivers.oracle_models import (
+from loopctl.drivers.oracle_models import (
     OracleConfigError,
     build_oracle,
     emt_cell,

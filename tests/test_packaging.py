@@ -29,7 +29,7 @@ def test_the_wheel_ships_every_package_and_the_example_campaigns(tmp_path: Path)
         if example.suffix in (".yaml", ".csv"):
             assert f"loopctl/campaigns/{example.name}" in names, example.name
     # pyproject lists the packages: one added to the checkout and not there would be lost
-    for init in [*(ROOT / "loopctl").rglob("__init__.py"), *(ROOT / "drivers").glob("__init__.py")]:
+    for init in (ROOT / "loopctl").rglob("__init__.py"):
         assert init.relative_to(ROOT).as_posix() in names, init
 
     site = tmp_path / "site"

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loopctl import ledger, protocol
-from loopctl.controller import Controller, Outbox
+from loopctl.controller import Controller, PendingReplies
 from loopctl.errors import ProtocolError
 from loopctl.space import Space
 from loopctl.spec import parse_spec
@@ -45,12 +45,12 @@ def setup(tmp: Path) -> tuple[Controller, Store, str]:
                     protocol.make("HELLO", name="d", kind="k", version="1", capacity=2)
                 ),
             ],
-            Outbox(),
+            PendingReplies(),
         )
-        ctl.handle(b, [GOOD_ID, protocol.encode(protocol.make("READY"))], Outbox())
+        ctl.handle(b, [GOOD_ID, protocol.encode(protocol.make("READY"))], PendingReplies())
         data = ledger.snapshot(store, SPEC, Space(SPEC.space))
         ledger.record_proposal(b, make_strategy(SPEC).propose(data, 2), data.as_of)
-        ctl._dispatch(b, Outbox())
+        ctl._dispatch(b, PendingReplies())
     tid = store.trials("running")[0]["id"]
     return ctl, store, tid
 
@@ -136,7 +136,7 @@ def test_random_and_mutated_messages(tmp_path: Path) -> None:
     @given(frame=messages(tid, campaign), identity=st.sampled_from([GOOD_ID, b"\x00stranger"]))
     def check(frame: bytes, identity: bytes) -> None:
         before = fingerprint(store)
-        out = Outbox()
+        out = PendingReplies()
         with store.batch() as b:
             ctl.handle(b, [identity, frame], out)  # must not raise
         replies = [m for _, m in out.messages]

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as hst
 
 from loopctl import Campaign
-from loopctl.ledger import non_dominated
 from tests.conftest import ROOT, loopctl
 from tests.specs import branin, branin_fn
 
@@ -84,19 +80,6 @@ def test_parameters_figure_uses_log_axes_and_every_objective(tmp_path: Path) -> 
     out = tmp_path / "rep"
     loopctl("report", str(db), "--out", str(out))
     assert "Each parameter against each objective" in (out / "report.html").read_text()
-
-
-@given(
-    hst.lists(
-        hst.lists(hst.integers(0, 4).map(float), min_size=3, max_size=3), min_size=1, max_size=30
-    )
-)
-@settings(max_examples=300, deadline=None)
-def test_non_dominated_agrees_with_pymoo(points: list[list[float]]) -> None:
-    """The plain-Python filter behind `status` (no numpy) finds pymoo's front, ties kept."""
-    from pymoo.util.nds.non_dominated_sorting import find_non_dominated
-
-    assert non_dominated(points) == sorted(int(i) for i in find_non_dominated(np.array(points)))
 
 
 def test_the_pareto_set_is_listed_with_every_objective(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 import zmq
 
 from loopctl import Campaign, protocol
-from loopctl.controller import Controller, Outbox
+from loopctl.controller import Controller, PendingReplies
 from loopctl.spec import load_spec
 from loopctl.store import Store
 from loopctl.strategies import make_strategy
@@ -104,7 +104,7 @@ def test_a_frame_that_arrives_while_the_controller_sends_is_read(tmp_path: Path,
         assert select.select([fd], [], [], scaled(10))[0], "the frame never arrived"
         time.sleep(0.01)  # past libzmq's command throttle (~1 ms), so the send takes it in
         # ... and then it answers another driver
-        await ctl._flush(Outbox([(identity, protocol.make("HEARTBEAT"))]))
+        await ctl._flush(PendingReplies([(identity, protocol.make("HEARTBEAT"))]))
         frames: list[bytes] = await asyncio.wait_for(recv, scaled(10))
         return frames
 

@@ -141,3 +141,21 @@ def test_projection_keeps_a_point_on_the_simplex_and_is_idempotent() -> None:
         once = project_to_simplex(y, lo, hi)
         assert (once >= lo).all() and (once <= hi).all() and abs(once.sum() - 1) < 1e-12
         assert project_to_simplex(once, lo, hi).tolist() == once.tolist()
+
+
+def test_the_optimisers_projection_is_the_same_algorithm() -> None:
+    """strategies/search.py projects batches in torch (for gradients) with the shift from
+    the same simplex_shift: it lands where project_to_simplex does, row by row."""
+    import torch
+
+    from loopctl.strategies.search import project
+
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        n = int(rng.integers(2, 7))
+        lo = rng.uniform(0, 0.5 / n, n) * rng.integers(0, 2, n)
+        hi = np.maximum(lo, rng.uniform(1 / n, 1.0, n))
+        y = rng.normal(1 / n, 0.5, (4, 3, n))
+        batched = project(torch.tensor(y), torch.tensor(lo), torch.tensor(hi), 1.0).numpy()
+        for row, got in zip(y.reshape(-1, n), batched.reshape(-1, n), strict=True):
+            assert np.abs(project_to_simplex(row, lo, hi) - got).max() < 1e-12

@@ -23,7 +23,7 @@ from botorch.optim import optimize_acqf
 from botorch.optim.initializers import initialize_q_batch
 from scipy.stats import qmc
 
-from loopctl.space import EqualityConstraint, Space
+from loopctl.space import EqualityConstraint, Space, simplex_shift
 from loopctl.strategies.base import CampaignData
 from loopctl.strategies.surrogate import tensor
 
@@ -300,18 +300,19 @@ class _Projected(AcquisitionFunction):
 def project(y: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, total: float) -> torch.Tensor:
     """Batched projection onto {sum x = total, lo <= x <= hi}, differentiable almost everywhere.
 
-    The shift t in x = clip(y - t, lo, hi) is found exactly from the 2k kinks of
-    the piecewise-linear sum; it is then recomputed from the free coordinates
-    so that gradients flow.
+    The shift t in x = clip(y - t, lo, hi) comes from the same exact algorithm as
+    ``project_to_simplex`` (``loopctl.space.simplex_shift``, in numpy, outside the
+    autograd graph); x is then recomputed here from the free coordinates, in torch, so
+    that gradients flow to the optimiser.
     """
     with torch.no_grad():
-        kinks = torch.cat([y - hi, y - lo], dim=-1).sort(dim=-1).values
-        sums = torch.clamp(y.unsqueeze(-2) - kinks.unsqueeze(-1), lo, hi).sum(dim=-1)
-        j = ((sums >= total).sum(dim=-1, keepdim=True) - 1).clamp(0, kinks.shape[-1] - 2)
-        t0, t1 = kinks.gather(-1, j), kinks.gather(-1, j + 1)
-        s0, s1 = sums.gather(-1, j), sums.gather(-1, j + 1)
-        drop = (s0 - s1).clamp_min(1e-300)
-        t = torch.where(s0 > s1, t0 + (s0 - total) * (t1 - t0) / drop, t0)
+        t = torch.as_tensor(
+            simplex_shift(
+                y.detach().cpu().numpy(), lo.cpu().numpy(), hi.cpu().numpy(), float(total)
+            ),
+            dtype=y.dtype,
+            device=y.device,
+        )
         clipped = torch.clamp(y - t, lo, hi)
         free = (y - t > lo) & (y - t < hi)
     rest = total - (clipped * ~free).sum(dim=-1, keepdim=True)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from drivers.base import Driver, PutBack, Result, TrialFailed
+from loopctl.drivers.base import Driver, PutBack, Result, TrialFailed
 
 NUMBER = re.compile(r"^\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*(.*?)\s*$")
 

@@ -1,7 +1,7 @@
 """The simulated DFT oracle driver: EMT alloy energies, benchmark functions or a table.
 
 What to compute comes from the campaign (WELCOME settings); command-line flags
-override it. The physics lives in :mod:`drivers.oracle_models`.
+override it. The physics lives in :mod:`loopctl.drivers.oracle_models`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from drivers.base import CannotEvaluate, Driver, Result, TrialFailed
-from drivers.oracle_models import OracleConfigError, build_oracle
+from loopctl.drivers.base import CannotEvaluate, Driver, Result, TrialFailed
+from loopctl.drivers.oracle_models import OracleConfigError, build_oracle
 
 # what a flaky calculation reports; the first kind is worth retrying, the second is not
 FAILURES = (("compute node lost during the calculation", True), ("SCF did not converge", False))

@@ -7,7 +7,7 @@ second per relaxation step of a 32-atom cell (two busy cores) instead of CPU-hou
 
 A composition becomes an ordered supercell on one lattice (fcc by default, bcc on request),
 its site counts rounded from the fractions and its arrangement a shuffle seeded by the
-composition (both shared with the EMT oracle, :mod:`drivers.oracle_models`). CHGNet's
+composition (both shared with the EMT oracle, :mod:`loopctl.drivers.oracle_models`). CHGNet's
 ``StructOptimizer`` relaxes cell and positions under a step cap; the oracle reports
 
 * ``energy_per_atom``: the relaxed cell's energy, eV/atom;
@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from drivers.base import TrialFailed
-from drivers.oracle_models import (
+from loopctl.drivers.base import TrialFailed
+from loopctl.drivers.oracle_models import (
     Oracle,
     OracleConfigError,
     Outcomes,
@@ -62,7 +62,7 @@ DEFAULT_STEPS = 100  # 32-atom cells took 15-35 FIRE steps from Vegard volumes (
 DEFAULT_FMAX = 0.05  # eV/A, the usual "relaxed" for a screening calculation
 REFERENCE_STEPS = 500  # elemental cells are tiny: relax them fully whatever the cap
 VOLUME_GUARD = (0.5, 2.0)  # a cell whose volume halves or doubles has blown up
-# its options are listed in drivers.oracle_models.KNOWN_OPTIONS, checked before it is imported
+# its options are listed in oracle_models.KNOWN_OPTIONS, checked before it is imported
 
 _LOAD = threading.Lock()
 _OPTIMIZERS: dict[str, Any] = {}  # by model name: loaded once per process

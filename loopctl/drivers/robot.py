@@ -20,8 +20,8 @@ import yaml
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from drivers.base import CannotEvaluate, Driver, TrialFailed
 from loopctl.campaign_yaml import load_yaml
+from loopctl.drivers.base import CannotEvaluate, Driver, TrialFailed
 
 DEFAULTS = {"poll_interval": 0.2, "job_timeout": 600.0, "http_timeout": 5.0}
 

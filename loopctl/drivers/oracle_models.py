@@ -52,7 +52,7 @@ TABLE_ATOL = 1e-12  # fractions of 0 must still match 1e-17 from a round trip
 COMMON_OPTIONS = frozenset({"base_dir"})
 KNOWN_OPTIONS: dict[str, frozenset[str]] = {
     "emt": frozenset({"supercell", "relax"}),
-    # drivers.chgnet_oracle.OPTIONS, named here so that checking them does not import it
+    # loopctl.drivers.chgnet_oracle.OPTIONS, named here so that checking them does not import it
     "chgnet": frozenset(
         {"model", "steps", "fmax", "supercell", "lattice", "hull_entries", "hull_formulas"}
     ),
@@ -740,7 +740,7 @@ def _formula_cell(text: str, elements: list[str], i: int, path: Path) -> list[fl
 
 def _build_chgnet(req: _Request) -> Oracle:
     """Imported here, so that no other oracle pays for (or needs) chgnet and torch."""
-    from drivers.chgnet_oracle import build
+    from loopctl.drivers.chgnet_oracle import build
 
     return build(req)
 
