@@ -67,6 +67,19 @@ class ParslExecutor(Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self.dfk.cleanup()
 
+    def workers(self) -> int:
+        """Workers connected now, over the HighThroughputExecutors (their worker pools
+        say how many they run when they register with the interchange)."""
+        from parsl.executors import HighThroughputExecutor
+
+        return sum(
+            int(m["worker_count"])
+            for ex in self.dfk.executors.values()
+            if isinstance(ex, HighThroughputExecutor)
+            for m in ex.connected_managers()
+            if m["active"]
+        )
+
 
 def _quiet_parsl() -> None:
     """Parsl logs every task at INFO into its run_dir's parsl.log; the driver's own log
@@ -222,11 +235,13 @@ class ParslDriver(ExecutorDriver):
                 "cannot tell how many workers this Parsl config has (give max_workers_per_node "
                 "to each HighThroughputExecutor, or --capacity)"
             )
+        executor = ParslExecutor(config)
         super().__init__(
             connect,
-            ParslExecutor(config),
+            executor,
             capacity=workers,
             lost=(WorkerLost, ManagerLost),
             broken=(BadStateException,),
+            workers=executor.workers,
             **sdk,
         )

@@ -197,6 +197,24 @@ def cmd_driver_parsl(args: argparse.Namespace) -> int:
     return drv.run()
 
 
+def cmd_driver_dask(args: argparse.Namespace) -> int:
+    from drivers.dask_driver import DaskDriver
+
+    if (args.local is not None and args.local < 1) or (
+        args.capacity is not None and args.capacity < 1
+    ):
+        raise LoopctlError("--local and --capacity must be at least 1")
+    drv = DaskDriver(
+        args.connect,
+        scheduler=args.scheduler,
+        local=args.local,
+        capacity=args.capacity,
+        overrides=_oracle_overrides(args),
+        **_sdk_options(args),
+    )
+    return drv.run()
+
+
 def _sdk_options(args: argparse.Namespace) -> dict[str, Any]:
     """What every driver kind takes from the command line: name, outbox, CURVE keys."""
     if (args.key is None) != (args.server_key is None):
@@ -463,6 +481,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "driver_robot": cmd_driver_robot,
     "driver_human": cmd_driver_human,
     "driver_parsl": cmd_driver_parsl,
+    "driver_dask": cmd_driver_dask,
     "operator": cmd_operator,
     "robot_sim": cmd_robot_sim,
     "keys_generate": cmd_keys_generate,

@@ -116,6 +116,7 @@ def _driver_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     _driver_options(hu, capacity=False)
     hu.set_defaults(command="driver_human")
     _parsl_driver(dsub)
+    _dask_driver(dsub)
 
 
 def _oracle_options(c: argparse.ArgumentParser) -> None:
@@ -186,6 +187,25 @@ def _parsl_driver(dsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     _oracle_options(p)
     _driver_options(p, capacity=False)
     p.set_defaults(command="driver_parsl")
+
+
+def _dask_driver(dsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`loopctl driver dask`: the oracle on a Dask cluster (drivers/dask_driver.py)."""
+    d = dsub.add_parser(
+        "dask",
+        help="the oracle's evaluations as tasks on a Dask scheduler or a local Dask cluster",
+    )
+    where = d.add_mutually_exclusive_group(required=True)
+    where.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler")
+    where.add_argument(
+        "--local", type=int, metavar="N", help="start a LocalCluster of N worker processes"
+    )
+    d.add_argument(
+        "--capacity", type=int, help="trials run at once (default: the workers' threads)"
+    )
+    _oracle_options(d)
+    _driver_options(d, capacity=False)
+    d.set_defaults(command="driver_dask")
 
 
 def _operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
