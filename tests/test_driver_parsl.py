@@ -259,7 +259,10 @@ def test_config_file_must_define_config(tmp_path: Path) -> None:
 
 
 def test_help_lists_parsl() -> None:
-    assert "parsl" in loopctl("driver", "--help").stdout
+    kinds = loopctl("driver", "--help").stdout
+    assert "parsl" in kinds and "dask" in kinds
+    out = loopctl("driver", "parsl", "--preset", "slurm", "--connect", "tcp://h:1", check=False)
+    assert out.returncode == 1 and "--preset slurm needs --partition" in out.stderr
     text = loopctl("driver", "parsl", "--help").stdout
     for flag in ("--preset", "--config", "--workers", "--partition", "--walltime", "--nodes"):
         assert flag in text
