@@ -142,6 +142,17 @@ def _exit_code(result: RunResult) -> int:
 def cmd_driver_oracle(args: argparse.Namespace) -> int:
     from loopctl.drivers.oracle import OracleDriver
 
+    drv = OracleDriver(
+        args.connect,
+        capacity=args.capacity,
+        overrides=_oracle_overrides(args),
+        **_sdk_options(args),
+    )
+    return drv.run()
+
+
+def _oracle_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The oracle flags given on the command line (they win over the campaign's section)."""
     overrides = {
         "kind": args.oracle,
         "function": args.function,
@@ -151,10 +162,54 @@ def cmd_driver_oracle(args: argparse.Namespace) -> int:
         "fail_rate": args.fail_rate,
         "seed": args.seed,
     }
-    drv = OracleDriver(
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
+def cmd_driver_parsl(args: argparse.Namespace) -> int:
+    import socket
+
+    from loopctl.drivers import parsl_driver as pd
+
+    sdk = _sdk_options(args)
+    sdk["name"] = sdk["name"] or f"parsl-{socket.gethostname()}-{os.getpid()}"
+    if args.workers < 1 or args.nodes < 1 or (args.capacity is not None and args.capacity < 1):
+        raise LoopctlError("--workers, --nodes and --capacity must be at least 1")
+    run_dir = args.run_dir or (None if args.config else pd.default_run_dir(sdk["name"]))
+    if args.config:
+        config = pd.config_from_file(args.config, run_dir)
+    elif args.preset == "slurm":
+        if not args.partition:
+            raise LoopctlError("--preset slurm needs --partition")
+        config = pd.slurm_config(
+            partition=args.partition,
+            walltime=args.walltime,
+            nodes=args.nodes,
+            workers_per_node=args.workers,
+            account=args.account,
+            worker_init=args.worker_init,
+            run_dir=str(run_dir),
+        )
+    else:
+        config = pd.local_config(args.workers, str(run_dir))
+    drv = pd.ParslDriver(
+        args.connect, config, capacity=args.capacity, overrides=_oracle_overrides(args), **sdk
+    )
+    return drv.run()
+
+
+def cmd_driver_dask(args: argparse.Namespace) -> int:
+    from loopctl.drivers.dask_driver import DaskDriver
+
+    if (args.local is not None and args.local < 1) or (
+        args.capacity is not None and args.capacity < 1
+    ):
+        raise LoopctlError("--local and --capacity must be at least 1")
+    drv = DaskDriver(
         args.connect,
+        scheduler=args.scheduler,
+        local=args.local,
         capacity=args.capacity,
-        overrides={k: v for k, v in overrides.items() if v is not None},
+        overrides=_oracle_overrides(args),
         **_sdk_options(args),
     )
     return drv.run()
@@ -425,6 +480,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "driver_oracle": cmd_driver_oracle,
     "driver_robot": cmd_driver_robot,
     "driver_human": cmd_driver_human,
+    "driver_parsl": cmd_driver_parsl,
+    "driver_dask": cmd_driver_dask,
     "operator": cmd_operator,
     "robot_sim": cmd_robot_sim,
     "keys_generate": cmd_keys_generate,

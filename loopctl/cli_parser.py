@@ -94,21 +94,7 @@ def _driver_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "oracle",
         help="simulated DFT oracle: EMT or CHGNet alloy energies, benchmarks, table look-up",
     )
-    o.add_argument(
-        "--oracle",
-        choices=("emt", "chgnet", "function", "table"),
-        help="what to compute (default: from the campaign file, sent in WELCOME)",
-    )
-    o.add_argument("--function", help="benchmark function for --oracle function (e.g. branin)")
-    o.add_argument("--table", help="CSV for --oracle table")
-    o.add_argument(
-        "--latency",
-        type=_latency,
-        help="seconds added to each evaluation, or LOW..HIGH for a uniform jitter (0.1..0.3)",
-    )
-    o.add_argument("--noise", type=float, help="SD of Gaussian noise added to each outcome")
-    o.add_argument("--fail-rate", type=float, help="probability that an evaluation fails")
-    o.add_argument("--seed", type=int, help="seed for noise and failures")
+    _oracle_options(o)
     _driver_options(o)
     o.set_defaults(command="driver_oracle")
     rb = dsub.add_parser("robot", help="run campaign trials as jobs on a lab robot's HTTP API")
@@ -129,6 +115,97 @@ def _driver_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     _driver_options(hu, capacity=False)
     hu.set_defaults(command="driver_human")
+    _parsl_driver(dsub)
+    _dask_driver(dsub)
+
+
+def _oracle_options(c: argparse.ArgumentParser) -> None:
+    """What the oracle computes, when not the campaign file's `oracle` section."""
+    c.add_argument(
+        "--oracle",
+        choices=("emt", "chgnet", "function", "table"),
+        help="what to compute (default: from the campaign file, sent in WELCOME)",
+    )
+    c.add_argument("--function", help="benchmark function for --oracle function (e.g. branin)")
+    c.add_argument("--table", help="CSV for --oracle table")
+    c.add_argument(
+        "--latency",
+        type=_latency,
+        help="seconds added to each evaluation, or LOW..HIGH for a uniform jitter (0.1..0.3)",
+    )
+    c.add_argument("--noise", type=float, help="SD of Gaussian noise added to each outcome")
+    c.add_argument("--fail-rate", type=float, help="probability that an evaluation fails")
+    c.add_argument("--seed", type=int, help="seed for noise and failures")
+
+
+def _parsl_driver(dsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`loopctl driver parsl`: the oracle on a Parsl engine (loopctl/drivers/parsl_driver.py)."""
+    p = dsub.add_parser(
+        "parsl",
+        help="the oracle's evaluations as Parsl apps on local workers or a SLURM allocation",
+        description="Run the oracle's evaluations on a Parsl HighThroughputExecutor: on this "
+        "machine (--preset local), on SLURM nodes (--preset slurm) or as a Python file's "
+        "`config` says (--config). The driver takes as many trials at once as the engine has "
+        "workers. See docs/drivers.md, 'Running evaluations on a cluster'.",
+    )
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
+        "--preset", choices=("local", "slurm"), help="a built-in configuration (default: local)"
+    )
+    how.add_argument(
+        "--config", metavar="FILE.py", help="a Python file defining `config`, a parsl.config.Config"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="workers (local) or workers per node (slurm) (default: 2)",
+    )
+    p.add_argument("--partition", help="SLURM partition (slurm; required)")
+    p.add_argument(
+        "--walltime", default="01:00:00", help="SLURM walltime, HH:MM:SS (slurm; default: 01:00:00)"
+    )
+    p.add_argument(
+        "--nodes", type=int, default=1, help="SLURM nodes in the block (slurm; default: 1)"
+    )
+    p.add_argument("--account", help="SLURM account to charge (slurm)")
+    p.add_argument(
+        "--worker-init",
+        help="shell commands run on each node before its workers start (slurm; default: put "
+        "this Python's scripts and PYTHONPATH on PATH)",
+    )
+    p.add_argument(
+        "--run-dir",
+        help="folder for Parsl's logs and scripts (default: ~/.local/state/loopctl/parsl/NAME, "
+        "or the config file's run_dir)",
+    )
+    p.add_argument(
+        "--capacity",
+        type=int,
+        help="trials run at once (default: the engine's worker count)",
+    )
+    _oracle_options(p)
+    _driver_options(p, capacity=False)
+    p.set_defaults(command="driver_parsl")
+
+
+def _dask_driver(dsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`loopctl driver dask`: the oracle on a Dask cluster (loopctl/drivers/dask_driver.py)."""
+    d = dsub.add_parser(
+        "dask",
+        help="the oracle's evaluations as tasks on a Dask scheduler or a local Dask cluster",
+    )
+    where = d.add_mutually_exclusive_group(required=True)
+    where.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler")
+    where.add_argument(
+        "--local", type=int, metavar="N", help="start a LocalCluster of N worker processes"
+    )
+    d.add_argument(
+        "--capacity", type=int, help="trials run at once (default: the workers' threads)"
+    )
+    _oracle_options(d)
+    _driver_options(d, capacity=False)
+    d.set_defaults(command="driver_dask")
 
 
 def _operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -42,29 +42,11 @@ class OracleDriver(Driver):
         self._jitter = random.Random(0)
 
     def setup(self, settings: Mapping[str, Any]) -> None:
-        conf = dict(settings.get("oracle") or {})
-        conf.update(self.overrides)
-        kind = conf.get("kind")
-        if not kind:
-            raise CannotEvaluate("the campaign has no `oracle` section and no --oracle was given")
-        seed = int(conf.get("seed", settings.get("seed", 0)))
+        self._fn, conf, seed = oracle_from_settings(settings, self.overrides)
         self.latency = parse_latency(conf.get("latency"))
         self.fail_rate = float(conf.get("fail_rate") or 0.0)
         self._rng = random.Random(f"{seed}-{self.name}")
         self._jitter = random.Random(f"{seed}-{self.name}-latency")  # failures stay as they were
-        try:
-            self._fn = build_oracle(
-                kind,
-                objectives=list(settings.get("objectives", [])),
-                parameters=list(settings.get("parameters", [])),
-                function=conf.get("function"),
-                table=conf.get("table"),
-                noise=float(conf.get("noise") or 0.0),
-                seed=seed,
-                options=dict(conf.get("options") or {}),
-            )
-        except OracleConfigError as exc:
-            raise CannotEvaluate(str(exc)) from None
 
     def evaluate(self, parameters: dict[str, Any]) -> dict[str, Any] | Result:
         assert self._fn is not None
@@ -77,6 +59,34 @@ class OracleDriver(Driver):
         out = self._fn(parameters)
         metadata = getattr(out, "metadata", None)  # e.g. the composition EMT's cell could hold
         return Result(dict(out), metadata) if metadata else out
+
+
+def oracle_from_settings(
+    settings: Mapping[str, Any], overrides: Mapping[str, Any]
+) -> tuple[Callable[[dict[str, Any]], dict[str, float]], dict[str, Any], int]:
+    """(oracle, its configuration, seed) from the campaign's WELCOME settings and the
+    command line's overrides; shared by this driver and the workers of an executor driver
+    (drivers/executor.py), so that both compute the same thing from the same campaign."""
+    conf = dict(settings.get("oracle") or {})
+    conf.update(overrides)
+    kind = conf.get("kind")
+    if not kind:
+        raise CannotEvaluate("the campaign has no `oracle` section and no --oracle was given")
+    seed = int(conf.get("seed", settings.get("seed", 0)))
+    try:
+        fn = build_oracle(
+            kind,
+            objectives=list(settings.get("objectives", [])),
+            parameters=list(settings.get("parameters", [])),
+            function=conf.get("function"),
+            table=conf.get("table"),
+            noise=float(conf.get("noise") or 0.0),
+            seed=seed,
+            options=dict(conf.get("options") or {}),
+        )
+    except OracleConfigError as exc:
+        raise CannotEvaluate(str(exc)) from None
+    return fn, conf, seed
 
 
 def parse_latency(value: Any) -> tuple[float, float]:
