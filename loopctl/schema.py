@@ -1,0 +1,577 @@
+"""Every field of a campaign file, in one table: name, type, default, meaning, allowed values.
+
+The reader (loopctl.spec_reader) takes from it which keys each mapping may have and how each
+plain field is checked; docs/field_tables.py writes the field tables of
+docs/campaign-file.md from it and loopctl.json_schema the JSON Schema of `loopctl schema`,
+so the three cannot drift apart. What a table cannot say (a composition's bounds admit a
+composition, a constraint names parameters that exist, botorch takes one objective) stays in
+the reader's code.
+
+Plain data and no third-party imports: `loopctl validate` must start fast (pydantic cost
+0.2 s to import, msgspec stops at the first error where every error is reported).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+PARAM_TYPES = ("range", "integer", "choice", "fixed", "composition", "formula")
+ORACLE_KINDS = ("emt", "function", "table")
+STRATEGY_METHODS = ("auto", "sobol", "botorch", "mobo", "nsga2", "ax")
+EMT_ELEMENTS = ("Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt")
+# pymatgen's element symbols (with its D and T), written out so that checking a campaign
+# file does not import pymatgen (a third of a second); tests/test_spec.py compares them
+_SYMBOLS = """H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga
+Ge As Se Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd
+Tb Dy Ho Er Tm Yb Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk
+Cf Es Fm Md No Lr Rf Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og D T"""
+ELEMENT_SYMBOLS = frozenset(_SYMBOLS.split())
+
+
+class _Required:
+    """The default of a field that must be given."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Final = _Required()
+
+# How a field is checked. The reader reads the plain kinds itself (Field.plain); the others
+# are read by code of their own in loopctl.spec_reader, and the table only documents them
+# and lists them among the keys their mapping allows.
+PLAIN_KINDS = ("name", "text", "choice", "integer", "number", "boolean", "mapping")
+KINDS = (
+    *PLAIN_KINDS,
+    "section",  # a mapping whose fields are the table's section `section`
+    "list",  # a list of mappings, each with the fields of section `section`
+    "any",  # not checked here (free text, or settings read by a driver)
+    "custom",  # read by its own code; `json` gives its JSON Schema
+)
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    kind: str
+    meaning: str
+    default: Any = None  # REQUIRED, or the value the reader uses when the field is absent
+    choices: tuple[Any, ...] = ()
+    low: float | None = None  # numbers and integers: the smallest value allowed
+    high: float | None = None
+    positive: bool = False  # numbers: greater than 0
+    section: str | None = None  # kinds section and list: the fields of the items
+    types: tuple[str, ...] = ()  # space: the parameter types with this field (none: all)
+    doc_type: str | None = None  # the docs' "type" column, when the kind alone says too little
+    doc_default: str | None = None  # the docs' "default" column, likewise
+    json: Mapping[str, Any] | None = field(default=None, compare=False)  # custom fields
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    @property
+    def plain(self) -> bool:
+        """Read by the generic reader from kind, default and bounds alone."""
+        return self.kind in PLAIN_KINDS
+
+
+def _f(name: str, kind: str, meaning: str, **kw: Any) -> Field:
+    return Field(name, kind, meaning, **kw)
+
+
+_PAIR: dict[str, Any] = {"$ref": "#/$defs/pair"}
+_SCALAR: dict[str, Any] = {"type": ["string", "number"]}
+_COMPARISON = r"^.+(<=|>=)[^<>=]+$"
+
+# Each section lists its fields in the order the reader checks them, which is the order
+# problems are reported in (and the order of the docs' rows).
+SECTIONS: dict[str, tuple[Field, ...]] = {
+    "top": (
+        _f(
+            "name",
+            "name",
+            "letters, digits, `_ . -`, starting with a letter or `_`",
+            default=REQUIRED,
+        ),
+        _f("description", "text", "shown by `loopctl demo` and in reports", doc_default='`""`'),
+        _f("seed", "integer", "the same seed and data give the same proposals", default=0, low=0),
+        _f(
+            "space",
+            "custom",
+            "the parameters (below); at least one must not be fixed",
+            default=REQUIRED,
+            doc_type="list",
+            json={"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/parameter"}},
+        ),
+        _f(
+            "objectives",
+            "list",
+            "what to optimise (below)",
+            default=REQUIRED,
+            section="objectives",
+        ),
+        _f("budget", "section", "when to stop (below)", default=REQUIRED, section="budget"),
+        _f(
+            "execution",
+            "section",
+            "how trials run",
+            section="execution",
+            doc_default="defaults below",
+        ),
+        _f(
+            "strategy",
+            "custom",
+            "how candidates are proposed",
+            doc_type="mapping or method name",
+            doc_default="`auto`",
+            json={
+                "anyOf": [
+                    {"enum": list(STRATEGY_METHODS)},
+                    {"$ref": "#/$defs/strategy"},
+                    {"type": "null"},
+                ]
+            },
+        ),
+        _f("oracle", "section", "what the built-in oracle driver computes", section="oracle"),
+        _f(
+            "drivers",
+            "section",
+            "oracle drivers started with the controller",
+            section="drivers",
+            doc_default="`spawn: 0`",
+        ),
+        _f(
+            "security",
+            "section",
+            "CURVE encryption and authentication of drivers (see docs/operations.md)",
+            section="security",
+        ),
+        _f(
+            "robot",
+            "any",
+            "how trials become jobs of a lab robot; read by the robot driver (docs/drivers.md)",
+            doc_type="mapping",
+            json={"type": ["object", "null"]},
+        ),
+        _f(
+            "constraints",
+            "custom",
+            "linear constraints on the parameters (below)",
+            doc_type="list",
+            json={
+                "type": ["array", "null"],
+                "items": {"type": "string", "pattern": _COMPARISON},
+            },
+        ),
+        _f(
+            "outcome_constraints",
+            "custom",
+            "measured quantities that must meet a bound (below)",
+            doc_type="list",
+            json={
+                "type": ["array", "null"],
+                "items": {
+                    "anyOf": [
+                        {"type": "string", "pattern": _COMPARISON},
+                        {"$ref": "#/$defs/outcome_constraints"},
+                    ]
+                },
+            },
+        ),
+        _f(
+            "pool",
+            "section",
+            "a finite set of candidates to choose from (below)",
+            section="pool",
+        ),
+    ),
+    # every parameter has name and type, then the fields of its type
+    "space": (
+        _f("name", "name", "the key the parameter's value has in a trial", default=REQUIRED),
+        _f(
+            "type",
+            "choice",
+            "what kind of parameter (table above)",
+            default=REQUIRED,
+            choices=PARAM_TYPES,
+        ),
+        _f("description", "any", "for people; not checked", doc_type="text"),
+        _f(
+            "bounds",
+            "custom",
+            "`range`, `integer`: lowest and highest value (whole numbers for `integer`)",
+            default=REQUIRED,
+            types=("range", "integer"),
+            doc_type="`[low, high]`",
+            json=_PAIR,
+        ),
+        _f(
+            "log",
+            "boolean",
+            "`range`: search on a log scale (needs `low > 0`)",
+            default=False,
+            types=("range",),
+        ),
+        _f("unit", "text", "`range`, `integer`: shown in summaries", types=("range", "integer")),
+        _f(
+            "values",
+            "custom",
+            "`choice`: at least two distinct texts or numbers",
+            default=REQUIRED,
+            types=("choice",),
+            doc_type="list",
+            json={"type": "array", "minItems": 2, "items": _SCALAR},
+        ),
+        _f(
+            "value",
+            "custom",
+            "`fixed`: the value every trial has",
+            default=REQUIRED,
+            types=("fixed",),
+            doc_type="text or number",
+            json=_SCALAR,
+        ),
+        _f(
+            "elements",
+            "custom",
+            "`composition`: at least two distinct chemical element symbols",
+            default=REQUIRED,
+            types=("composition",),
+            doc_type="list",
+            json={"type": "array", "minItems": 2, "items": {"enum": sorted(ELEMENT_SYMBOLS)}},
+        ),
+        _f(
+            "bounds",
+            "custom",
+            "`composition`: bounds of some elements' fractions, within [0, 1]",
+            types=("composition",),
+            doc_type="`{El: [lo, hi]}`",
+            doc_default="`[0, 1]` each",
+            json={"type": ["object", "null"], "additionalProperties": _PAIR},
+        ),
+    ),
+    "objectives": (
+        _f("name", "name", "the key drivers report the outcome under", default=REQUIRED),
+        _f(
+            "goal",
+            "choice",
+            "which way is better",
+            default=REQUIRED,
+            choices=("minimize", "maximize"),
+        ),
+        _f(
+            "threshold",
+            "number",
+            "with several objectives: the worst value still worth having (the hypervolume "
+            "reference point); default: just beyond the worst observed",
+        ),
+        _f("unit", "text", "shown in summaries"),
+        _f("description", "any", "for people; not checked", doc_type="text"),
+    ),
+    "outcome_constraints": (
+        _f("name", "name", "the measured quantity drivers report", default=REQUIRED),
+        _f("op", "choice", "the comparison", default=REQUIRED, choices=("<=", ">=")),
+        _f("bound", "number", "the value to meet", default=REQUIRED),
+        _f("unit", "text", "shown in summaries"),
+        _f("description", "any", "for people; not checked", doc_type="text"),
+    ),
+    "budget": (
+        _f(
+            "trials",
+            "integer",
+            "trials to **complete**; `loopctl start/resume --trials N` overrides it",
+            default=REQUIRED,
+            low=1,
+        ),
+        _f(
+            "wall_time",
+            "number",
+            "stop when the controller has run this long",
+            positive=True,
+            doc_type="seconds",
+        ),
+        _f(
+            "stop_at",
+            "number",
+            "stop as soon as the best observed value of the first objective is at least this good",
+        ),
+        _f(
+            "max_failed",
+            "integer",
+            "stop after this many trials failed for good",
+            low=0,
+            doc_default="`trials`",
+        ),
+    ),
+    "execution": (
+        _f(
+            "trial_timeout",
+            "custom",
+            "a running trial older than this is cancelled and re-queued (retry policy); see below",
+            default="auto",
+            doc_type="seconds, `auto` or `none`",
+            json={
+                "anyOf": [
+                    {"$ref": "#/$defs/positive_number"},
+                    {"enum": ["auto", "none", None]},
+                ]
+            },
+        ),
+        _f(
+            "max_in_flight",
+            "integer",
+            "trials proposed or running at once",
+            default=2,
+            low=1,
+        ),
+        _f(
+            "retries",
+            "integer",
+            "extra attempts after a retryable failure, a vanished driver or a timeout",
+            default=2,
+            low=0,
+        ),
+        _f(
+            "heartbeat_interval",
+            "number",
+            "how often drivers send HEARTBEAT",
+            default=1.0,
+            positive=True,
+            doc_type="seconds",
+        ),
+        _f(
+            "heartbeat_timeout",
+            "number",
+            "a driver silent this long is lost; its trials are re-queued (longer than "
+            "`heartbeat_interval`)",
+            default=10.0,
+            positive=True,
+            doc_type="seconds",
+        ),
+        _f(
+            "approval",
+            "choice",
+            "`manual`: proposals wait as `proposed` until `loopctl approve` (or `reject`)",
+            default="auto",
+            choices=("auto", "manual"),
+        ),
+        _f(
+            "max_drivers",
+            "integer",
+            "drivers connected at once; a HELLO beyond it is refused (`too_many_drivers`) "
+            "and nothing is recorded for it",
+            default=128,
+            low=1,
+        ),
+    ),
+    "strategy": (
+        _f(
+            "method",
+            "choice",
+            "what proposes (table below)",
+            default="auto",
+            choices=STRATEGY_METHODS,
+        ),
+        _f(
+            "initial_trials",
+            "integer",
+            "trials of the initial design (centre, then Sobol) before the first model",
+            low=1,
+            doc_default="see below",
+        ),
+        _f(
+            "options",
+            "section",
+            "settings of the model-based methods (table below)",
+            section="strategy.options",
+            doc_default="`{}`",
+        ),
+    ),
+    # the order of STRATEGY_OPTIONS below, which the reader checks them in
+    "strategy.options": (
+        _f(
+            "acquisition",
+            "choice",
+            "one objective: `ucb` (upper confidence bound) or `ei` (log-noisy expected "
+            "improvement)",
+            choices=("ei", "ucb"),
+            doc_default="`ucb` over a pool, `ei` otherwise",
+        ),
+        _f(
+            "surrogate",
+            "choice",
+            "one objective: the model (table below)",
+            choices=("auto", "gp", "gp-matern", "forest"),
+            doc_default="`gp`",
+        ),
+        _f(
+            "beta",
+            "number",
+            "`ucb` and `nsga2`: mean + sqrt(beta) standard deviations (1 was chosen by backtests)",
+            positive=True,
+            doc_default="`1`",
+        ),
+        _f(
+            "center_point",
+            "boolean",
+            "the first trial of a new campaign is the centre of the space",
+            default=True,
+        ),
+        _f(
+            "learn_failures",
+            "boolean",
+            "model the probability of success from failed trials",
+            default=True,
+        ),
+        _f(
+            "warp_outcomes",
+            "boolean",
+            "fit each objective's GP on a Yeo-Johnson transform of it",
+            default=True,
+        ),
+        _f(
+            "winsorize",
+            "boolean",
+            "clip each objective's bad tail first, as Ax does (for comparisons with Ax)",
+            default=False,
+        ),
+        _f(
+            "nsga2_bound",
+            "choice",
+            "`nsga2`: optimise an optimistic bound (`ucb`) or the posterior `mean`",
+            choices=("ucb", "mean"),
+            doc_default="`ucb`",
+        ),
+    ),
+    "oracle": (
+        _f("kind", "choice", "what to compute", default=REQUIRED, choices=ORACLE_KINDS),
+        _f(
+            "function",
+            "text",
+            "`branin`, `hartmann6`, `ackley`, `sphere`, `rosenbrock`; inputs are the numeric "
+            "parameters in file order",
+            doc_type="name",
+            doc_default="required for `function`",
+        ),
+        _f(
+            "table",
+            "text",
+            "CSV with columns named after the parameters and objectives; relative to the "
+            "campaign file",
+            doc_type="path",
+            doc_default="required for `table`",
+        ),
+        _f(
+            "latency",
+            "number",
+            "added to each evaluation",
+            default=0.0,
+            low=0.0,
+            doc_type="seconds",
+        ),
+        _f(
+            "noise",
+            "number",
+            "Gaussian noise added to each outcome",
+            default=0.0,
+            low=0.0,
+            doc_type="SD",
+        ),
+        _f(
+            "fail_rate",
+            "number",
+            'evaluations that fail (half "compute node lost", retryable; half "SCF did not '
+            'converge", not)',
+            default=0.0,
+            low=0.0,
+            high=1.0,
+            doc_type="probability",
+        ),
+        _f(
+            "options",
+            "mapping",
+            "`emt`: `supercell` (1-4, default 2 → 32 atoms), `relax` (default true); "
+            "`table`: `nearest` (default true: the nearest row when no row matches exactly)",
+            doc_default="`{}`",
+        ),
+    ),
+    "drivers": (
+        _f(
+            "spawn",
+            "integer",
+            "oracle drivers `loopctl start` starts itself (`--spawn-drivers` overrides)",
+            default=0,
+            low=0,
+        ),
+        _f("kind", "choice", "the kind of driver spawned", default="oracle", choices=("oracle",)),
+    ),
+    "security": (
+        _f(
+            "curve_secret_key",
+            "text",
+            "the controller's CURVE secret key file (`loopctl keys`); with `authorized_keys`",
+            doc_type="path",
+        ),
+        _f(
+            "authorized_keys",
+            "text",
+            "folder of the public keys of the drivers allowed to connect",
+            doc_type="path",
+        ),
+    ),
+    "pool": (
+        _f(
+            "file",
+            "text",
+            "a CSV of candidates with a header; relative to this file",
+            doc_type="path",
+        ),
+        _f(
+            "columns",
+            "custom",
+            "parameter -> CSV column, where a column is not named like its parameter",
+            doc_type="mapping",
+            doc_default="`{}`",
+            json={"type": ["object", "null"], "additionalProperties": {"type": "string"}},
+        ),
+        _f(
+            "rows",
+            "custom",
+            "the candidates written out, a mapping of parameter values each (instead of `file`)",
+            doc_type="list",
+            json={"type": ["array", "null"], "minItems": 1, "items": {"type": "object"}},
+        ),
+    ),
+}
+
+
+def fields(section: str, ptype: str | None = None) -> tuple[Field, ...]:
+    """The fields of a section; for ``space``, those a parameter of type ``ptype`` has."""
+    out = SECTIONS[section]
+    if ptype is None:
+        return out
+    return tuple(f for f in out if not f.types or ptype in f.types)
+
+
+def keys(section: str, ptype: str | None = None) -> set[str]:
+    """The keys a mapping of the section may have; any other is an unknown field."""
+    return {f.name for f in fields(section, ptype)}
+
+
+def field_of(section: str, name: str, ptype: str | None = None) -> Field:
+    for f in fields(section, ptype):
+        if f.name == name:
+            return f
+    raise KeyError(f"{section}.{name}")
+
+
+# strategy.options as bench/regret.py parses them: a choice of strings, a flag, a number
+STRATEGY_OPTIONS: dict[str, tuple[str, ...] | type] = {
+    f.name: f.choices if f.kind == "choice" else bool if f.kind == "boolean" else float
+    for f in SECTIONS["strategy.options"]
+}
