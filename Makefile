@@ -40,8 +40,8 @@ demo: install
 	$(BIN)/loopctl demo
 
 lint: install
-	$(BIN)/ruff check loopctl drivers tests bench
-	$(BIN)/ruff format --check loopctl drivers tests bench
+	$(BIN)/ruff check loopctl drivers tests bench docs
+	$(BIN)/ruff format --check loopctl drivers tests bench docs
 	$(BIN)/mypy
 
 # two workers: most tests wait on processes, sockets and files, and the two cores

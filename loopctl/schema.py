@@ -148,7 +148,7 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
         _f(
             "security",
             "section",
-            "CURVE encryption and authentication of drivers (see docs/operations.md)",
+            "CURVE encryption and authentication of drivers (below)",
             section="security",
         ),
         _f(
@@ -514,13 +514,13 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
         _f(
             "curve_secret_key",
             "text",
-            "the controller's CURVE secret key file (`loopctl keys`); with `authorized_keys`",
+            "the controller's secret key file (`loopctl keys generate`)",
             doc_type="path",
         ),
         _f(
             "authorized_keys",
             "text",
-            "folder of the public keys of the drivers allowed to connect",
+            "the folder of the public keys of the drivers allowed to connect",
             doc_type="path",
         ),
     ),
