@@ -9,7 +9,7 @@ import subprocess
 import sys
 from types import ModuleType
 
-from loopctl.schema import SECTIONS, field_of
+from loopctl.schema import KINDS, PARAM_TYPES, SECTIONS, field_of
 from loopctl.spec import parse_spec
 from tests.conftest import ENV, ROOT, scaled
 
@@ -86,3 +86,15 @@ def test_the_defaults_shown_are_the_ones_a_campaign_gets() -> None:
                 checked += 1
     assert spec.execution.timeout_auto and field_of("execution", "trial_timeout").default == "auto"
     assert checked >= 15
+
+
+def test_the_table_is_consistent() -> None:
+    """Kinds the readers know, sections that exist, and one field per name in each mapping."""
+    for section, fields in SECTIONS.items():
+        for f in fields:
+            assert f.kind in KINDS, (section, f.name)
+            assert (f.section in SECTIONS) == (f.kind in ("section", "list")), (section, f.name)
+            assert (f.json is not None) <= (f.kind in ("custom", "any")), (section, f.name)
+        for ptype in PARAM_TYPES if section == "space" else [None]:
+            names = [f.name for f in fields if ptype is None or not f.types or ptype in f.types]
+            assert len(names) == len(set(names)), (section, ptype)
