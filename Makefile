@@ -41,8 +41,8 @@ demo: install
 	$(BIN)/loopctl demo
 
 lint: install
-	$(BIN)/ruff check loopctl tests bench
-	$(BIN)/ruff format --check loopctl tests bench
+	$(BIN)/ruff check loopctl tests bench docs
+	$(BIN)/ruff format --check loopctl tests bench docs
 	$(BIN)/mypy
 
 # two workers: most tests wait on processes, sockets and files, and the two cores

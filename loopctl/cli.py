@@ -79,6 +79,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from loopctl.json_schema import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     from loopctl import run
 
@@ -474,6 +481,7 @@ class _BacktestProgress:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "init": cmd_init,
     "validate": cmd_validate,
+    "schema": cmd_schema,
     "start": cmd_start,
     "resume": cmd_resume,
     "demo": cmd_demo,

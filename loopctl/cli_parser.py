@@ -48,6 +48,16 @@ def _campaign_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     c.set_defaults(command="validate")
 
     c = sub.add_parser(
+        "schema",
+        help="print the JSON Schema (draft 2020-12) of campaign files, for editors and tools",
+        description="Print the JSON Schema (draft 2020-12) of campaign files, made from the "
+        "same table of fields that `loopctl validate` checks files against. It covers field "
+        "names, types and allowed values; the checks across fields (bounds in order, "
+        "constraints naming parameters) are `loopctl validate`'s alone.",
+    )
+    c.set_defaults(command="schema")
+
+    c = sub.add_parser(
         "start", help="create a campaign database and run the controller until the budget is used"
     )
     c.add_argument("file", help="campaign file (YAML)")

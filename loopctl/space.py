@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from loopctl.errors import ValidationError
-from loopctl.spec import (
+from loopctl.spec_types import (
     ChoiceParam,
     CompositionParam,
     FixedParam,

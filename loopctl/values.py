@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from loopctl.errors import ValidationError
-from loopctl.spec import CompositionParam, Parameter
+from loopctl.spec_types import CompositionParam, Parameter
 
 
 def formula(fractions: Mapping[str, float], digits: int | None = None) -> str:

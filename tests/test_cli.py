@@ -20,6 +20,7 @@ from tests.specs import branin
 COMMANDS = [
     "init",
     "validate",
+    "schema",
     "start",
     "resume",
     "demo",
