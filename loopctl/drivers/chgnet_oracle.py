@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-import numpy as np
-
 from loopctl.drivers.base import TrialFailed
 from loopctl.drivers.oracle_models import (
     Oracle,
@@ -47,6 +45,7 @@ from loopctl.drivers.oracle_models import (
     _parse_formula,
     _Request,
     _species_order,
+    cubic_frac_coords,
     simulated,
     site_counts,
 )
@@ -146,22 +145,11 @@ def unsupported(element: str) -> str | None:
 # ---------------------------------------------------------------- structures and relaxation
 
 
-@cache
-def _frac_coords(lattice: str, n: int) -> np.ndarray:
-    from pymatgen.core import Lattice, Structure
-
-    cell = Structure.from_spacegroup(SPACE_GROUPS[lattice], Lattice.cubic(1.0), ["Cu"], [[0, 0, 0]])
-    cell.make_supercell([n, n, n])
-    coords = np.array(cell.frac_coords)
-    coords.setflags(write=False)
-    return coords
-
-
 def lattice_structure(species: Sequence[str], lattice: str, n: int, volume_per_atom: float) -> Any:
     """The n x n x n cubic supercell of ``lattice`` with the sites given, at that volume."""
     from pymatgen.core import Lattice, Structure
 
-    coords = _frac_coords(lattice, n)
+    coords = cubic_frac_coords(SPACE_GROUPS[lattice], n)
     if len(species) != len(coords):
         raise ValueError(f"{len(species)} species for {len(coords)} sites of a {lattice} cell")
     a = (volume_per_atom * len(coords)) ** (1 / 3)

@@ -52,7 +52,7 @@ TABLE_ATOL = 1e-12  # fractions of 0 must still match 1e-17 from a round trip
 COMMON_OPTIONS = frozenset({"base_dir"})
 KNOWN_OPTIONS: dict[str, frozenset[str]] = {
     "emt": frozenset({"supercell", "relax"}),
-    # loopctl.drivers.chgnet_oracle.OPTIONS, named here so that checking them does not import it
+    # read by loopctl.drivers.chgnet_oracle; listed here so that checking them does not import it
     "chgnet": frozenset(
         {"model", "steps", "fmax", "supercell", "lattice", "hull_entries", "hull_formulas"}
     ),
@@ -326,16 +326,21 @@ def _species_order(counts: Mapping[str, int]) -> list[str]:
     return [species[i] for i in rng.permutation(len(species))]
 
 
-@lru_cache(maxsize=8)
-def _fcc_frac_coords(n: int) -> np.ndarray:
-    """Site positions of the n x n x n conventional fcc supercell, built once per size."""
+@lru_cache(maxsize=16)
+def cubic_frac_coords(space_group: str, n: int) -> np.ndarray:
+    """Site positions of the n x n x n conventional cubic supercell of a one-site lattice
+    (``Fm-3m`` fcc, ``Im-3m`` bcc), built once per lattice and size; read-only."""
     from pymatgen.core import Lattice, Structure
 
-    cell = Structure.from_spacegroup("Fm-3m", Lattice.cubic(1.0), ["Cu"], [[0, 0, 0]])
+    cell = Structure.from_spacegroup(space_group, Lattice.cubic(1.0), ["Cu"], [[0, 0, 0]])
     cell.make_supercell([n, n, n])
     coords = np.array(cell.frac_coords)
     coords.setflags(write=False)
     return coords
+
+
+def _fcc_frac_coords(n: int) -> np.ndarray:
+    return cubic_frac_coords("Fm-3m", n)
 
 
 def fcc_structure(species: Sequence[str], a: float, n: int) -> Any:
