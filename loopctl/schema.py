@@ -473,6 +473,13 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
             default=True,
         ),
         Field(
+            "prior_mean",
+            "choice",
+            "the GP's prior mean: a `fitted` constant, or the `average` of the observations",
+            choices=("fitted", "average"),
+            doc_default="`fitted`",
+        ),
+        Field(
             "winsorize",
             "boolean",
             "clip each objective's bad tail first, as Ax does (for comparisons with Ax)",

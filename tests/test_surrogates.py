@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -141,3 +142,37 @@ def test_replay_reproduces_proposals_of_the_new_surrogates(tmp_path: Path) -> No
     report = json.loads(loopctl("audit", str(path), "--replay", "--json").stdout)
     assert report["ok"], report["replay"]
     assert [r["ok"] for r in report["replay"]] == [True] * len(report["replay"])
+
+
+@pytest.mark.parametrize("choice_param", [False, True])
+def test_average_prior_mean_reverts_to_the_observations_average_far_from_them(
+    choice_param: bool,
+) -> None:
+    """Observed only in one corner, a fitted constant may sit anywhere; ``average`` must
+    predict the observations' average at the far corner (unwarped, so in their own units)."""
+    spec = grid_spec(0, initial=16, surrogate_kind="gp")  # every ask a Sobol point
+    spec["strategy"]["options"] |= {"prior_mean": "average", "warp_outcomes": False}
+    spec["pool"] = None
+    spec.pop("pool")
+    spec["space"] = [{"name": n, "type": "range", "bounds": [0.0, 1.0]} for n in "ab"]
+    if choice_param:
+        spec["space"].append({"name": "c", "type": "choice", "values": ["u", "v"]})
+    corner = [(a / 20, b / 20) for a in range(4) for b in range(4)]
+    with Campaign.create(spec, None) as c:
+        for _ in corner:
+            t = c.ask(1)[0]
+            c.tell(t.id, {"y": 0.0})  # values are replaced below: only the inputs matter
+        data = c.view.refresh()
+    params = [{"a": a, "b": b} | ({"c": "u"} if choice_param else {}) for a, b in corner]
+    values = [float(3.0 + np.sin(9 * a) + b) for a, b in corner]
+    completed = tuple(
+        dataclasses.replace(o, parameters=p, outcomes={"y": (v, None)})
+        for o, p, v in zip(data.completed, params, values, strict=True)
+    )
+    data = dataclasses.replace(data, completed=completed)
+    notes: list[str] = []
+    model, tr, _ = surrogate.fit(data, notes, 1)
+    assert "mean_constant" not in surrogate.hyperparameters(model, tr)
+    far = {"a": 1.0, "b": 1.0} | ({"c": "v"} if choice_param else {})
+    mean, _sd = surrogate.predict(data, model, tr, [far])[0]["y"]
+    assert mean == pytest.approx(np.mean(values), abs=0.1 * np.ptp(values))

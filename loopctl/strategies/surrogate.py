@@ -27,6 +27,7 @@ from botorch.models.model import Model
 from botorch.models.transforms import Normalize, Standardize
 from botorch.utils.multi_objective.pareto import is_non_dominated
 from gpytorch.kernels import MaternKernel, ScaleKernel
+from gpytorch.means import ZeroMean
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
 from loopctl.space import Space
@@ -51,6 +52,7 @@ MAX_BASELINE = 256
 # cores), the second thread costing more in hand-offs than its share of small
 # matrices; from 500 on two win (2.05 s against 2.40 s at 1,000).
 MULTI_THREAD_FROM = 500
+PRIOR_MEAN = "fitted"  # the ``prior_mean`` option's default
 
 
 def set_threads(n: int) -> None:
@@ -144,7 +146,12 @@ SURROGATES = ("gp", "gp-matern", "forest")
 
 
 def _gp(
-    space: Space, x: torch.Tensor, y: torch.Tensor, yvar: torch.Tensor | None, kind: str = "gp"
+    space: Space,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    yvar: torch.Tensor | None,
+    kind: str = "gp",
+    fitted_mean: bool = True,
 ) -> Model:
     """Inputs scaled to the unit cube, each outcome standardised.
 
@@ -154,6 +161,11 @@ def _gp(
     noise fixed at 1 % of the outcome's variance, as Liang et al. (2021) fitted their
     GP with ARD. With several columns in ``y`` this is one batched model, an
     independent GP per column fitted in one optimisation.
+
+    ``fitted_mean=False`` (``prior_mean: average``) fixes the ``gp`` kind's prior mean at
+    the average of the observations (zero after standardising) instead of fitting a
+    constant, which can settle below every observation and make every unvisited region
+    look bad to the acquisition.
     """
     cont = [i for i in range(space.dim) if i not in space.cat_dims]
     bounds = tensor(space.bounds)
@@ -162,8 +174,9 @@ def _gp(
     if kind == "gp-matern" and yvar is None:
         yvar = 0.01 * (y.var(dim=0) if len(y) > 1 else torch.ones(y.shape[-1], dtype=DTYPE))
         yvar = yvar.clamp_min(1e-9).expand_as(y).clone()
+    zero_mean = not fitted_mean and kind == "gp"
     if space.cat_dims:
-        return MixedSingleTaskGP(
+        mixed = MixedSingleTaskGP(
             x,
             y,
             cat_dims=list(space.cat_dims),
@@ -171,9 +184,12 @@ def _gp(
             input_transform=normalize,
             outcome_transform=standardize,
         )
+        if zero_mean:  # the mixed GP takes no mean module; its constant is replaced
+            mixed.mean_module = ZeroMean(batch_shape=_batch(y))
+        return mixed
     covar = None
     if kind == "gp-matern":
-        batch = torch.Size([y.shape[-1]]) if y.shape[-1] > 1 else torch.Size([])
+        batch = _batch(y)
         covar = ScaleKernel(
             MaternKernel(nu=2.5, ard_num_dims=space.dim, batch_shape=batch), batch_shape=batch
         )
@@ -184,9 +200,15 @@ def _gp(
         y,
         train_Yvar=yvar,
         covar_module=covar,
+        mean_module=ZeroMean(batch_shape=_batch(y)) if zero_mean else None,
         input_transform=normalize,
         outcome_transform=standardize,
     )
+
+
+def _batch(y: torch.Tensor) -> torch.Size:
+    """The batch shape of one GP per outcome column (none for a single column)."""
+    return torch.Size([y.shape[-1]]) if y.shape[-1] > 1 else torch.Size([])
 
 
 def fit(
@@ -224,7 +246,8 @@ def fit_columns(
     if n > MAX_FIT and len(cols) > 1:
         raise ValueError("beyond MAX_FIT rows each column needs its own subset, so its own model")
     subset = _subset(y, data.seed, MAX_FIT) if n > MAX_FIT else None
-    model = _gp(data.space, *_rows(subset, tr.x, y, yvar), kind=kind)
+    fitted_mean = data.spec.strategy.options.get("prior_mean", PRIOR_MEAN) == "fitted"
+    model = _gp(data.space, *_rows(subset, tr.x, y, yvar), kind, fitted_mean)
     names = ", ".join(tr.names[j] for j in cols)
     try:
         # the mixed kernel's likelihood surface is flat in its category weights: L-BFGS
@@ -243,7 +266,7 @@ def fit_columns(
         f"{names}: hyperparameters fitted on {len(subset)} of {n} points, the model "
         f"conditioned on {n if keep is None else len(keep)} (the best quarter and a seeded sample)"
     )
-    full = _gp(data.space, *_rows(keep, tr.x, y, yvar), kind=kind)
+    full = _gp(data.space, *_rows(keep, tr.x, y, yvar), kind, fitted_mean)
     state = {k: v for k, v in model.state_dict().items() if "outcome_transform" not in k}
     full.load_state_dict(state, strict=False)
     return full
