@@ -58,21 +58,27 @@ class Computed:
 
 
 def build_formulas(
-    name: str, objectives: list[str], s: Settings, options: Mapping[str, Any]
+    name: str,
+    objectives: list[str],
+    s: Settings,
+    options: Mapping[str, Any],
+    *,
+    warm: bool = True,
 ) -> Oracle:
     """The oracle for a campaign over parameter ``name``, a formula. The model and the hull
     compounds are computed in the background from here on; the first trial waits."""
     given, formulas = hull_options(options, None)
     wants_hull = "e_above_hull" in objectives
-    warm = Once(lambda: _prepare(s, given, formulas if wants_hull else []))
-    threading.Thread(target=warm.quietly, daemon=True, name="chgnet-warm-up").start()
+    ready = Once(lambda: _prepare(s, given, formulas if wants_hull else []))
+    if warm:
+        threading.Thread(target=ready.quietly, daemon=True, name="chgnet-warm-up").start()
     provenance = model_provenance(s)
 
     def evaluate(values: dict[str, Any]) -> dict[str, float]:
         formula = values.get(name)
         if not isinstance(formula, str) or not formula:
             raise TrialFailed(f"parameter {name!r} must be a formula, got {formula!r}")
-        compounds = warm.get()
+        compounds = ready.get()
         c = compute(formula, s)
         e = c.relaxed.energy_per_atom
         x = {el: n / sum(c.counts.values()) for el, n in c.counts.items() if n}

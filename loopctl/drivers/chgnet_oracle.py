@@ -297,12 +297,13 @@ def build(req: _Request) -> Oracle:
     if param["type"] == "formula":
         from loopctl.drivers.chgnet_formulas import build_formulas
 
-        return build_formulas(param["name"], objectives, s, req.options)
+        return build_formulas(param["name"], objectives, s, req.options, warm=req.warm)
     elements = [str(e) for e in param.get("elements") or []]
     given, formulas = hull_options(req.options, elements)
     wants_hull = "e_above_hull" in objectives
     warm = Once(lambda: _prepare(elements, s, (given, formulas) if wants_hull else None))
-    threading.Thread(target=warm.quietly, daemon=True, name="chgnet-warm-up").start()
+    if req.warm:
+        threading.Thread(target=warm.quietly, daemon=True, name="chgnet-warm-up").start()
     name = param["name"]
     provenance = {
         **model_provenance(s),
