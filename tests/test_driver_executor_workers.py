@@ -73,8 +73,10 @@ def test_a_worker_that_cannot_build_the_oracle_fails_each_trial_saying_why(
     thread = threading.Thread(target=lambda: codes.append(driver.run()), daemon=True)
     thread.start()
     # set-up is over (the oracle checked here, the workers' warm-up still held at the gate)
-    # once the controller has trials on the driver; then the file vanishes for the workers
-    procs.wait_for(lambda: count(db, "SELECT COUNT(*) FROM trials") > 0, 60, "a lease", ctl)
+    # once the controller has dispatched a trial to the driver, which it does only after
+    # READY (trials are proposed at HELLO already); then the file vanishes for the workers
+    dispatched = "SELECT COUNT(*) FROM events WHERE kind = 'trial_dispatched'"
+    procs.wait_for(lambda: count(db, dispatched) > 0, 60, "a dispatch", ctl)
     table.unlink()
     gate.touch()
     assert procs.exit_code(ctl, 60) == 0
