@@ -2,12 +2,14 @@
 
 Builds the oracle from the campaign file as a driver would (one process, one torch thread
 unless LOOPCTL_TORCH_THREADS says otherwise), then times the evaluation of N compositions
-drawn uniformly from the simplex with a fixed seed. Prints one line per composition and a
+drawn uniformly from the simplex with a fixed seed (or, for a campaign over a pool of
+formulas such as oxide-chgnet.yaml, of its first N rows). Prints one line per composition and a
 JSON summary: the model load and references (paid once per driver process, by its first
 trial), the median and range of seconds per evaluation, the relaxation steps, and the
 machine's load average, since on a shared machine the figure means little without it.
 
     python bench/chgnet_cost.py [--campaign campaigns/alloy-chgnet.yaml] [-n 10]
+    python bench/chgnet_cost.py --campaign campaigns/oxide-chgnet.yaml
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -38,7 +41,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     spec = yaml.safe_load(Path(args.campaign).read_text())
-    comp = next(p for p in spec["space"] if p["type"] == "composition")
+    formula = next((p for p in spec["space"] if p["type"] == "formula"), None)
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     oracle = build_oracle(
@@ -47,22 +50,35 @@ def main() -> None:
         parameters=spec["space"],
         options=dict(spec["oracle"].get("options") or {}),
     )
-    # the first trial waits for the model and the references: pay that apart, on a pure
-    # element (its cell is the reference's, so it relaxes in no step)
-    oracle({comp["name"]: {comp["elements"][0]: 1.0}})
+    candidates: list[dict[str, Any]]
+    if formula is None:
+        comp = next(p for p in spec["space"] if p["type"] == "composition")
+        # the first trial waits for the model and the references: pay that apart, on a
+        # pure element (its cell is the reference's, so it relaxes in no step)
+        oracle({comp["name"]: {comp["elements"][0]: 1.0}})
+        rng = np.random.default_rng(args.seed)
+        candidates = [
+            {comp["name"]: dict(zip(comp["elements"], map(float, x), strict=True))}
+            for x in rng.dirichlet(np.ones(len(comp["elements"])), size=args.n)
+        ]
+    else:
+        # a pool: its first n rows, in order; the model and the hull compounds are paid
+        # apart, by the first hull compound's own evaluation (it is one of them: no steps)
+        hull = list((spec["oracle"].get("options") or {}).get("hull_formulas") or [])
+        oracle({formula["name"]: hull[0] if hull else "MgO"})
+        candidates = [dict(r) for r in spec["pool"]["rows"][: args.n]]
     setup = time.perf_counter() - t0
-    rng = np.random.default_rng(args.seed)
     times, steps, converged = [], [], 0
-    for x in rng.dirichlet(np.ones(len(comp["elements"])), size=args.n):
-        fractions = dict(zip(comp["elements"], map(float, x), strict=True))
+    for candidate in candidates:
         t = time.perf_counter()
-        out = oracle({comp["name"]: fractions})
+        out = oracle(candidate)
         times.append(time.perf_counter() - t)
         meta = getattr(out, "metadata", {})
         steps.append(int(meta["relax_steps"]))
         converged += bool(meta["converged"])
         print(
-            f"{meta['simulated_cell']:>24}  {times[-1]:6.1f} s  {meta['relax_steps']:>3} steps  "
+            f"{meta['simulated_cell']:>24} {meta.get('prototype', ''):>10} {times[-1]:6.1f} s  "
+            f"{meta['relax_steps']:>3} steps  "
             f"{dict(out)}",
             flush=True,
         )
@@ -70,12 +86,12 @@ def main() -> None:
         "campaign": Path(args.campaign).name,
         "options": spec["oracle"].get("options"),
         "setup_s": round(setup, 1),
-        "evaluations": args.n,
+        "evaluations": len(candidates),
         "median_s": round(statistics.median(times), 1),
         "min_s": round(min(times), 1),
         "max_s": round(max(times), 1),
         "median_steps": statistics.median(steps),
-        "converged": f"{converged}/{args.n}",
+        "converged": f"{converged}/{len(candidates)}",
         "median_s_per_step": round(
             statistics.median(t / max(s, 1) for t, s in zip(times, steps, strict=True)), 2
         ),

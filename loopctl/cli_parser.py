@@ -102,7 +102,7 @@ def _driver_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     dsub = c.add_subparsers(title="kinds", metavar="KIND")
     o = dsub.add_parser(
         "oracle",
-        help="simulated DFT oracle: EMT or CHGNet alloy energies, benchmarks, table look-up",
+        help="simulated DFT oracle: EMT or CHGNet energies, benchmarks, table look-up",
     )
     _oracle_options(o)
     _driver_options(o)

@@ -477,7 +477,15 @@ def _oracle(
         r.problem("oracle.function", "is required when kind is function (e.g. branin)")
     if kind == "table" and table is None:
         r.problem("oracle.table", "is required when kind is table (a CSV file)")
-    if kind in ("emt", "chgnet"):
+    if kind == "chgnet":
+        materials = [p for p in space if isinstance(p, (CompositionParam, FormulaParam))]
+        if len(materials) != 1:
+            r.problem(
+                "oracle.kind",
+                "chgnet needs exactly one composition parameter (an alloy) or one formula "
+                "parameter (a pool of formulas) in space",
+            )
+    if kind == "emt":
         comps = [p for p in space if isinstance(p, CompositionParam)]
         if len(comps) != 1:
             r.problem("oracle.kind", f"{kind} needs exactly one composition parameter in space")

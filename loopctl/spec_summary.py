@@ -49,7 +49,7 @@ def summarise_spec(spec: Spec) -> str:
         f"{spec.execution.retries} retries"
     )
     if spec.oracle:
-        alloy = "CHGNet alloy energies" if spec.oracle.kind == "chgnet" else "EMT alloy energies"
+        alloy = "CHGNet energies" if spec.oracle.kind == "chgnet" else "EMT alloy energies"
         what = spec.oracle.function or spec.oracle.table or alloy
         lines.append(f"oracle: {spec.oracle.kind} ({what}); spawn {spec.drivers.spawn} drivers")
     return "\n".join(lines)

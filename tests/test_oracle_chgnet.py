@@ -136,7 +136,7 @@ def test_a_campaign_runs_the_chgnet_oracle_from_the_command_line(tmp_path: Path)
         "oracle: {kind: chgnet, options: {supercell: 1, steps: 40}}\n"
         "drivers: {spawn: 1}\n"
     )
-    assert "oracle: chgnet (CHGNet alloy energies)" in loopctl("validate", str(spec)).stdout
+    assert "oracle: chgnet (CHGNet energies)" in loopctl("validate", str(spec)).stdout
     db = tmp_path / "c.db"
     loopctl("start", str(spec), "--db", str(db), timeout=150)
     rows = list(csv.DictReader(io.StringIO(loopctl("export", str(db)).stdout)))

@@ -33,14 +33,13 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from loopctl.drivers.base import TrialFailed
 from loopctl.drivers.oracle_models import (
     Oracle,
     OracleConfigError,
     Outcomes,
-    _composition_parameter,
     _composition_value,
     _parse_formula,
     _Request,
@@ -61,8 +60,10 @@ DEFAULT_STEPS = 100  # 32-atom cells took 15-35 FIRE steps from Vegard volumes (
 DEFAULT_FMAX = 0.05  # eV/A, the usual "relaxed" for a screening calculation
 REFERENCE_STEPS = 500  # elemental cells are tiny: relax them fully whatever the cap
 VOLUME_GUARD = (0.5, 2.0)  # a cell whose volume halves or doubles has blown up
+MOLECULE_BOX = 12.0  # A: the O2, N2, ... references, beyond the graph cutoff of their images
 # its options are listed in oracle_models.KNOWN_OPTIONS, checked before it is imported
 
+T = TypeVar("T")
 _LOAD = threading.Lock()
 _OPTIMIZERS: dict[str, Any] = {}  # by model name: loaded once per process
 # one relaxation at a time per process: the model is shared, and on a small machine two
@@ -156,8 +157,23 @@ def lattice_structure(species: Sequence[str], lattice: str, n: int, volume_per_a
     return Structure(Lattice.cubic(a), list(species), coords)
 
 
-def relax(structure: Any, *, model: str, steps: int, fmax: float) -> Relaxed:
-    """Relax cell and positions; a relaxation that fails or blows up is a failed trial."""
+def molecule_structure(element: str, bond: float) -> Any:
+    """A diatomic molecule in a cubic box wide enough that it does not see its images
+    (CHGNet's graph cutoff is 5-6 A)."""
+    from pymatgen.core import Lattice, Structure
+
+    a = MOLECULE_BOX
+    half = bond / 2 / a
+    return Structure(
+        Lattice.cubic(a), [element, element], [[0.5 - half, 0.5, 0.5], [0.5 + half, 0.5, 0.5]]
+    )
+
+
+def relax(
+    structure: Any, *, model: str, steps: int, fmax: float, relax_cell: bool = True
+) -> Relaxed:
+    """Relax cell and positions (positions only for a molecule in a box); a relaxation
+    that fails or blows up is a failed trial."""
     n = len(structure)
     v0 = structure.volume / n
     what = structure.composition.reduced_formula
@@ -165,7 +181,14 @@ def relax(structure: Any, *, model: str, steps: int, fmax: float) -> Relaxed:
         opt = optimizer(model)
         with _COMPUTE:
             _set_threads()
-            out = opt.relax(structure, fmax=fmax, steps=steps, verbose=False, assign_magmoms=False)
+            out = opt.relax(
+                structure,
+                fmax=fmax,
+                steps=steps,
+                relax_cell=relax_cell,
+                verbose=False,
+                assign_magmoms=False,
+            )
     except Exception as exc:  # torch, ASE and the graph converter raise many kinds
         raise TrialFailed(
             f"CHGNet relaxation of {what} failed: {type(exc).__name__}: {exc}"
@@ -216,6 +239,14 @@ def ground_reference(element: str, model: str, fmax: float) -> Relaxed:
     symmetry = state.get("symmetry")
     if symmetry in SITES:  # fcc and bcc elements: the same cell as the lattice reference
         return lattice_reference(element, symmetry, model, fmax)
+    if symmetry == "diatom":  # O, N, H, F, Cl: the molecule, alone in a box
+        return relax(
+            molecule_structure(element, float(state["d"])),
+            model=model,
+            steps=REFERENCE_STEPS,
+            fmax=fmax,
+            relax_cell=False,
+        )
     try:
         atoms = bulk(element)
     except (ValueError, KeyError, NotImplementedError) as exc:
@@ -260,22 +291,23 @@ def build(req: _Request) -> Oracle:
     (setup must return within the controller's heartbeat timeout), and the first trial
     waits for them."""
     objectives = _objectives(req.objectives)
-    param = _composition_parameter(req.parameters, "chgnet")
-    elements = [str(e) for e in param.get("elements") or []]
+    param = _material_parameter(req.parameters)
     s = settings(req.options)
     _check_installed(s.model)
-    given, formulas = _hull_options(req.options, elements)
+    if param["type"] == "formula":
+        from loopctl.drivers.chgnet_formulas import build_formulas
+
+        return build_formulas(param["name"], objectives, s, req.options, warm=req.warm)
+    elements = [str(e) for e in param.get("elements") or []]
+    given, formulas = hull_options(req.options, elements)
     wants_hull = "e_above_hull" in objectives
-    warm = _Once(lambda: _prepare(elements, s, (given, formulas) if wants_hull else None))
-    threading.Thread(target=warm.quietly, daemon=True, name="chgnet-warm-up").start()
+    warm = Once(lambda: _prepare(elements, s, (given, formulas) if wants_hull else None))
+    if req.warm:
+        threading.Thread(target=warm.quietly, daemon=True, name="chgnet-warm-up").start()
     name = param["name"]
     provenance = {
-        "model": f"CHGNet {s.model}",
-        "model_version": s.model,
-        "chgnet_version": chgnet_version(),
+        **model_provenance(s),
         "lattice": f"{s.lattice} {s.supercell}x{s.supercell}x{s.supercell}",
-        "relax_step_cap": s.steps,
-        "fmax": s.fmax,
     }
 
     def evaluate(values: dict[str, Any]) -> dict[str, float]:
@@ -296,19 +328,44 @@ def build(req: _Request) -> Oracle:
                     raise  # what the campaign asked for cannot be computed: say why
         if ready.hull is not None:
             quantities["e_above_hull"] = r.energy_per_atom - _hull_energy(ready.hull, counts)
-        meta: dict[str, Any] = {
-            **simulated(counts),
-            **provenance,
-            "relax_steps": r.steps,
-            "converged": r.converged,
-            "cell_lengths": " ".join(f"{v:.4f}" for v in r.lengths),
-            "cell_angles": " ".join(f"{v:.2f}" for v in r.angles),
-            "volume_per_atom": round(r.volume_per_atom, 5),
-        }
+        meta: dict[str, Any] = {**simulated(counts), **provenance, **relaxed_metadata(r)}
         meta.update({k: v for k, v in quantities.items() if k not in objectives})
         return Outcomes({o: quantities[o] for o in objectives}, meta)
 
     return evaluate
+
+
+def model_provenance(s: Settings) -> dict[str, Any]:
+    """The model and relaxation settings, recorded with every result."""
+    return {
+        "model": f"CHGNet {s.model}",
+        "model_version": s.model,
+        "chgnet_version": chgnet_version(),
+        "relax_step_cap": s.steps,
+        "fmax": s.fmax,
+    }
+
+
+def relaxed_metadata(r: Relaxed) -> dict[str, Any]:
+    """What one relaxation did, recorded with its result."""
+    return {
+        "relax_steps": r.steps,
+        "converged": r.converged,
+        "cell_lengths": " ".join(f"{v:.4f}" for v in r.lengths),
+        "cell_angles": " ".join(f"{v:.2f}" for v in r.angles),
+        "volume_per_atom": round(r.volume_per_atom, 5),
+    }
+
+
+def _material_parameter(parameters: list[dict[str, Any]]) -> dict[str, Any]:
+    found = [p for p in parameters if p["type"] in ("composition", "formula")]
+    if len(found) != 1:
+        names = "none" if not found else ", ".join(repr(p["name"]) for p in found)
+        raise OracleConfigError(
+            "the chgnet oracle needs exactly one composition parameter (an alloy) or one "
+            f"formula parameter (a pool of formulas), found {names}"
+        )
+    return found[0]
 
 
 @dataclass(frozen=True)
@@ -320,16 +377,16 @@ class _Ready:
     hull: Any  # pymatgen PhaseDiagram, or None when no objective needs it
 
 
-class _Once:
+class Once(Generic[T]):
     """A computation run once, by whichever thread asks first; the others wait for it."""
 
-    def __init__(self, compute: Callable[[], _Ready]) -> None:
+    def __init__(self, compute: Callable[[], T]) -> None:
         self._compute = compute
         self._lock = threading.Lock()
-        self._value: _Ready | None = None
+        self._value: T | None = None
         self._error: str | None = None
 
-    def get(self) -> _Ready:
+    def get(self) -> T:
         with self._lock:
             if self._value is None and self._error is None:
                 try:
@@ -455,9 +512,10 @@ def _weighted(x: Mapping[str, float], refs: Mapping[str, Relaxed | str], what: s
 _HullOptions = tuple[dict[str, float], list[str]]
 
 
-def _hull_options(options: Mapping[str, Any], elements: list[str]) -> _HullOptions:
+def hull_options(options: Mapping[str, Any], elements: list[str] | None) -> _HullOptions:
     """``hull_entries`` ({formula: eV/atom}, on this model's scale) and ``hull_formulas``
-    (compounds computed here), checked: formulas of the composition's elements only."""
+    (compounds computed here), checked: formulas of the composition's elements only (of
+    any elements when ``elements`` is None: a pool of formulas)."""
     given = options.get("hull_entries") or {}
     if not isinstance(given, Mapping):
         raise OracleConfigError("chgnet option hull_entries must map formula to eV/atom")
@@ -512,13 +570,15 @@ def _hull(
     return PhaseDiagram(entries)
 
 
-def _compound(formula: Any, elements: Sequence[str], option: str) -> Any:
+def _compound(formula: Any, elements: Sequence[str] | None, option: str) -> Any:
     from pymatgen.core import Composition
 
     try:
         comp = Composition(_parse_formula(str(formula)))
     except Exception as exc:  # pymatgen raises several types for bad formulas
         raise OracleConfigError(f"{option} {formula!r} is not a chemical formula ({exc})") from None
+    if elements is None:
+        return comp
     extra = [str(e) for e in comp.elements if str(e) not in elements]
     if extra:
         raise OracleConfigError(

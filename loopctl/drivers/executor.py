@@ -59,9 +59,16 @@ def run_oracle(
     Top level and free of our own exceptions on purpose: engines pickle the function by
     reference and the return value by value, and a ``TrialFailed`` would lose its
     ``retryable`` on the way back (exceptions are re-created from their message alone).
-    A simulated failure is returned as ``{"failed": reason, "retryable": ...}``. ``key``
-    seeds the latency jitter and the simulated failures of this attempt."""
-    fn, conf, seed = _oracle(settings, overrides)
+    A failure is returned as ``{"failed": reason, "retryable": ...}``: a simulated one, the
+    oracle's ``TrialFailed``, or an oracle this worker cannot build (retryable, naming the
+    worker). ``key`` seeds the latency jitter and the simulated failures of this attempt."""
+    worker = f"{platform.node()}:{os.getpid()}"
+    try:
+        fn, conf, seed = _oracle(settings, overrides)
+    except CannotEvaluate as exc:
+        # this worker lacks what the driver's machine has (a package, a file, a model):
+        # another worker may well have it, so the campaign's retries decide
+        return {"failed": f"worker {worker} cannot build the oracle: {exc}", "retryable": True}
     rng = random.Random(f"{seed}-{key}")
     started = time.monotonic()
     low, high = parse_latency(conf.get("latency"))
@@ -71,9 +78,12 @@ def run_oracle(
     if fail_rate and rng.random() < fail_rate:
         reason, retryable = rng.choice(FAILURES)
         return {"failed": f"simulated failure: {reason}", "retryable": retryable}
-    out = fn(parameters)
+    try:
+        out = fn(parameters)
+    except TrialFailed as exc:  # the oracle's own verdict, with its retryable intact
+        return {"failed": exc.reason, "retryable": exc.retryable}
     metadata = dict(getattr(out, "metadata", None) or {})
-    metadata["worker"] = f"{platform.node()}:{os.getpid()}"
+    metadata["worker"] = worker
     metadata["seconds"] = round(time.monotonic() - started, 3)
     return {"outcomes": dict(out), "metadata": metadata}
 
@@ -121,7 +131,7 @@ class ExecutorDriver(Driver):
         per slot, as the oracle driver does before it says READY; a worker that cannot
         (a package missing on the nodes) refuses the campaign the same way. Waited for up
         to half the heartbeat timeout: slower workers build on their first trial."""
-        oracle_from_settings(settings, self.overrides)
+        oracle_from_settings(settings, self.overrides, warm=False)
         futures = [
             self.executor.submit(warm_up, dict(settings), self.overrides)
             for _ in range(self.capacity)
@@ -130,9 +140,10 @@ class ExecutorDriver(Driver):
         for f in done:
             exc = f.exception()
             if exc is not None and not isinstance(exc, self.lost):
-                raise CannotEvaluate(
-                    f"a worker cannot build the oracle: {type(exc).__name__}: {exc}"
+                why = (
+                    str(exc) if isinstance(exc, CannotEvaluate) else f"{type(exc).__name__}: {exc}"
                 )
+                raise CannotEvaluate(f"a worker cannot build the oracle: {why}")
         log.info("oracle built on %d workers", len({f.result() for f in done if not f.exception()}))
 
     def evaluate(self, parameters: dict[str, Any]) -> dict[str, Any] | Result:

@@ -62,11 +62,13 @@ class OracleDriver(Driver):
 
 
 def oracle_from_settings(
-    settings: Mapping[str, Any], overrides: Mapping[str, Any]
+    settings: Mapping[str, Any], overrides: Mapping[str, Any], *, warm: bool = True
 ) -> tuple[Callable[[dict[str, Any]], dict[str, float]], dict[str, Any], int]:
     """(oracle, its configuration, seed) from the campaign's WELCOME settings and the
     command line's overrides; shared by this driver and the workers of an executor driver
-    (drivers/executor.py), so that both compute the same thing from the same campaign."""
+    (drivers/executor.py), so that both compute the same thing from the same campaign.
+    ``warm=False``: only check (an executor driver evaluates nothing itself, so it need
+    not load CHGNet's model and references in the background)."""
     conf = dict(settings.get("oracle") or {})
     conf.update(overrides)
     kind = conf.get("kind")
@@ -83,6 +85,7 @@ def oracle_from_settings(
             noise=float(conf.get("noise") or 0.0),
             seed=seed,
             options=dict(conf.get("options") or {}),
+            warm=warm,
         )
     except OracleConfigError as exc:
         raise CannotEvaluate(str(exc)) from None

@@ -74,6 +74,7 @@ class _Request:
     function: str | None
     table: str | None
     options: dict[str, Any]
+    warm: bool = True  # False: the caller only checks; no work for later trials in advance
 
 
 def build_oracle(
@@ -86,8 +87,10 @@ def build_oracle(
     noise: float = 0.0,
     seed: int = 0,
     options: dict[str, Any] | None = None,
+    warm: bool = True,
 ) -> Oracle:
-    """Return ``f(assignment) -> {objective: value}``, or raise :class:`OracleConfigError`."""
+    """Return ``f(assignment) -> {objective: value}``, or raise :class:`OracleConfigError`.
+    ``warm=False`` skips what a builder starts in the background for the first trial."""
     builder = _BUILDERS.get(kind)
     if builder is None:
         raise OracleConfigError(f"unknown oracle kind {kind!r}; known kinds: {', '.join(KINDS)}")
@@ -96,7 +99,7 @@ def build_oracle(
     if not isinstance(noise, (int, float)) or not math.isfinite(noise) or noise < 0:
         raise OracleConfigError(f"oracle noise must be a finite number >= 0, got {noise!r}")
     req = _Request(
-        _objective_names(objectives), _parameter_dicts(parameters), function, table, opts
+        _objective_names(objectives), _parameter_dicts(parameters), function, table, opts, warm
     )
     fn = builder(req)
     return _with_noise(fn, float(noise), seed) if noise > 0 else fn
