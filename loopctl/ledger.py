@@ -562,7 +562,8 @@ def snapshot(store: Store, spec: Spec, space: Space) -> CampaignData:
 
 def best(store: Store, spec: Spec) -> dict[str, Any] | None:
     """Best completed trial on the first objective (observed value, not a model guess)
-    among those meeting every outcome constraint."""
+    among those meeting every outcome constraint; with fidelities, among those measured
+    at the target level (a cheap level's value is not the campaign's answer)."""
     obj = spec.objectives[0]
     order = "DESC" if obj.goal == "maximize" else "ASC"
     rows: Iterable[Any] = store.conn.execute(
@@ -573,6 +574,10 @@ def best(store: Store, spec: Spec) -> dict[str, Any] | None:
     if spec.outcome_constraints:
         obs = store.observations()
         rows = (r for r in rows if spec.feasible({m: v[0] for m, v in obs[r[0]].items()}))
+    if spec.fidelities is not None:
+        fid = spec.fidelities
+        level = {t: c.fidelity or fid.target for t, c in costs.from_store(store.conn, fid).items()}
+        rows = (r for r in rows if level.get(r[0]) == fid.target)
     row = next(iter(rows), None)
     if row is None:
         return None

@@ -99,7 +99,8 @@ def test_the_cost_budget_is_never_exceeded(tmp_path: Path, procs: Procs) -> None
     (reason,) = db_rows(db, "SELECT value FROM meta WHERE key = 'finished'")[0]
     assert "cost budget: 23 of 23 spent" in reason
     status = loopctl("status", str(db)).stdout
-    assert status  # a finished multi-fidelity campaign reads like any other
+    assert "cost: 23 of 23 spent; completed per fidelity: lo " in status
+    assert "(best judged at hi)" in status
 
 
 def test_a_measured_cost_counts_instead_of_the_declared_one(tmp_path: Path) -> None:

@@ -90,3 +90,11 @@ def test_mistakes_are_named(section: str, expected: str) -> None:
     with pytest.raises(SpecError) as info:
         parse_spec_text(BASE + section)
     assert expected in str(info.value)
+
+
+def test_the_example_campaign_validates_and_names_its_levels() -> None:
+    from tests.conftest import CAMPAIGNS, loopctl
+
+    out = loopctl("validate", str(CAMPAIGNS / "alloy-multifidelity.yaml")).stdout
+    assert "fidelities: emt (cost 1), chgnet (cost 20); the objective is judged at chgnet" in out
+    assert "budget: 60 trials, cost 400" in out

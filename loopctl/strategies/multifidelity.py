@@ -48,6 +48,7 @@ from loopctl.strategies.base import CampaignData, Candidate, Proposal
 DTYPE = torch.float64
 SOBOL_CANDIDATES = 1024  # continuous spaces: the candidate set the acquisition ranks
 CHUNK = 512  # candidates per posterior evaluation
+MAX_FIT_STEPS = 100
 
 
 class MultiFidelityStrategy:
@@ -138,7 +139,12 @@ def _fit(data: CampaignData, fid: Fidelities, notes: list[str]) -> tuple[MultiTa
         outcome_transform=Standardize(m=1),
     )
     try:
-        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+        # 100 L-BFGS steps, as for the mixed kernel (surrogate.fit_columns): the task
+        # covariance's likelihood is flat and the default ran to ten seconds at 200 points
+        fit_gpytorch_mll(
+            ExactMarginalLogLikelihood(model.likelihood, model),
+            optimizer_kwargs={"options": {"maxiter": MAX_FIT_STEPS}},
+        )
     except Exception as exc:  # a failed fit still leaves a usable model at the prior's values
         notes.append(f"fit failed, kept the prior's hyperparameters: {exc}")
     return model, time.perf_counter() - t0
