@@ -118,3 +118,29 @@ def test_a_measured_cost_counts_instead_of_the_declared_one(tmp_path: Path) -> N
             c.tell(t.id, {"y": branin_fn(t.parameters["x1"], t.parameters["x2"])}, cost=measured)
             spent += 0.5 if t.fidelity == "lo" else 5
         assert spent <= 12 and c.view.refresh().cost_left == pytest.approx(12 - spent)
+
+
+def test_an_sdk_driver_learns_the_level_and_reports_what_it_cost(
+    tmp_path: Path, procs: Procs
+) -> None:
+    spec = branin(tmp_path, fidelities=LEVELS, budget={"trials": 6})
+    db = tmp_path / "s.db"
+    ctl = procs.controller(spec, db, TCP_ANY)
+    ep = procs.endpoint(ctl)
+    procs.start(ep, str(tmp_path / "ob"), log="metered.log", module="tests.metered_driver")
+    assert procs.exit_code(ctl, 120) == 0, procs.log("controller.log") + procs.log("metered.log")
+    rows = db_rows(
+        db,
+        "SELECT json_extract(p.payload, '$.fidelity'), json_extract(c.payload, '$.cost'), "
+        "json_extract(c.payload, '$.metadata.level_seen') FROM events p JOIN events c "
+        "ON c.trial_id = p.trial_id AND c.kind = 'trial_completed' "
+        "WHERE p.kind = 'trial_proposed'",
+    )
+    assert len(rows) == 6 and {r[0] for r in rows} == {"lo", "hi"}
+    for level, cost, seen in rows:
+        assert seen == level  # the TASK told the driver its level
+        assert cost == (0.5 if level == "lo" else None)
+    exported = json.loads(loopctl("export", str(db), "--format", "json").stdout)
+    assert sorted(r["cost"] for r in exported) == sorted(
+        0.5 if level == "lo" else 5 for level, _, _ in rows
+    )
