@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loopctl import ledger, lifecycle
+from loopctl import costs, ledger, lifecycle
 from loopctl.errors import LoopctlError, TrialError
 from loopctl.integrity import stored_spec
 from loopctl.space import Space
@@ -28,6 +28,7 @@ API_DRIVER = "python-api"
 class Trial:
     id: str
     parameters: dict[str, Any]
+    fidelity: str | None = None  # campaigns with `fidelities`: the level to measure it at
 
 
 class Campaign:
@@ -123,12 +124,23 @@ class Campaign:
                 ids += ledger.record_proposal(b, proposal, data.as_of, origin="api")
             for tid in ids:
                 ledger.record_dispatch(b, tid, API_DRIVER, None)
-        return [Trial(tid, self._trial(tid)["parameters"]) for tid in ids]
+        levels = {}
+        if self.spec.fidelities is not None:
+            levels = {
+                tid: c.fidelity or self.spec.fidelities.target
+                for tid, c in costs.from_store(self.store.conn, self.spec.fidelities).items()
+            }
+        return [Trial(tid, self._trial(tid)["parameters"], levels.get(tid)) for tid in ids]
 
     def tell(
-        self, trial_id: str, outcomes: Mapping[str, Any], metadata: Mapping[str, Any] | None = None
+        self,
+        trial_id: str,
+        outcomes: Mapping[str, Any],
+        metadata: Mapping[str, Any] | None = None,
+        cost: float | None = None,
     ) -> None:
-        """Record a result: ``{"objective": value}`` or ``{"objective": (mean, sem)}``.
+        """Record a result: ``{"objective": value}`` or ``{"objective": (mean, sem)}``;
+        ``cost``: what it cost, measured (campaigns with fidelities; else its level's).
 
         Telling the same values again does nothing; other values for a trial that has its
         result raise :class:`TrialError` (see :meth:`amend`)."""
@@ -137,7 +149,7 @@ class Campaign:
             ledger.check_retold(self.store, self.spec, trial_id, outcomes)
             return
         with self.store.batch() as b:
-            ledger.record_result(b, self.spec, trial_id, outcomes, API_DRIVER, metadata)
+            ledger.record_result(b, self.spec, trial_id, outcomes, API_DRIVER, metadata, cost)
 
     def set_budget(self, trials: int) -> None:
         """Change the campaign's budget, as `loopctl resume --trials` does: recorded (a

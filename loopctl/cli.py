@@ -230,6 +230,7 @@ def _sdk_options(args: argparse.Namespace) -> dict[str, Any]:
         "name": args.name,
         "outbox": args.outbox,
         "curve": (args.key, args.server_key) if args.key else None,
+        "fidelities": args.fidelity,
     }
 
 

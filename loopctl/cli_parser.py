@@ -479,6 +479,13 @@ def _driver_options(c: argparse.ArgumentParser, capacity: bool = True) -> None:
     if capacity:
         c.add_argument("--capacity", type=int, default=1, help="trials run at once (default: 1)")
     c.add_argument(
+        "--fidelity",
+        action="append",
+        metavar="NAME",
+        help="campaigns with `fidelities`: a level this driver serves (repeat for several; "
+        "default: all)",
+    )
+    c.add_argument(
         "--outbox",
         help="folder for unacknowledged results (default: ~/.local/state/loopctl/outbox/NAME)",
     )

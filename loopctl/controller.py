@@ -38,7 +38,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
-from loopctl import faults, ledger, lifecycle, operator_commands, policy, protocol
+from loopctl import costs, faults, ledger, lifecycle, operator_commands, policy, protocol
 from loopctl.errors import (
     LoopctlError,
     ProtocolError,
@@ -102,6 +102,7 @@ class DriverConn:
     given: set[str] = field(default_factory=set)
     holds: set[str] = field(default_factory=set)
     sent_to: dict[str, bytes] = field(default_factory=dict)  # trial -> socket its TASK went to
+    fidelities: frozenset[str] | None = None  # the levels it serves (None: all)
 
     @property
     def free(self) -> int:
@@ -744,6 +745,7 @@ class Controller:
                 f"{fingerprint(bound.encode())}); this key (fingerprint "
                 f"{fingerprint(user.encode())}) must use a name of its own",
             )
+        serves = self._serves(msg.get("fidelities"))
         self._admit(identity, name)
         current = self.drivers.get(identity)
         if current is not None and current.name != name:
@@ -781,7 +783,7 @@ class Controller:
             d = DriverConn(identity, name, msg.body["kind"], msg.body["capacity"], now)
             self.drivers[identity] = d
         d.session, d.connection, d.key, d.holds = session, connection, user, holds
-        d.capacity, d.last_seen = msg.body["capacity"], now
+        d.capacity, d.last_seen, d.fidelities = msg.body["capacity"], now, serves
         d.ready = False  # no TASK before this connection has said READY
         # a TASK that went to a socket the driver has since left never reached it: the
         # trial is not coming back from there, so it goes back to the queue
@@ -814,6 +816,8 @@ class Controller:
             if user is not None:
                 event["key"] = user
                 self._keys.setdefault(name, user)
+            if serves is not None:
+                event["fidelities"] = sorted(serves)
             b.add("driver_connected", None, event)
             log.info("driver %s connected (%s, capacity %d)", name, d.kind, d.capacity)
         out.put(
@@ -828,6 +832,21 @@ class Controller:
                 spec_hash=self.spec_hash,
             ),
         )
+
+    def _serves(self, declared: list[str] | None) -> frozenset[str] | None:
+        """The levels a HELLO says its driver serves, each one the campaign has."""
+        if declared is None:
+            return None
+        levels = self.spec.fidelities.names if self.spec.fidelities is not None else ()
+        unknown = [f for f in declared if f not in levels]
+        if unknown:
+            has = f"its levels are {', '.join(levels)}" if levels else "it has no `fidelities`"
+            raise ProtocolError(
+                "unknown_fidelity",
+                f"this campaign has no fidelity {unknown[0]!r} ({has}); "
+                "give --fidelity one of its levels",
+            )
+        return frozenset(declared)
 
     def _replace(self, b: Batch, old: DriverConn, holds: set[str]) -> None:
         """A HELLO from another process under ``old``'s name: a restart once the old
@@ -933,7 +952,7 @@ class Controller:
         tid = self._reported_trial(d, msg)
         before = self.store.trial(tid)
         new = ledger.record_result(
-            b, self.spec, tid, msg.body["outcomes"], d.name, msg.get("metadata")
+            b, self.spec, tid, msg.body["outcomes"], d.name, msg.get("metadata"), msg.get("cost")
         )
         d.trials.discard(tid)
         out.put(d.identity, self._ack(tid, d, msg))
@@ -1093,10 +1112,14 @@ class Controller:
         running = len(self.store.trials(lifecycle.RUNNING, lifecycle.IN_DOUBT))
         timeout = self.trial_timeout()
         slots = [
-            policy.Slot(d.identity, d.free, d.last_task, d.ready) for d in self.drivers.values()
+            policy.Slot(d.identity, d.free, d.last_task, d.ready, d.fidelities)
+            for d in self.drivers.values()
         ]
         trials = {t["id"]: t for t in queued}
-        for a in policy.assign(list(trials), slots, running, self.exe.max_in_flight):
+        levels, affordable = self._fidelity_rules(b, running)
+        for a in policy.assign(
+            list(trials), slots, running, self.exe.max_in_flight, levels, affordable
+        ):
             d, tid = self.drivers[a.driver], a.trial
             d.last_task = time.monotonic()
             deadline = policy.deadline(time.time(), timeout)
@@ -1112,15 +1135,53 @@ class Controller:
                     parameters=trials[tid]["parameters"],
                     attempt=attempt,
                     deadline=deadline,
+                    fidelity=levels.get(tid) if levels is not None else None,
                     campaign_id=self.campaign_id,
                     spec_hash=self.spec_hash,
                 ),
             )
 
+    def _fidelity_rules(
+        self, b: Batch, running: int
+    ) -> tuple[dict[str, str | None] | None, Callable[[str], bool] | None]:
+        """Campaigns with fidelities: each trial's level (its drivers must serve it) and,
+        with a cost budget, whether one more trial fits (see loopctl.costs). Queued trials
+        that cannot fit while nothing runs would wait for ever: they are abandoned, and
+        the strategy (told what is left) proposes within the budget again."""
+        fid = self.spec.fidelities
+        if fid is None:
+            return None, None
+        trials = costs.from_store(self.store.conn, fid)
+        levels: dict[str, str | None] = {tid: t.fidelity or fid.target for tid, t in trials.items()}
+        budget = self.spec.budget.cost
+        if budget is None:
+            return levels, None
+        spent = [costs.committed(fid, trials)]
+
+        def affordable(tid: str) -> bool:
+            if not costs.fits(fid, budget, spent[0], levels[tid]):
+                return False
+            spent[0] += costs.level_cost(fid, levels[tid])
+            return True
+
+        if running == 0:
+            for tid, t in trials.items():
+                if t.queued and not costs.fits(fid, budget, spent[0], levels[tid]):
+                    ledger.record_abandon(
+                        b, tid, f"its cost would take the campaign beyond budget.cost {budget:g}"
+                    )
+        return levels, affordable
+
     def _wanted(self) -> tuple[int, int, int]:
         """(candidates wanted now, completed, open) under the budget and max_in_flight."""
         tally = policy.Tally.of(ledger.run_counts(self.store))
-        return policy.proposals_wanted(self.budget, tally), tally.completed, tally.open
+        want = policy.proposals_wanted(self.budget, tally)
+        fid, budget = self.spec.fidelities, self.spec.budget.cost
+        if fid is not None and budget is not None and want > 0:
+            left = costs.room(fid, budget, costs.from_store(self.store.conn, fid))
+            if left < min(level.cost for level in fid.levels) * (1 - 1e-9):
+                want = 0  # not even the cheapest level fits: the campaign winds down
+        return want, tally.completed, tally.open
 
     def _may_propose(self) -> bool:
         return policy.may_propose(
@@ -1310,6 +1371,13 @@ class Controller:
             best = policy.Best(row["objective"], row["value"]) if row is not None else None
         elapsed = time.monotonic() - self.started
         reason = policy.finished(self.budget, policy.Tally.of(counts), elapsed, best)
+        fid, budget = self.spec.fidelities, self.spec.budget.cost
+        if reason is None and fid is not None and budget is not None:
+            trials = costs.from_store(self.store.conn, fid)
+            if not any(t.queued or t.in_flight for t in trials.values()):
+                spent = costs.committed(fid, trials)
+                if not costs.fits(fid, budget, spent, fid.cheapest):
+                    reason = f"cost budget: {spent:g} of {budget:g} spent"
         if reason is not None:
             self.request_stop(reason, finished=True)
 

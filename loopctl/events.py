@@ -10,7 +10,8 @@ Adding a kind means adding one entry; a kind without one is refused when written
 read.
 
 Payloads stay the JSON objects the log has always held (their canonical text is what the
-hash chain covers, so no field is added or renamed): the dataclasses below describe them
+hash chain covers, so no field is renamed; the few optional fields added since, such as a
+trial's ``fidelity``, are written only when set): the dataclasses below describe them
 and :func:`parse` checks a payload against its kind's before any fold uses it. Keys a
 dataclass does not name are accepted when read (an older loopctl may have written them)
 but refused when written, so that a typo cannot enter the log.
@@ -142,6 +143,7 @@ class TrialProposed:
     parameters: dict[str, Any]
     proposal_id: str | None = None
     operator: str | None = None  # a suggestion's author
+    fidelity: str | None = None  # campaigns with `fidelities`: the level it is measured at
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +169,7 @@ class TrialCompleted:
     driver: str | None = None
     attempt: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    cost: float | None = None  # what the driver measured it cost (else its level's cost)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +226,7 @@ class DriverConnected:
     capacity: int | None = None
     holds: list[str] | None = None
     key: str | None = None  # its CURVE public key, when security is on
+    fidelities: list[str] | None = None  # the levels it serves (absent: all)
 
 
 @dataclass(frozen=True, slots=True)
@@ -491,6 +495,9 @@ class Seen:
     outcomes: dict[str, dict[str, tuple[float, float | None]]] = field(default_factory=dict)
     proposals: int = 0
     sobol_drawn: int = 0
+    fidelity: dict[str, str] = field(default_factory=dict)  # trials that name their level
+    attempts: dict[str, int] = field(default_factory=dict)  # dispatches (for their cost)
+    measured: dict[str, float] = field(default_factory=dict)  # costs drivers reported
 
 
 def _v_proposal(s: Seen, tid: str | None, p: Mapping[str, Any]) -> None:
@@ -502,12 +509,32 @@ def _v_new(s: Seen, tid: str | None, p: Mapping[str, Any]) -> None:
     if tid is not None:
         s.params[tid] = p["parameters"]
         s.status[tid] = lc.PROPOSED
+        if p.get("fidelity") is not None:
+            s.fidelity[tid] = p["fidelity"]
 
 
 def _v_outcomes(s: Seen, tid: str | None, p: Mapping[str, Any]) -> None:
     if tid is not None:
         s.status[tid] = lc.COMPLETED
         s.outcomes[tid] = {m: (o["value"], o.get("sem")) for m, o in p["outcomes"].items()}
+
+
+def _v_completed(s: Seen, tid: str | None, p: Mapping[str, Any]) -> None:
+    _v_outcomes(s, tid, p)
+    if tid is not None and p.get("cost") is not None:
+        s.measured[tid] = float(p["cost"])
+
+
+def _v_dispatched(s: Seen, tid: str | None, p: Mapping[str, Any]) -> None:
+    if tid is not None:
+        s.status[tid] = lc.RUNNING
+        s.attempts[tid] = s.attempts.get(tid, 0) + 1
+
+
+def _v_released(s: Seen, tid: str | None, p: Mapping[str, Any]) -> None:
+    _v_settled(s, tid, p)
+    if tid is not None:
+        s.attempts[tid] = s.attempts.get(tid, 1) - 1
 
 
 def _v_imported(s: Seen, tid: str | None, p: Mapping[str, Any]) -> None:
@@ -538,7 +565,18 @@ def _outcomes(o: Mapping[str, Mapping[str, Any]]) -> str:
 def _d_completed(p: Mapping[str, Any]) -> str:
     operator = (p.get("metadata") or {}).get("operator")
     by = f", entered by {operator}" if operator else ""
-    return f"completed: {_outcomes(p['outcomes'])} ({p.get('driver')}{by})"
+    cost = f", cost {p['cost']:g}" if p.get("cost") is not None else ""
+    return f"completed: {_outcomes(p['outcomes'])} ({p.get('driver')}{by}{cost})"
+
+
+def _d_proposed(p: Mapping[str, Any]) -> str:
+    at = f" at fidelity {p['fidelity']}" if p.get("fidelity") is not None else ""
+    return f"proposed ({p.get('origin')}){at}"
+
+
+def _d_connected(p: Mapping[str, Any]) -> str:
+    serves = f", serves {', '.join(p['fidelities'])}" if p.get("fidelities") else ""
+    return f"driver {p['name']} connected ({p.get('kind')}{serves})"
 
 
 # ---------------------------------------------------------------------- the catalogue
@@ -598,9 +636,7 @@ CATALOGUE: dict[EventKind, Kind] = {
         lambda p: f"{p['id']} by {p['strategy']} ({p['version']}): {', '.join(p['trial_ids'])}",
         fold=_v_proposal,
     ),
-    K.TRIAL_PROPOSED: Kind(
-        TrialProposed, _p_trial_new, lambda p: f"proposed ({p.get('origin')})", fold=_v_new
-    ),
+    K.TRIAL_PROPOSED: Kind(TrialProposed, _p_trial_new, _d_proposed, fold=_v_new),
     K.TRIAL_IMPORTED: Kind(
         TrialImported,
         _p_trial_new,
@@ -611,7 +647,7 @@ CATALOGUE: dict[EventKind, Kind] = {
         TrialDispatched,
         _p_dispatched,
         lambda p: f"sent to {p['driver']} (attempt {p['attempt']})",
-        fold=_v_to(lc.RUNNING),
+        fold=_v_dispatched,
         allowed_from=_QUEUED,
     ),
     # a result is accepted whenever it arrives for a trial that was sent out, even
@@ -620,7 +656,7 @@ CATALOGUE: dict[EventKind, Kind] = {
         TrialCompleted,
         _p_completed,
         _d_completed,
-        fold=_v_outcomes,
+        fold=_v_completed,
         allowed_from=frozenset({lc.RUNNING, lc.IN_DOUBT, lc.PROPOSED, lc.FAILED, lc.ABANDONED}),
     ),
     K.TRIAL_AMENDED: Kind(  # an operator's correction, kept in the log
@@ -658,7 +694,7 @@ CATALOGUE: dict[EventKind, Kind] = {
         TrialSettled,
         _p_released,
         lambda p: f"put back unmeasured by {p['driver']}: {p['reason']}",
-        fold=_v_settled,
+        fold=_v_released,
         allowed_from=_RUNNING,
     ),
     K.TRIAL_IN_DOUBT: Kind(
@@ -695,11 +731,7 @@ CATALOGUE: dict[EventKind, Kind] = {
     K.CAMPAIGN_UNPAUSED: Kind(
         PauseChange, _p_pause, lambda p: f"dispatching resumed by {p['operator']}"
     ),
-    K.DRIVER_CONNECTED: Kind(
-        DriverConnected,
-        _p_driver,
-        lambda p: f"driver {p['name']} connected ({p.get('kind')})",
-    ),
+    K.DRIVER_CONNECTED: Kind(DriverConnected, _p_driver, _d_connected),
     K.DRIVER_LOST: Kind(
         DriverGone, _p_driver, lambda p: f"driver {p['name']} lost: {p.get('reason')}"
     ),

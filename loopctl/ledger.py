@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from loopctl import events, lifecycle
+from loopctl import costs, events, lifecycle
 from loopctl.canonical import canonical
 from loopctl.errors import TrialError, ValidationError
 from loopctl.pareto import non_dominated
@@ -109,11 +109,10 @@ def record_proposal(
         },
     )
     for i, (tid, c) in enumerate(zip(ids, proposal.candidates, strict=True)):
-        b.add(
-            "trial_proposed",
-            tid,
-            {"number": tnum + i, "origin": origin, "proposal_id": pid, "parameters": c.parameters},
-        )
+        payload = {"number": tnum + i, "origin": origin, "proposal_id": pid}
+        if c.fidelity is not None:  # written only when set: other campaigns' logs unchanged
+            payload["fidelity"] = c.fidelity
+        b.add("trial_proposed", tid, {**payload, "parameters": c.parameters})
     return ids
 
 
@@ -132,8 +131,10 @@ def record_result(
     outcomes: Any,
     driver: str,
     metadata: Mapping[str, Any] | None = None,
+    cost: float | None = None,
 ) -> bool:
-    """Record a result; False (and nothing written) when the trial already has one."""
+    """Record a result; False (and nothing written) when the trial already has one.
+    ``cost``: what the driver measured the trial cost (campaigns with fidelities)."""
     t = _trial(b.store, tid)
     if t["status"] == lifecycle.COMPLETED:
         return False
@@ -143,16 +144,15 @@ def record_result(
         )
     lifecycle.check("trial_completed", tid, t["status"])
     clean = validate_outcomes(spec, outcomes)
-    b.add(
-        "trial_completed",
-        tid,
-        {
-            "outcomes": clean,
-            "driver": driver,
-            "attempt": t["attempts"],
-            "metadata": dict(metadata or {}),
-        },
-    )
+    payload: dict[str, Any] = {
+        "outcomes": clean,
+        "driver": driver,
+        "attempt": t["attempts"],
+        "metadata": dict(metadata or {}),
+    }
+    if cost is not None:
+        payload["cost"] = finite_number(cost, f"trial {tid}: cost")
+    b.add("trial_completed", tid, payload)
     return True
 
 
@@ -481,14 +481,16 @@ class DataView:
             if row is None:
                 return
             rows = conn.execute(
-                "SELECT id, status, parameters FROM trials ORDER BY number"
+                "SELECT id, status, parameters, attempts FROM trials ORDER BY number"
             ).fetchall()
             # one parse of all the parameters as a single JSON array: a third of the time of
             # one parse per trial, and the parameter names are then shared by every trial
             params = json.loads("[" + ",".join(r[2] for r in rows) + "]")
-            for (tid, status, _), values in zip(rows, params, strict=True):
+            for (tid, status, _, attempts), values in zip(rows, params, strict=True):
                 seen.params[tid] = values
                 seen.status[tid] = status
+                if attempts:
+                    seen.attempts[tid] = attempts
             del rows, params
             ids = {tid: tid for tid in seen.status}  # one string per trial id, not two
             for tid, metric, value, sem in conn.execute(
@@ -498,21 +500,34 @@ class DataView:
             count, drawn = conn.execute(
                 "SELECT COUNT(*), COALESCE(SUM(sobol_drawn), 0) FROM proposals"
             ).fetchone()
+            if self.spec.fidelities is not None:  # not in the tables: from the log
+                for tid, cost in costs.from_store(conn, self.spec.fidelities).items():
+                    if cost.fidelity is not None:
+                        seen.fidelity[tid] = cost.fidelity
+                    if cost.measured is not None:
+                        seen.measured[tid] = cost.measured
         seen.proposals, seen.sobol_drawn = int(count), int(drawn)
         self.seen, self.seq, self.last_hash = seen, int(row[0]), str(row[1])
 
     def _data(self) -> CampaignData:
         seen = self.seen
         completed, failed, pending, rejected = [], [], [], []
+        pending_fidelity: list[str | None] = []
         for tid, status in seen.status.items():
             if status == lifecycle.COMPLETED:
-                completed.append(Observation(tid, seen.params[tid], seen.outcomes[tid]))
+                completed.append(
+                    Observation(tid, seen.params[tid], seen.outcomes[tid], seen.fidelity.get(tid))
+                )
             elif status == lifecycle.FAILED:
                 failed.append(seen.params[tid])
             elif status in lifecycle.OPEN:
                 pending.append(seen.params[tid])
+                pending_fidelity.append(seen.fidelity.get(tid))
             elif status == lifecycle.REJECTED:
                 rejected.append(seen.params[tid])
+        fid, cost_left = self.spec.fidelities, None
+        if fid is not None and self.spec.budget.cost is not None:
+            cost_left = costs.room(fid, self.spec.budget.cost, self._trial_costs())
         return CampaignData(
             spec=self.spec,
             space=self.space,
@@ -523,7 +538,21 @@ class DataView:
             sobol_drawn=seen.sobol_drawn,
             as_of=self.seq,
             rejected=tuple(rejected),
+            pending_fidelity=tuple(pending_fidelity) if fid is not None else (),
+            cost_left=cost_left,
         )
+
+    def _trial_costs(self) -> dict[str, costs.TrialCost]:
+        seen = self.seen
+        return {
+            tid: costs.TrialCost(
+                seen.fidelity.get(tid),
+                seen.attempts.get(tid, 0),
+                status,
+                seen.measured.get(tid),
+            )
+            for tid, status in seen.status.items()
+        }
 
 
 def snapshot(store: Store, spec: Spec, space: Space) -> CampaignData:
@@ -533,7 +562,8 @@ def snapshot(store: Store, spec: Spec, space: Space) -> CampaignData:
 
 def best(store: Store, spec: Spec) -> dict[str, Any] | None:
     """Best completed trial on the first objective (observed value, not a model guess)
-    among those meeting every outcome constraint."""
+    among those meeting every outcome constraint; with fidelities, among those measured
+    at the target level (a cheap level's value is not the campaign's answer)."""
     obj = spec.objectives[0]
     order = "DESC" if obj.goal == "maximize" else "ASC"
     rows: Iterable[Any] = store.conn.execute(
@@ -544,6 +574,10 @@ def best(store: Store, spec: Spec) -> dict[str, Any] | None:
     if spec.outcome_constraints:
         obs = store.observations()
         rows = (r for r in rows if spec.feasible({m: v[0] for m, v in obs[r[0]].items()}))
+    if spec.fidelities is not None:
+        fid = spec.fidelities
+        level = {t: c.fidelity or fid.target for t, c in costs.from_store(store.conn, fid).items()}
+        rows = (r for r in rows if level.get(r[0]) == fid.target)
     row = next(iter(rows), None)
     if row is None:
         return None

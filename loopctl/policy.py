@@ -9,7 +9,7 @@ the database; the controller gathers the state, asks, and records and sends the 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from loopctl import lifecycle
@@ -116,6 +116,10 @@ class Slot:
     free: int  # capacity minus trials it runs (negative if its capacity shrank)
     last_task: float  # monotonic time it was last given a task (0: never)
     ready: bool = True  # its connection said READY: it accepted the campaign's settings
+    serves: frozenset[str] | None = None  # the fidelities it serves (None: all)
+
+    def takes(self, fidelity: str | None) -> bool:
+        return fidelity is None or self.serves is None or fidelity in self.serves
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,12 @@ class Assignment:
 
 
 def assign(
-    queued: Sequence[str], slots: Sequence[Slot], in_flight: int, max_in_flight: int
+    queued: Sequence[str],
+    slots: Sequence[Slot],
+    in_flight: int,
+    max_in_flight: int,
+    fidelity: Mapping[str, str | None] | None = None,
+    affordable: Callable[[str], bool] | None = None,
 ) -> list[Assignment]:
     """Which queued trials go to which drivers now, in the order to send them.
 
@@ -133,7 +142,12 @@ def assign(
     each to the ready driver with the most free slots, and among equals to the one
     given a task longest ago, so that work spreads over all drivers instead of filling
     the first. A driver given a trial here counts as the most recently tasked, the later
-    the more recent; remaining ties go to the first in ``slots``."""
+    the more recent; remaining ties go to the first in ``slots``.
+
+    With fidelities, a trial goes only to a driver that serves its level (``fidelity``:
+    trial -> level), and only while ``affordable(trial)`` says the cost budget has room
+    for it (called after each assignment, so it sees the ones made before); a trial that
+    cannot go now is skipped and later ones may still go."""
     free = {s.key: s.free for s in slots}
     # (0, last_task) before this round; (1, n) once given the round's n-th trial
     recency: dict[bytes, tuple[int, float]] = {s.key: (0, s.last_task) for s in slots}
@@ -144,6 +158,11 @@ def assign(
         open_slots = [s for s in slots if s.ready and free[s.key] > 0]
         if not open_slots:
             break
+        if fidelity is not None:
+            level = fidelity.get(tid)
+            open_slots = [s for s in open_slots if s.takes(level)]
+            if not open_slots or (affordable is not None and not affordable(tid)):
+                continue
         d = min(open_slots, key=lambda s: (-free[s.key], recency[s.key]))
         free[d.key] -= 1
         recency[d.key] = (1, len(out))

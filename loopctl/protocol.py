@@ -10,6 +10,7 @@ campaign elsewhere; this module checks shape only.
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,10 @@ def _pos_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
 
 
+def _nonneg(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+
 def _bool(v: Any) -> bool:
     return isinstance(v, bool)
 
@@ -58,6 +63,10 @@ def _map(v: Any) -> bool:
 
 def _ids(v: Any) -> bool:
     return isinstance(v, list) and len(v) <= 10_000 and all(_str(x) for x in v)
+
+
+def _names(v: Any) -> bool:
+    return isinstance(v, list) and 0 < len(v) <= 64 and all(_str(x) for x in v)
 
 
 def _hex(v: Any) -> bool:
@@ -80,12 +89,14 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
         "holds": (_ids, False),  # "CAMPAIGN_ID/TRIAL" for each trial held, any campaign
         "session": (_str, False),
         "connection": (_int_pos, False),  # counts the sockets of one session: 1, 2, 3...
+        "fidelities": (_names, False),  # the campaign's levels it serves (absent: all)
     },
     "READY": {},
     "RESULT": {
         "trial": (_str, True),
         "outcomes": (_map, True),
         "metadata": (_map, False),
+        "cost": (_nonneg, False),  # what the trial cost, measured (campaigns with fidelities)
         **_CAMPAIGN,
     },
     "FAILED": {
@@ -124,6 +135,7 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
         "parameters": (_map, True),
         "attempt": (_int_pos, True),
         "deadline": (_num_or_none, False),
+        "fidelity": (_str, False),  # campaigns with fidelities: the level to measure it at
         **_CAMPAIGN,
     },
     "CANCEL": {"trial": (_str, True), "reason": (_text, False)},

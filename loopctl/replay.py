@@ -28,13 +28,15 @@ def replay(store: Store, spec: Spec) -> list[dict[str, Any]]:
     view = DataView(store, spec, space)
     strategy = make_strategy(spec)
     proposed: dict[str, dict[str, Any]] = {}
+    levels: dict[str, str | None] = {}  # campaigns with fidelities: each trial's level
     proposals = []
     for ev in store.events():
         if ev.kind == "trial_proposed" and ev.trial_id:
             proposed[ev.trial_id] = ev.payload["parameters"]
+            levels[ev.trial_id] = ev.payload.get("fidelity")
         elif ev.kind == "proposal_made":
             proposals.append(ev.payload)
-    return [_replay_one(p, view, strategy, space, proposed) for p in proposals]
+    return [_replay_one(p, view, strategy, space, proposed, levels) for p in proposals]
 
 
 def _replay_one(
@@ -43,6 +45,7 @@ def _replay_one(
     strategy: Any,
     space: Space,
     proposed: dict[str, dict[str, Any]],
+    levels: dict[str, str | None],
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "proposal": p["id"],
@@ -67,6 +70,10 @@ def _replay_one(
         }
     fresh = np.stack([space.encode(c.parameters) for c in again.candidates])
     diff = float(np.max(np.abs(recorded - fresh))) if recorded.size else 0.0
+    was = [levels.get(t) for t in p["trial_ids"]]
+    now = [c.fidelity for c in again.candidates]
+    if was != now:  # the same candidates at other levels are another proposal
+        return entry | {"ok": False, "note": f"replay chose fidelities {now}, recorded {was}"}
     return entry | {
         "ok": diff <= TOLERANCE,
         "max_difference": diff,

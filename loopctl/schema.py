@@ -227,6 +227,13 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
             "a finite set of candidates to choose from (below)",
             section="pool",
         ),
+        Field(
+            "fidelities",
+            "section",
+            "levels of measurement at different costs, and the one the objective is judged "
+            "at (below)",
+            section="fidelities",
+        ),
     ),
     # every parameter has name and type, then the fields of its type
     "space": (
@@ -344,6 +351,13 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
             "stop after this many trials failed for good",
             low=0,
             doc_default="`trials`",
+        ),
+        Field(
+            "cost",
+            "number",
+            "with `fidelities`: the cost the campaign may spend; no trial is sent whose cost "
+            "would take the spent cost beyond it",
+            positive=True,
         ),
     ),
     "execution": (
@@ -571,6 +585,31 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
             "text",
             "the folder of the public keys of the drivers allowed to connect",
             doc_type="path",
+        ),
+    ),
+    "fidelities": (
+        Field(
+            "levels",
+            "list",
+            "the levels, each with its name and its cost per trial (at least two)",
+            default=REQUIRED,
+            section="fidelities.levels",
+        ),
+        Field(
+            "target",
+            "name",
+            "the level the objective is judged at (one of the levels' names)",
+            default=REQUIRED,
+        ),
+    ),
+    "fidelities.levels": (
+        Field("name", "name", "what drivers name the level in `--fidelity`", default=REQUIRED),
+        Field(
+            "cost",
+            "number",
+            "the cost of one trial at this level, in any unit (the budget's `cost` is in it)",
+            default=REQUIRED,
+            positive=True,
         ),
     ),
     "pool": (

@@ -26,6 +26,8 @@ from loopctl.spec_types import (
     CompositionParam,
     DriversSpec,
     Execution,
+    Fidelities,
+    FidelityLevel,
     FixedParam,
     FormulaParam,
     IntegerParam,
@@ -93,6 +95,8 @@ def parse_spec(data: Any, source: str = "campaign") -> Spec:
     constraints = _linear_constraints(r, data.get("constraints"), space)
     outcome_constraints = _outcome_constraints(r, data.get("outcome_constraints"), objectives)
     pool = read_pool(r, data.get("pool"), space, source)
+    fidelities = _fidelities(r, data.get("fidelities"))
+    _fidelity_checks(r, fidelities, budget, strategy, objectives)
     extra = [c.name for c in outcome_constraints if c.name not in {o.name for o in objectives}]
     if oracle is not None and extra:
         r.problem(
@@ -136,6 +140,7 @@ def parse_spec(data: Any, source: str = "campaign") -> Spec:
         parameter_constraints=tuple(constraints),
         outcome_constraints=tuple(outcome_constraints),
         pool=pool,
+        fidelities=fidelities,
         robot=dict(robot),
         description=description,
         raw=raw,
@@ -400,7 +405,78 @@ def _budget(r: Reader, value: Any) -> Budget:
         wall_time=_read(r, d, "budget", "budget", "wall_time"),
         stop_at=_read(r, d, "budget", "budget", "stop_at"),
         max_failed=_read(r, d, "budget", "budget", "max_failed"),
+        cost=_read(r, d, "budget", "budget", "cost"),
     )
+
+
+def _fidelities(r: Reader, value: Any) -> Fidelities | None:
+    if value is None:
+        return None
+    d = r.mapping(value, "fidelities")
+    if d is None:
+        return None
+    r.unknown_keys(d, "fidelities", keys("fidelities"))
+    levels_in = d.get("levels")
+    levels: list[FidelityLevel] = []
+    if levels_in is None:
+        r.problem("fidelities.levels", "is required: a list of levels, each with name and cost")
+    elif not isinstance(levels_in, list) or len(levels_in) < 2:
+        r.problem(
+            "fidelities.levels",
+            f"must be a list of at least two levels (name, cost), got {kind_of(levels_in)}"
+            + (f" of {len(levels_in)}" if isinstance(levels_in, list) else ""),
+        )
+    else:
+        for i, item in enumerate(levels_in):
+            where = f"fidelities.levels[{i}]"
+            level = r.mapping(item, where)
+            if level is None:
+                continue
+            r.unknown_keys(level, where, keys("fidelities.levels"))
+            name = _read(r, level, where, "fidelities.levels", "name")
+            cost = _read(r, level, where, "fidelities.levels", "cost")
+            if name and cost is not None:
+                if name in [lv.name for lv in levels]:
+                    r.problem(f"{where}.name", f"{name!r} names two levels; give each its own")
+                else:
+                    levels.append(FidelityLevel(name, float(cost)))
+    target = _read(r, d, "fidelities", "fidelities", "target")
+    names = [lv.name for lv in levels]
+    if target and names and target not in names:
+        r.problem("fidelities.target", f"{target!r} is not one of the levels ({', '.join(names)})")
+    if not target or target not in names:
+        return None
+    return Fidelities(tuple(levels), target)
+
+
+def _fidelity_checks(
+    r: Reader,
+    fidelities: Fidelities | None,
+    budget: Budget,
+    strategy: StrategySpec,
+    objectives: list[Objective],
+) -> None:
+    """What a campaign with several fidelities needs of its other sections."""
+    if fidelities is None:
+        if budget.cost is not None:
+            r.problem(
+                "budget.cost",
+                "needs a `fidelities` section giving each level's cost per trial",
+            )
+        return
+    if strategy.method not in ("auto", "botorch"):
+        r.problem(
+            "strategy.method",
+            f"{strategy.method} cannot choose among fidelities; use auto or botorch",
+        )
+    if len(objectives) > 1:
+        r.problem("fidelities", f"works with one objective; this campaign has {len(objectives)}")
+    if budget.cost is not None and budget.cost < min(lv.cost for lv in fidelities.levels):
+        r.problem(
+            "budget.cost",
+            f"{budget.cost:g} is less than the cheapest level's cost "
+            f"({min(lv.cost for lv in fidelities.levels):g}): not one trial could run",
+        )
 
 
 def _execution(r: Reader, value: Any) -> Execution:

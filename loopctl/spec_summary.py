@@ -33,7 +33,11 @@ def summarise_spec(spec: Spec) -> str:
     lines.append(
         f"budget: {spec.budget.trials} trials"
         + (f", {spec.budget.wall_time:g} s" if spec.budget.wall_time else "")
+        + (f", cost {spec.budget.cost:g}" if spec.budget.cost is not None else "")
     )
+    if spec.fidelities is not None:
+        levels = ", ".join(f"{lv.name} (cost {lv.cost:g})" for lv in spec.fidelities.levels)
+        lines.append(f"fidelities: {levels}; the objective is judged at {spec.fidelities.target}")
     method = spec.strategy.method
     if method == "sobol":
         lines.append("strategy: sobol (scrambled, seeded; random rows of a pool)")

@@ -150,6 +150,40 @@ class Budget:
     wall_time: float | None = None
     stop_at: float | None = None
     max_failed: int | None = None
+    cost: float | None = None  # with fidelities: no trial is sent that would spend beyond it
+
+
+@dataclass(frozen=True)
+class FidelityLevel:
+    """One way of measuring the objective (a cheap simulation, an experiment) and its cost
+    per trial, in whatever unit the campaign's budget is given."""
+
+    name: str
+    cost: float
+
+
+@dataclass(frozen=True)
+class Fidelities:
+    """The levels a trial may be measured at and the one the objective is judged at:
+    strategies choose a level per candidate, drivers say which levels they serve."""
+
+    levels: tuple[FidelityLevel, ...]
+    target: str
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(level.name for level in self.levels)
+
+    def cost(self, name: str) -> float:
+        for level in self.levels:
+            if level.name == name:
+                return level.cost
+        raise KeyError(name)
+
+    @property
+    def cheapest(self) -> str:
+        """The cheapest level (the first listed among equals): where initial designs go."""
+        return min(self.levels, key=lambda level: level.cost).name
 
 
 AUTO_TIMEOUT_FACTOR = 10.0  # trial_timeout auto: this many times the slowest result so far
@@ -233,6 +267,7 @@ class Spec:
     parameter_constraints: tuple[LinearConstraint, ...] = ()
     outcome_constraints: tuple[OutcomeConstraint, ...] = ()
     pool: PoolSpec | None = None
+    fidelities: Fidelities | None = None
     robot: Mapping[str, Any] = field(default_factory=dict)  # checked by the robot driver
     description: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)

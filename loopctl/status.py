@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from loopctl import ledger, lifecycle
+from loopctl import costs, ledger, lifecycle
 from loopctl.integrity import verified_spec
 from loopctl.progress import describe_best, describe_simulated, format_parameters
+from loopctl.spec_types import Fidelities
 from loopctl.store import Store, is_locked
 
 
@@ -53,11 +54,28 @@ def campaign_status(path: str) -> dict[str, Any]:
             "awaiting_approval": awaiting_approval(store, spec),
             "paused": bool((store.meta("paused") or {}).get("paused")),
         }
+        if spec.fidelities is not None:
+            out["fidelities"] = fidelity_status(store, spec.fidelities, spec.budget.cost)
         if len(spec.objectives) == 1:
             out["best"] = ledger.best(store, spec)
         else:
             out["pareto"] = ledger.pareto(store, spec)
         return out
+
+
+def fidelity_status(store: Store, fid: Fidelities, budget: float | None) -> dict[str, Any]:
+    """Spent cost (with what is in flight) and completed trials per level."""
+    trials = costs.from_store(store.conn, fid)
+    done = {level: 0 for level in fid.names}
+    for t in trials.values():
+        if t.status == lifecycle.COMPLETED:
+            done[t.fidelity or fid.target] += 1
+    return {
+        "target": fid.target,
+        "spent": costs.committed(fid, trials),
+        "cost_budget": budget,
+        "completed": done,
+    }
 
 
 def awaiting_approval(store: Store, spec: Any) -> list[dict[str, Any]]:
@@ -122,6 +140,14 @@ def format_status(st: dict[str, Any]) -> str:
         lines.append(format_pending(st["awaiting_approval"], st["path"]))
     b = st["budget"]
     lines.append(f"budget: {b['completed']} of {b['trials']} completed, {b['left']} left")
+    if "fidelities" in st:
+        f = st["fidelities"]
+        of = f" of {f['cost_budget']:g}" if f["cost_budget"] is not None else ""
+        per = ", ".join(f"{level} {n}" for level, n in f["completed"].items())
+        lines.append(
+            f"cost: {f['spent']:g}{of} spent; completed per fidelity: {per} "
+            f"(best judged at {f['target']})"
+        )
     if "best" in st:
         lines.append(
             f"best: {describe_best(st['best'])}"

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from loopctl import ledger
+from loopctl import costs, ledger
 from loopctl.errors import ValidationError
 from loopctl.spec import Spec
 from loopctl.store import Store
@@ -34,6 +34,8 @@ def trial_rows(store: Store, spec: Spec) -> list[dict[str, Any]]:
     standard = {"operator", "notes", "entered_at", "attempt", "driver_version"}
     # columns of imported files that were neither parameters nor outcomes, kept as they were
     extra = sorted({k for m in entered.values() for k in m if k not in standard})
+    fid = spec.fidelities
+    spent = costs.from_store(store.conn, fid) if fid is not None else {}
     rows = []
     for t in store.trials():
         row: dict[str, Any] = {
@@ -42,6 +44,10 @@ def trial_rows(store: Store, spec: Spec) -> list[dict[str, Any]]:
             "origin": t["origin"],
             "strategy": strategies.get(t["proposal_id"]),
         }
+        if fid is not None:  # the level it was measured at, and what it cost
+            c = spent[t["id"]]
+            row["fidelity"] = c.fidelity or fid.target
+            row["cost"] = costs.trial_cost(fid, c)
         row.update(flat(spec.space, t["parameters"]))
         for name in spec.metric_names:
             value, sem = obs.get(t["id"], {}).get(name, (None, None))

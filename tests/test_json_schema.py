@@ -176,6 +176,16 @@ pool:
 budget: {trials: 2}
 strategy: sobol
 """,
+    """
+name: fidelities
+space:
+  - {name: x, type: range, bounds: [0, 1]}
+objectives: [{name: y, goal: minimize}]
+fidelities:
+  levels: [{name: emt, cost: 1}, {name: chgnet, cost: 20}]
+  target: chgnet
+budget: {trials: 10, cost: 100}
+""",
 ]
 
 
@@ -187,6 +197,10 @@ def used_fields(data: Mapping[str, Any]) -> set[tuple[str, str]]:
             used |= {(section, k) for k in data[section]}
     if isinstance(data.get("strategy"), Mapping):
         used |= {("strategy.options", k) for k in data["strategy"].get("options", {})}
+    if isinstance(data.get("fidelities"), Mapping):
+        used |= {("fidelities", k) for k in data["fidelities"]}
+        for item in data["fidelities"].get("levels", []):
+            used |= {("fidelities.levels", k) for k in item}
     for section in ("space", "objectives", "outcome_constraints"):
         for item in data.get(section, []):
             if isinstance(item, Mapping):
@@ -200,7 +214,7 @@ def test_the_two_use_every_field() -> None:
     assert used == table
 
 
-@pytest.mark.parametrize("text", EVERY_FIELD, ids=["every-field", "pool"])
+@pytest.mark.parametrize("text", EVERY_FIELD, ids=["every-field", "pool", "fidelities"])
 def test_campaigns_using_every_field_load_and_match(text: str) -> None:
     parse_spec_text(text)
     assert list(errors(SCHEMA, yaml.safe_load(text))) == []

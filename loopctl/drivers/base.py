@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,7 @@ class Result:
 
     outcomes: dict[str, Any]
     metadata: dict[str, Any]
+    cost: float | None = None  # what the trial cost, measured (campaigns with fidelities)
 
 
 # what the controller says when it could not take a report *now*: keep it, send it again
@@ -178,10 +179,14 @@ class Driver:
         capacity: int = 1,
         outbox: str | Path | None = None,
         curve: tuple[str | Path, str | Path] | None = None,
+        fidelities: Sequence[str] | None = None,
     ) -> None:
-        """``curve``: (this driver's secret key file, the controller's public key file)."""
+        """``curve``: (this driver's secret key file, the controller's public key file).
+        ``fidelities``: the campaign's levels this driver serves (None: all of them); the
+        level of the trial under way is :meth:`current_fidelity`."""
         self.connect = connect
         self.curve = curve
+        self.fidelities = list(fidelities) if fidelities else None
         self.name = name or f"{self.kind}-{socket.gethostname()}-{os.getpid()}"
         self.capacity = capacity
         base = Path(outbox) if outbox else _state_dir() / "outbox" / self.name
@@ -232,6 +237,11 @@ class Driver:
     def current_trial(self) -> str:
         """The id of the trial this evaluation thread works on (for logs, cancel checks)."""
         return str(self._thread_state.trial)
+
+    def current_fidelity(self) -> str | None:
+        """The level (campaigns with `fidelities`) the trial under way is to be measured
+        at; None in a campaign without levels."""
+        return getattr(self._thread_state, "fidelity", None)
 
     # ------------------------------------------------------------------ main loop
 
@@ -358,6 +368,10 @@ class Driver:
             log.error("%s", text)
             print(f"error: {text}", flush=True)
             return EXIT_REFUSED
+        elif code == "unknown_fidelity":  # serves no level of this campaign as declared
+            log.error("%s", text)
+            print(f"error: {text}", flush=True)
+            return EXIT_CANNOT_EVALUATE
         elif code == "name_taken":  # the name is bound to another CURVE key: for good
             log.error("%s", text)
             print(f"error: {text}", flush=True)
@@ -402,19 +416,29 @@ class Driver:
                 trial,
                 int(msg.body["attempt"]),
                 dict(msg.body["parameters"]),
+                msg.get("fidelity"),
             ),
         )
         self._running[campaign, trial] = th
         th.start()
 
     def _work(
-        self, campaign: tuple[str, str], trial: str, attempt: int, parameters: dict[str, Any]
+        self,
+        campaign: tuple[str, str],
+        trial: str,
+        attempt: int,
+        parameters: dict[str, Any],
+        fidelity: str | None = None,
     ) -> None:
         self._thread_state.trial = trial
+        self._thread_state.fidelity = fidelity
         ids = {"campaign_id": campaign[0], "spec_hash": campaign[1]}
         try:
             got = self.evaluate(parameters)
             outcomes, extra = (got.outcomes, got.metadata) if isinstance(got, Result) else (got, {})
+            cost = got.cost if isinstance(got, Result) else None
+            if cost is not None and not (_finite(cost) and cost >= 0):
+                raise TrialFailed(f"evaluate returned a cost of {cost!r}; give a number >= 0")
             bad = [k for k, v in _values(outcomes) if not _finite(v)]
             if bad:
                 raise TrialFailed(f"evaluate returned a non-finite value for {', '.join(bad)}")
@@ -423,6 +447,7 @@ class Driver:
                 trial=trial,
                 outcomes=outcomes,
                 metadata={**extra, "attempt": attempt, "driver_version": self.version},
+                cost=cost,
                 **ids,
             )
         except TrialFailed as exc:
@@ -505,6 +530,7 @@ class Driver:
                 version=self.version,
                 capacity=self.capacity,
                 holds=sorted(f"{c}/{t}" for c, t in held),
+                fidelities=self.fidelities,
             )
         )
 

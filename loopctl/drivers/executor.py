@@ -23,7 +23,7 @@ import platform
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, wait
 from pathlib import Path
 from typing import Any
@@ -115,10 +115,18 @@ class ExecutorDriver(Driver):
         name: str | None = None,
         outbox: str | Path | None = None,
         curve: tuple[str, str] | None = None,
+        fidelities: Sequence[str] | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
-        super().__init__(connect, name=name, capacity=capacity, outbox=outbox, curve=curve)
+        super().__init__(
+            connect,
+            name=name,
+            capacity=capacity,
+            outbox=outbox,
+            curve=curve,
+            fidelities=fidelities,
+        )
         self.executor = executor
         self.lost, self.broken = lost, broken
         self._workers = workers

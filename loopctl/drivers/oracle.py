@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,16 @@ class OracleDriver(Driver):
         capacity: int = 1,
         outbox: str | Path | None = None,
         curve: tuple[str, str] | None = None,
+        fidelities: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(connect, name=name, capacity=capacity, outbox=outbox, curve=curve)
+        super().__init__(
+            connect,
+            name=name,
+            capacity=capacity,
+            outbox=outbox,
+            curve=curve,
+            fidelities=fidelities,
+        )
         self.overrides = dict(overrides or {})
         self._fn: Callable[[dict[str, Any]], dict[str, float]] | None = None
         self.latency = (0.0, 0.0)

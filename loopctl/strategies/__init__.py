@@ -47,6 +47,11 @@ def model_plan(spec: Spec) -> tuple[str, str]:
     """Which model follows the initial design (``nsga2``, ``mobo`` or ``botorch``) and why;
     free of torch, so that ``loopctl validate`` can say it too."""
     method, m = spec.strategy.method, len(spec.objectives)
+    if spec.fidelities is not None:
+        return "multifidelity", (
+            f"{len(spec.fidelities.levels)} fidelities: a multi-task GP over the levels + "
+            f"augmented EI of {spec.fidelities.target} per unit cost"
+        )
     if method == "nsga2":
         return "nsga2", f"{m} objectives: NSGA-II over the GPs' predictions"
     if m > MAX_EHVI_OBJECTIVES:
@@ -84,6 +89,10 @@ def planned_acquisition(spec: Spec) -> str:
 def _model_strategy(spec: Spec) -> tuple[ModelStrategy, str]:
     """The model after the initial design, and why; imports torch only when first needed."""
     kind, why = model_plan(spec)
+    if kind == "multifidelity":
+        from loopctl.strategies.multifidelity import MultiFidelityStrategy
+
+        return MultiFidelityStrategy(), why
     if kind == "nsga2":
         from loopctl.strategies.nsga2 import Nsga2Strategy
 
@@ -165,8 +174,37 @@ class AutoStrategy:
                 reason = (
                     f"the {model.name} proposal failed ({type(exc).__name__}: {exc}); used Sobol"
                 )
+        if self.spec.fidelities is not None and any(c.fidelity is None for c in p.candidates):
+            reason += initial_levels(data, p.candidates, seen)  # the design, or Sobol instead
         p.diagnostics["auto"] = {"picked": p.strategy, "reason": reason}
         return p
+
+
+TARGET_EVERY = 3  # initial design with fidelities: every third trial at the target level
+
+
+def initial_levels(data: CampaignData, candidates: list[Candidate], seen: int) -> str:
+    """The levels of an initial design's candidates, set in place: the cheapest level, and
+    every third trial the target, so the shared model has both to learn how they relate
+    from; a candidate the cost budget has no room for is dropped. Returns the words for
+    the proposal's reason ("" without fidelities)."""
+    fid = data.spec.fidelities
+    if fid is None:
+        return ""
+    left = data.cost_left
+    kept: list[Candidate] = []
+    for i, c in enumerate(candidates):
+        level = fid.target if (seen + i) % TARGET_EVERY == TARGET_EVERY - 1 else fid.cheapest
+        if left is not None and fid.cost(level) > left * (1 + 1e-9):
+            level = fid.cheapest
+        if left is not None and fid.cost(level) > left * (1 + 1e-9):
+            break
+        c.fidelity = level
+        kept.append(c)
+        if left is not None:
+            left -= fid.cost(level)
+    candidates[:] = kept
+    return f"; at {fid.cheapest}, every {TARGET_EVERY}rd trial at the target {fid.target}"
 
 
 def make_strategy(spec: Spec) -> Strategy:

@@ -23,6 +23,7 @@ class Observation:
     trial_id: str
     parameters: Mapping[str, Any]
     outcomes: Mapping[str, tuple[float, float | None]]
+    fidelity: str | None = None  # campaigns with `fidelities`: the level it was measured at
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,15 @@ class CampaignData:
     sobol_drawn: int  # Sobol points consumed by earlier proposals (keeps the sequence going)
     as_of: int = 0  # the last event this data reflects: replaying the log to it rebuilds it
     rejected: tuple[Mapping[str, Any], ...] = ()  # turned down by an operator: avoid them
+    # campaigns with `fidelities`: the level of each pending candidate (in `pending`'s
+    # order), and the cost the budget has left once the trials in flight are paid for
+    pending_fidelity: tuple[str | None, ...] = ()
+    cost_left: float | None = None
+
+    def fidelity_of(self, level: str | None) -> str | None:
+        """A trial's level; one that names none (a suggestion) is at the target level."""
+        f = self.spec.fidelities
+        return None if f is None else level or f.target
 
     @property
     def seed(self) -> int:
@@ -48,6 +58,7 @@ class Candidate:
     parameters: dict[str, Any]
     predicted: dict[str, tuple[float, float]] | None = None  # objective -> (mean, sd)
     acquisition: float | None = None
+    fidelity: str | None = None  # campaigns with `fidelities`: the level to measure it at
 
 
 @dataclass
