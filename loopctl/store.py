@@ -38,6 +38,7 @@ LOG_FORMAT = 1  # the events' format, recorded in campaign_created: unchanged si
 FORMAT_VERSION = 2
 GENESIS = "0" * 64
 SYNC_MODES = ("FULL", "NORMAL", "EXTRA")
+PARAMS_CACHED = 4096  # trials whose parsed parameters a store keeps (Store.parameters)
 # events that number a new row: kind -> the table whose numbers they take
 _NUMBERED = {"trial_proposed": "trials", "trial_imported": "trials", "proposal_made": "proposals"}
 
@@ -483,11 +484,15 @@ class Store:
 
     def parameters(self, trial_id: str, text: str) -> dict[str, Any]:
         """Parsed parameters of a trial; cached, since they never change once proposed.
-        Callers get a copy so that nobody can alter the cache by accident."""
+        Callers get a copy so that nobody can alter the cache by accident. Only the most
+        recently parsed are kept (the trials in flight are read again and again, finished
+        ones seldom): a cache of every trial would grow with the campaign."""
         cached = self._params.get(trial_id)
         if cached is None or cached[0] != text:
             cached = (text, json.loads(text))
             self._params[trial_id] = cached
+            if len(self._params) > PARAMS_CACHED:  # the oldest entry goes
+                del self._params[next(iter(self._params))]
         return dict(cached[1])
 
     def counts(self) -> dict[str, int]:
