@@ -91,7 +91,7 @@ class Campaign:
         if n < 1:
             raise ValueError("n must be at least 1")
         budget = self.store.run_settings().get("trials") or self.spec.budget.trials
-        counts = ledger.run_counts(self.store)
+        counts = self.view.run_counts()
         out = (lifecycle.COMPLETED, lifecycle.RUNNING, lifecycle.IN_DOUBT)  # handed out
         used = sum(counts.get(s, 0) for s in out)
         left = budget - used
@@ -190,7 +190,7 @@ class Campaign:
 
     def best(self) -> dict[str, Any] | None:
         """The best completed trial on the first objective (see :meth:`pareto` for several)."""
-        return ledger.best(self.store, self.spec)
+        return self.view.best()
 
     def pareto(self) -> list[dict[str, Any]]:
         """The non-dominated completed trials, each with every objective's value (best first

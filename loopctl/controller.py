@@ -1174,7 +1174,7 @@ class Controller:
 
     def _wanted(self) -> tuple[int, int, int]:
         """(candidates wanted now, completed, open) under the budget and max_in_flight."""
-        tally = policy.Tally.of(ledger.run_counts(self.store))
+        tally = policy.Tally.of(self.view.run_counts())
         want = policy.proposals_wanted(self.budget, tally)
         fid, budget = self.spec.fidelities, self.spec.budget.cost
         if fid is not None and budget is not None and want > 0:
@@ -1243,7 +1243,7 @@ class Controller:
 
     def _take_nothing(self) -> None:
         """No new candidate and nothing in flight: a finite space has been used up."""
-        if policy.exhausted(policy.Tally.of(ledger.run_counts(self.store))):
+        if policy.exhausted(policy.Tally.of(self.view.run_counts())):
             self.request_stop("space exhausted: the strategy has no new candidate", finished=True)
 
     # ------------------------------------------------------------------ timers
@@ -1364,10 +1364,10 @@ class Controller:
         return changed
 
     def _check_done(self) -> None:
-        counts = ledger.run_counts(self.store)
+        counts = self.view.run_counts()
         best = None
         if self.budget.stop_at is not None:
-            row = ledger.best(self.store, self.spec)
+            row = self.view.best()
             best = policy.Best(row["objective"], row["value"]) if row is not None else None
         elapsed = time.monotonic() - self.started
         reason = policy.finished(self.budget, policy.Tally.of(counts), elapsed, best)
@@ -1415,7 +1415,7 @@ class Controller:
     def _report(self) -> None:
         if self.reporter is None:
             return
-        counts = ledger.run_counts(self.store)
+        counts = self.view.run_counts()
         self.reporter.update(
             RunProgress(
                 completed=counts.get(lifecycle.COMPLETED, 0),
@@ -1424,7 +1424,7 @@ class Controller:
                 running=counts.get(lifecycle.RUNNING, 0),
                 queued=counts.get(lifecycle.PROPOSED, 0),
                 drivers=len(self.drivers),
-                best=ledger.best(self.store, self.spec),
+                best=self.view.best(),
                 elapsed=time.monotonic() - self.started,
             )
         )

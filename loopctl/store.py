@@ -38,6 +38,9 @@ LOG_FORMAT = 1  # the events' format, recorded in campaign_created: unchanged si
 FORMAT_VERSION = 2
 GENESIS = "0" * 64
 SYNC_MODES = ("FULL", "NORMAL", "EXTRA")
+PARAMS_CACHED = 4096  # trials whose parsed parameters a store keeps (Store.parameters)
+# events that number a new row: kind -> the table whose numbers they take
+_NUMBERED = {"trial_proposed": "trials", "trial_imported": "trials", "proposal_made": "proposals"}
 
 
 def event_hash(
@@ -116,6 +119,9 @@ class Store:
         self._lock_fd = lock_fd
         self._in_batch = False
         self._last: tuple[int, str] | None = None
+        # table -> its highest number, kept by this (the only) writer from what it appends:
+        # numbering a trial then costs no scan of the table; dropped with _last on rollback
+        self._numbers: dict[str, int] = {}
         self._params: dict[str, tuple[str, dict[str, Any]]] = {}
         self.synchronous = "FULL"
         self._files: dict[str, int] = {}  # writer: path -> inode of the files it writes
@@ -367,7 +373,7 @@ class Store:
             faults.inject("disk_full")
             self.conn.execute("COMMIT")
         except BaseException as exc:
-            self._last = None
+            self._forget()
             try:
                 self.conn.execute("ROLLBACK")
             except sqlite3.Error:
@@ -401,7 +407,15 @@ class Store:
         ev = Event(seq, t, kind, trial_id, json.loads(payload_json), h)
         project(self.conn, ev)
         self._last = (seq, h)
+        table = _NUMBERED.get(kind)
+        if table is not None and table in self._numbers:
+            self._numbers[table] = max(self._numbers[table], int(ev.payload["number"]))
         return ev
+
+    def _forget(self) -> None:
+        """What was appended may have been rolled back: read the head and numbers again."""
+        self._last = None
+        self._numbers.clear()
 
     # ------------------------------------------------------------------ reading
 
@@ -470,11 +484,15 @@ class Store:
 
     def parameters(self, trial_id: str, text: str) -> dict[str, Any]:
         """Parsed parameters of a trial; cached, since they never change once proposed.
-        Callers get a copy so that nobody can alter the cache by accident."""
+        Callers get a copy so that nobody can alter the cache by accident. Only the most
+        recently parsed are kept (the trials in flight are read again and again, finished
+        ones seldom): a cache of every trial would grow with the campaign."""
         cached = self._params.get(trial_id)
         if cached is None or cached[0] != text:
             cached = (text, json.loads(text))
             self._params[trial_id] = cached
+            if len(self._params) > PARAMS_CACHED:  # the oldest entry goes
+                del self._params[next(iter(self._params))]
         return dict(cached[1])
 
     def counts(self) -> dict[str, int]:
@@ -515,8 +533,15 @@ class Store:
         return self._query("SELECT * FROM drivers ORDER BY name")
 
     def next_number(self, table: str) -> int:
-        row = self.conn.execute(f"SELECT COALESCE(MAX(number), 0) FROM {table}").fetchone()
-        return int(row[0]) + 1
+        """The number the next trial or proposal takes. Inside a batch, from what this writer
+        has appended since it last read the table (the table has no index on numbers)."""
+        known = self._numbers.get(table) if self._in_batch else None
+        if known is None:
+            row = self.conn.execute(f"SELECT COALESCE(MAX(number), 0) FROM {table}").fetchone()
+            known = int(row[0])
+            if self._in_batch:
+                self._numbers[table] = known
+        return known + 1
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -569,7 +594,7 @@ class Batch:
             conn.execute("ROLLBACK TO message")
             conn.execute("RELEASE message")
             del self.events[mark:]
-            self.store._last = None
+            self.store._forget()
             raise
         conn.execute("RELEASE message")
 
