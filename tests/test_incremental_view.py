@@ -47,6 +47,8 @@ class Lab:
         self.store, self.view, self.spec = store, view, view.spec
         self.rng = random.Random(seed)
         self.running: list[str] = []
+        fid = view.spec.fidelities
+        self.levels: list[str | None] = list(fid.names) if fid is not None else [None]
 
     def round(self) -> None:
         rng, spec = self.rng, self.spec
@@ -68,7 +70,10 @@ class Lab:
             if queued < 8:
                 data = self.view.refresh()
                 cands = [
-                    Candidate({"x1": rng.uniform(-5, 10), "x2": rng.uniform(0, 15)})
+                    Candidate(
+                        {"x1": rng.uniform(-5, 10), "x2": rng.uniform(0, 15)},
+                        fidelity=rng.choice(self.levels),
+                    )
                     for _ in range(8)
                 ]
                 proposal = Proposal("test", "1", data.seed, cands, sobol_drawn=len(cands))
@@ -120,20 +125,26 @@ class Lab:
             self.round()
 
 
-def test_the_kept_view_is_a_fresh_fold_after_many_trials(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fidelities", [False, True], ids=["one-level", "fidelities"])
+def test_the_kept_view_is_a_fresh_fold_after_many_trials(tmp_path: Path, fidelities: bool) -> None:
+    """With fidelities (fewer trials: the cost budget's room is O(trials) a refresh) the
+    view also keeps each pending trial's level and judges the best at the target level."""
+    trials = TRIALS // 5 if fidelities else TRIALS
+    levels = {"levels": [{"name": "cheap", "cost": 1}, {"name": "dear", "cost": 10}]}
     path = branin(
         tmp_path,
         outcome_constraints=["g >= -0.5"],
         oracle=None,
-        budget={"trials": TRIALS},
+        budget={"trials": trials, "cost": 1e9} if fidelities else {"trials": trials},
+        **({"fidelities": levels | {"target": "dear"}} if fidelities else {}),
     )
     db = tmp_path / "c.db"
     with Campaign.create(path, db, synchronous="NORMAL") as c:
         lab = Lab(c.store, ledger.DataView(c.store, c.spec, c.space), seed=1)
         checked: list[int] = []
-        while (done := lab.view.run_counts().get(lifecycle.COMPLETED, 0)) < TRIALS // 2:
+        while (done := lab.view.run_counts().get(lifecycle.COMPLETED, 0)) < trials // 2:
             lab.round()
-            if done // 1000 > len(checked):
+            if done // (trials // 10) > len(checked):
                 checked.append(done)
                 lab.rollbacks()
                 lab.oddities()
@@ -144,12 +155,16 @@ def test_the_kept_view_is_a_fresh_fold_after_many_trials(tmp_path: Path) -> None
         lab = Lab(c.store, ledger.DataView(c.store, c.spec, c.space), seed=2)
         lab.running = running
         assert_agrees(lab.view)
-        while lab.view.run_counts().get(lifecycle.COMPLETED, 0) < TRIALS:
+        while lab.view.run_counts().get(lifecycle.COMPLETED, 0) < trials:
             lab.round()
         lab.oddities()
         assert_agrees(lab.view)
         counts = lab.view.run_counts()
         data: Any = lab.view.refresh()
-    assert counts[lifecycle.COMPLETED] >= TRIALS and counts[lifecycle.FAILED] > 100
-    assert counts.get(lifecycle.REJECTED, 0) > 10 and data.pending and data.rejected
+    assert counts[lifecycle.COMPLETED] >= trials and counts[lifecycle.FAILED] > trials // 100
+    assert counts.get(lifecycle.REJECTED, 0) > trials // 1000 and data.pending and data.rejected
     assert len(checked) >= 4
+    if fidelities:
+        assert set(data.pending_fidelity) == {"cheap", "dear"}
+        assert len(data.pending_fidelity) == len(data.pending)
+        assert data.cost_left is not None
