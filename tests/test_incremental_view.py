@@ -130,13 +130,14 @@ def test_the_kept_view_is_a_fresh_fold_after_many_trials(tmp_path: Path, fidelit
     """With fidelities (fewer trials: the cost budget's room is O(trials) a refresh) the
     view also keeps each pending trial's level and judges the best at the target level."""
     trials = TRIALS // 5 if fidelities else TRIALS
-    levels = {"levels": [{"name": "cheap", "cost": 1}, {"name": "dear", "cost": 10}]}
+    levels = [{"name": "cheap", "cost": 1}, {"name": "dear", "cost": 10}]
+    extra: dict[str, Any] = {"fidelities": {"levels": levels, "target": "dear"}}
     path = branin(
         tmp_path,
         outcome_constraints=["g >= -0.5"],
         oracle=None,
         budget={"trials": trials, "cost": 1e9} if fidelities else {"trials": trials},
-        **({"fidelities": levels | {"target": "dear"}} if fidelities else {}),
+        **(extra if fidelities else {}),
     )
     db = tmp_path / "c.db"
     with Campaign.create(path, db, synchronous="NORMAL") as c:
