@@ -34,14 +34,15 @@ def free_endpoint() -> str:
         return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
-def spec_file(tmp: Path, trials: int, in_flight: int) -> Path:
+def spec_file(tmp: Path, trials: int, in_flight: int, heartbeat_timeout: float = 30) -> Path:
+    """A Sobol Branin campaign (no model: the overhead is the controller's own)."""
     data = yaml.safe_load((ROOT / "campaigns" / "branin.yaml").read_text())
     data["budget"] = {"trials": trials}
     data["strategy"] = {"method": "sobol"}
     data["execution"] = {
         "max_in_flight": in_flight,
         "heartbeat_interval": 1.0,
-        "heartbeat_timeout": 30,
+        "heartbeat_timeout": heartbeat_timeout,
     }
     path = tmp / "bench.yaml"
     path.write_text(yaml.safe_dump(data))

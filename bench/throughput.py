@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -32,31 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
+from overhead import ENV, free_endpoint, spec_file
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
 WINDOW = 1000  # tasks in the first and last window compared
-
-
-def free_endpoint() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
-
-
-def spec_file(tmp: Path, trials: int, in_flight: int) -> Path:
-    data = yaml.safe_load((ROOT / "campaigns" / "branin.yaml").read_text())
-    data["budget"] = {"trials": trials}
-    data["strategy"] = {"method": "sobol"}
-    data["execution"] = {
-        "max_in_flight": in_flight,
-        "heartbeat_interval": 1.0,
-        "heartbeat_timeout": 60,
-    }
-    path = tmp / "bench.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 # ---------------------------------------------------------------------- driver side
@@ -154,7 +130,7 @@ def run_once(n_drivers: int, trials: int, sync: str, profile: str | None) -> dic
         ep, db = free_endpoint(), tmp / "bench.db"
         floors = {"zmq_rtt_ms": zmq_round_trip(), "commit_ms": commit_floor(tmp, sync)}
         prof = ["-m", "cProfile", "-o", profile] if profile else []
-        spec = str(spec_file(tmp, trials, n_drivers))
+        spec = str(spec_file(tmp, trials, n_drivers, heartbeat_timeout=60))
         args = ["start", spec, "--db", str(db), "--bind", ep, "--sync", sync]
         ctl = subprocess.Popen(
             [sys.executable, *prof, "-m", "loopctl", *args],
