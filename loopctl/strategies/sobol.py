@@ -6,6 +6,7 @@ active-learning baseline); with linear constraints, infeasible points are skippe
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -15,6 +16,23 @@ from scipy.stats import qmc
 from loopctl.strategies.base import CampaignData, Candidate, Proposal
 
 VERSION = "1"
+
+
+_kept = threading.local()  # per thread: two threads never draw from one engine
+
+
+def _engine(seed: int, dim: int, start: int) -> qmc.Sobol:
+    """The campaign's sequence positioned at point ``start``. The engine of the last
+    proposal is kept: it already stands there when nothing else drew from it, and building
+    and fast-forwarding a scrambled engine per proposal was a tenth of the controller's time
+    in a 10,000-trial Sobol campaign."""
+    key, engine = getattr(_kept, "engine", (None, None))
+    if engine is None or key != (seed, dim) or engine.num_generated != start:
+        engine = qmc.Sobol(d=dim, scramble=True, seed=seed)
+        if start:
+            engine.fast_forward(start)
+        _kept.engine = ((seed, dim), engine)
+    return engine
 
 
 class SobolStrategy:
@@ -44,13 +62,13 @@ class SobolStrategy:
             source: Any = (space.pool[i] for i in order[data.sobol_drawn :])
             limit = len(space.pool)
         else:
-            engine = qmc.Sobol(d=dim, scramble=True, seed=data.spec.seed)
-            if data.sobol_drawn:
-                engine.fast_forward(data.sobol_drawn)
+            engine = _engine(data.spec.seed, dim, data.sobol_drawn)
             source = (space.from_unit(engine.random(1)[0]) for _ in iter(int, 1))
             limit = (4096 if space.inequalities else 64) * (n + 1)
-        for values in source:
-            if len(candidates) >= n or drawn >= limit:
+        # the tests come before each draw, so the engine stands at the next proposal's start
+        while len(candidates) < n and drawn < limit:
+            values = next(source, None)
+            if values is None:
                 break
             drawn += 1
             if space.violated(values):
