@@ -161,3 +161,42 @@ def test_the_structure_example_campaign_runs_from_the_command_line(tmp_path: Pat
     assert len(list(csv.DictReader(io.StringIO(loopctl("export", str(db)).stdout)))) == 3
     loopctl("audit", "--replay", str(db))
     loopctl("status", str(db))
+
+
+def test_polymorphs_of_one_formula_are_candidates_the_model_cannot_tell_apart(
+    tmp_path: Path,
+) -> None:
+    """Two files of MgO (rocksalt, CsCl-type) encode alike; the strategy still proposes each
+    row once, through the initial design and the model after it, and stops at the pool."""
+    from pymatgen.core import Lattice, Structure
+
+    from loopctl import Campaign
+
+    Structure(Lattice.cubic(2.6), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(
+        filename=str(tmp_path / "MgO-B2.cif")
+    )
+    files = [str(tmp_path / "MgO-B2.cif"), *(str(p) for p in sorted(FILES.iterdir()))]
+    c = Campaign.create(
+        {
+            "name": "polymorphs",
+            "seed": 3,
+            "space": PARAMS,
+            "objectives": [{"name": "e", "goal": "minimize"}],
+            "budget": {"trials": 4},
+            "strategy": {"initial_trials": 2},
+            "pool": {"rows": [{"structure": f} for f in files]},
+        }
+    )
+    energy = dict(zip(files, (-2.9, -4.0, -3.1, -0.1), strict=True))
+    seen = []
+    for _ in range(4):
+        (t,) = c.ask(1)
+        seen.append(t.parameters["structure"])
+        c.tell(t.id, {"e": energy[t.parameters["structure"]]})
+    assert sorted(seen) == sorted(files)
+    assert sorted(t["parameters"]["compound"] for t in c.trials()) == [
+        "CeO2",
+        "MgO",
+        "MgO",
+        "ZnCu",
+    ]
