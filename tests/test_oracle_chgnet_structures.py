@@ -172,9 +172,8 @@ def test_polymorphs_of_one_formula_are_candidates_the_model_cannot_tell_apart(
 
     from loopctl import Campaign
 
-    Structure(Lattice.cubic(2.6), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(
-        filename=str(tmp_path / "MgO-B2.cif")
-    )
+    coords = [[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]]
+    Structure(Lattice.cubic(2.6), ["Mg", "O"], coords).to(filename=str(tmp_path / "MgO-B2.cif"))
     files = [str(tmp_path / "MgO-B2.cif"), *(str(p) for p in sorted(FILES.iterdir()))]
     c = Campaign.create(
         {
