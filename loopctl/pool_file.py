@@ -65,12 +65,9 @@ def read_pool(
             r.problem(where, f"must be a mapping of parameter values, got {kind_of(row)}")
             return None
         named = {rename.get(k, k): v for k, v in row.items()}
-        if structure is not None:
-            filled = _with_formula(r, named, structure, base, where)
-            if filled is None:
-                continue
-            named = filled
         try:
+            if structure is not None:
+                named = _with_formula(named, structure, base, where)
             values = check.validate(check.unflat(named, where), where)
         except ValidationError as exc:
             bad += 1
@@ -100,15 +97,12 @@ def _structure_pair(space: list[Parameter]) -> tuple[str, str] | None:
 
 
 def _with_formula(
-    r: Reader,
-    row: dict[str, Any],
-    pair: tuple[str, str],
-    base: Path | None,
-    where: str,
-) -> dict[str, Any] | None:
+    row: dict[str, Any], pair: tuple[str, str], base: Path | None, where: str
+) -> dict[str, Any]:
     """The row with its formula taken from its structure file (checked against the
-    formula the row gives, if it gives one); None after saying which file is wrong.
+    formula the row gives, if it gives one); ValidationError names the row and the file.
     Every file is read here, so `loopctl validate` finds a missing one before any trial."""
+    from loopctl.errors import ValidationError
     from loopctl.structure_file import StructureFileError, read_structure
 
     name, formula_name = pair
@@ -118,8 +112,7 @@ def _with_formula(
     try:
         structure, _, _ = read_structure(text.strip(), base)
     except StructureFileError as exc:
-        r.problem(where, str(exc))
-        return None
+        raise ValidationError(f"{where}: {exc}") from None
     found = structure.composition.reduced_composition
     given = row.get(formula_name)
     if given is None or (isinstance(given, str) and not given.strip()):
@@ -131,12 +124,11 @@ def _with_formula(
     except Exception:  # not a formula: the space's check says so
         return row
     if not same:
-        r.problem(
-            where,
-            f"{formula_name} {given!r} is not the composition of structure file {text!r} "
-            f"({found.reduced_formula}); leave {formula_name} out to take it from the file",
+        raise ValidationError(
+            f"{where}: {formula_name} {given!r} is not the composition of structure file "
+            f"{text!r} ({found.reduced_formula}); leave {formula_name} out to take it from "
+            "the file"
         )
-        return None
     return row
 
 
