@@ -3,13 +3,15 @@
 Builds the oracle from the campaign file as a driver would (one process, one torch thread
 unless LOOPCTL_TORCH_THREADS says otherwise), then times the evaluation of N compositions
 drawn uniformly from the simplex with a fixed seed (or, for a campaign over a pool of
-formulas such as oxide-chgnet.yaml, of its first N rows). Prints one line per composition and a
+formulas such as oxide-chgnet.yaml or of structure files such as structure-chgnet.yaml, of
+its first N rows). Prints one line per composition and a
 JSON summary: the model load and references (paid once per driver process, by its first
 trial), the median and range of seconds per evaluation, the relaxation steps, and the
 machine's load average, since on a shared machine the figure means little without it.
 
     python bench/chgnet_cost.py [--campaign campaigns/alloy-chgnet.yaml] [-n 10]
     python bench/chgnet_cost.py --campaign campaigns/oxide-chgnet.yaml
+    python bench/chgnet_cost.py --campaign campaigns/structure-chgnet.yaml
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy as np
 import yaml
 
 from loopctl.drivers.oracle_models import build_oracle
+from loopctl.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,13 +45,17 @@ def main() -> None:
     args = ap.parse_args()
     spec = yaml.safe_load(Path(args.campaign).read_text())
     formula = next((p for p in spec["space"] if p["type"] == "formula"), None)
+    files = any(p["type"] == "structure" for p in spec["space"])
+    options = dict(spec["oracle"].get("options") or {})
+    if files:  # the rows' formulas come from their files, paths from the campaign's folder
+        options["base_dir"] = str(Path(args.campaign).resolve().parent)
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     oracle = build_oracle(
         "chgnet",
         objectives=[o["name"] for o in spec["objectives"]],
         parameters=spec["space"],
-        options=dict(spec["oracle"].get("options") or {}),
+        options=options,
     )
     candidates: list[dict[str, Any]]
     if formula is None:
@@ -61,6 +68,12 @@ def main() -> None:
             {comp["name"]: dict(zip(comp["elements"], map(float, x), strict=True))}
             for x in rng.dirichlet(np.ones(len(comp["elements"])), size=args.n)
         ]
+    elif files:
+        # the first row pays the model and the references (and its own relaxation, once)
+        pool = load_spec(args.campaign).pool
+        assert pool is not None  # a structure parameter needs one
+        candidates = [dict(r) for r in pool.rows[: args.n]]
+        oracle(candidates[0])
     else:
         # a pool: its first n rows, in order; the model and the hull compounds are paid
         # apart, by the first hull compound's own evaluation (it is one of them: no steps)

@@ -131,7 +131,9 @@ def stored_spec(store: Store) -> Spec:
 def read_spec(store: Store) -> Spec:
     """Objects built from the stored form, which stays the spec's ``raw`` (and its hash)."""
     raw = store.meta("spec")
-    spec = parse_spec(raw, source=store.meta("source") or f"{store.path} (stored spec)")
+    spec = parse_spec(
+        raw, source=store.meta("source") or f"{store.path} (stored spec)", read_files=False
+    )
     return replace(spec, raw=raw)
 
 

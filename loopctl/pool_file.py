@@ -9,11 +9,14 @@ from typing import Any
 
 from loopctl.field_reader import Reader, kind_of
 from loopctl.schema import field_of, keys
-from loopctl.spec_types import Parameter, PoolSpec
+from loopctl.spec_types import FormulaParam, Parameter, PoolSpec, StructureParam
 
 
-def read_pool(r: Reader, value: Any, space: list[Parameter], source: str) -> PoolSpec | None:
-    """Read the candidates (CSV or inline rows) and check each against the space."""
+def read_pool(
+    r: Reader, value: Any, space: list[Parameter], source: str, *, read_files: bool = True
+) -> PoolSpec | None:
+    """Read the candidates (CSV or inline rows) and check each against the space; with
+    ``read_files``, structure files too (the stored form's rows were checked already)."""
     if value is None:
         return None
     d = r.mapping(value, "pool")
@@ -51,6 +54,8 @@ def read_pool(r: Reader, value: Any, space: list[Parameter], source: str) -> Poo
 
     check = Space(space)
     rename = {col: pname for pname, col in columns.items()}
+    structure = _structure_pair(space) if read_files else None
+    base = Path(source).resolve().parent if Path(source).is_file() else None
     rows: list[Mapping[str, Any]] = []
     seen: dict[tuple[Any, ...], int] = {}
     bad = 0
@@ -61,6 +66,8 @@ def read_pool(r: Reader, value: Any, space: list[Parameter], source: str) -> Poo
             return None
         named = {rename.get(k, k): v for k, v in row.items()}
         try:
+            if structure is not None:
+                named = _with_formula(named, structure, base, where)
             values = check.validate(check.unflat(named, where), where)
         except ValidationError as exc:
             bad += 1
@@ -78,6 +85,51 @@ def read_pool(r: Reader, value: Any, space: list[Parameter], source: str) -> Poo
     if len(rows) < 2 and not r.problems:
         r.problem("pool", "needs at least two candidates")
     return PoolSpec(tuple(rows), file)
+
+
+def _structure_pair(space: list[Parameter]) -> tuple[str, str] | None:
+    """(structure parameter, formula parameter) when the space has one of each."""
+    structures = [p.name for p in space if isinstance(p, StructureParam)]
+    formulas = [p.name for p in space if isinstance(p, FormulaParam)]
+    if len(structures) == 1 and len(formulas) == 1:
+        return structures[0], formulas[0]
+    return None  # loopctl.spec_reader says what is wrong
+
+
+def _with_formula(
+    row: dict[str, Any], pair: tuple[str, str], base: Path | None, where: str
+) -> dict[str, Any]:
+    """The row with its formula taken from its structure file (checked against the
+    formula the row gives, if it gives one); ValidationError names the row and the file.
+    Every file is read here, so `loopctl validate` finds a missing one before any trial."""
+    from loopctl.errors import ValidationError
+    from loopctl.structure_file import StructureFileError, read_structure
+
+    name, formula_name = pair
+    text = row.get(name)
+    if not isinstance(text, str) or not text.strip():
+        return row  # the space's check says the path is missing
+    try:
+        structure, _, _ = read_structure(text.strip(), base)
+    except StructureFileError as exc:
+        raise ValidationError(f"{where}: {exc}") from None
+    found = structure.composition.reduced_composition
+    given = row.get(formula_name)
+    if given is None or (isinstance(given, str) and not given.strip()):
+        return {**row, formula_name: found.reduced_formula}
+    from pymatgen.core import Composition
+
+    try:
+        same = Composition(str(given)).reduced_composition.almost_equals(found)
+    except Exception:  # not a formula: the space's check says so
+        return row
+    if not same:
+        raise ValidationError(
+            f"{where}: {formula_name} {given!r} is not the composition of structure file "
+            f"{text!r} ({found.reduced_formula}); leave {formula_name} out to take it from "
+            "the file"
+        )
+    return row
 
 
 def read_pool_csv(r: Reader, file: str, source: str) -> list[Mapping[str, Any]] | None:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
-PARAM_TYPES = ("range", "integer", "choice", "fixed", "composition", "formula")
+PARAM_TYPES = ("range", "integer", "choice", "fixed", "composition", "formula", "structure")
 ORACLE_KINDS = ("emt", "chgnet", "function", "table")
 STRATEGY_METHODS = ("auto", "sobol", "botorch", "mobo", "nsga2", "ax")
 EMT_ELEMENTS = ("Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt")

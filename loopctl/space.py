@@ -27,6 +27,7 @@ from loopctl.spec_types import (
     PoolSpec,
     RangeParam,
     Spec,
+    StructureParam,
 )
 from loopctl.values import finite_number
 
@@ -317,7 +318,7 @@ def _coerce_text(p: Parameter, v: Any) -> Any:
 
 
 def _width(p: Parameter) -> int:
-    if isinstance(p, FixedParam):
+    if isinstance(p, (FixedParam, StructureParam)):  # a structure is seen through its formula
         return 0
     if isinstance(p, FormulaParam):
         from loopctl.features import NAMES
@@ -329,7 +330,7 @@ def _width(p: Parameter) -> int:
 
 
 def _sobol_width(p: Parameter) -> int:
-    if isinstance(p, (FixedParam, FormulaParam)):
+    if isinstance(p, (FixedParam, FormulaParam, StructureParam)):
         return 0
     if isinstance(p, CompositionParam):
         return len(p.elements)
@@ -367,6 +368,10 @@ def _validate_value(p: Parameter, v: Any, where: str) -> Any:
         if not isinstance(v, str):
             raise ValidationError(f"{where}: must be a chemical formula, got {v!r}")
         _parse_formula(v, where)
+        return v.strip()
+    if isinstance(p, StructureParam):
+        if not isinstance(v, str) or not v.strip():
+            raise ValidationError(f"{where}: must be the path of a structure file, got {v!r}")
         return v.strip()
     return _validate_composition(p, v, where)
 
@@ -419,7 +424,7 @@ def _encode(p: Parameter, v: Any) -> np.ndarray:
         return np.array([(v - p.low) / (p.high - p.low)])
     if isinstance(p, ChoiceParam):
         return np.array([float(p.values.index(v))])
-    if isinstance(p, FixedParam):
+    if isinstance(p, (FixedParam, StructureParam)):
         return np.zeros(0)
     if isinstance(p, FormulaParam):
         from loopctl.features import formula_features
@@ -447,6 +452,8 @@ def _decode(p: Parameter, x: np.ndarray) -> Any:
         return p.value
     if isinstance(p, FormulaParam):
         raise ValueError(f"{p.name}: a formula comes from the pool; it cannot be decoded")
+    if isinstance(p, StructureParam):
+        raise ValueError(f"{p.name}: a structure comes from the pool; it cannot be decoded")
     lo = np.array([b[0] for b in p.bounds])
     hi = np.array([b[1] for b in p.bounds])
     # an optimiser's 1e-7 of an element is nothing a lab can weigh out: make it exact

@@ -41,6 +41,7 @@ from loopctl.spec_types import (
     SecuritySpec,
     Spec,
     StrategySpec,
+    StructureParam,
     spec_hash,
 )
 
@@ -73,6 +74,7 @@ __all__ = [
     "SecuritySpec",
     "Spec",
     "StrategySpec",
+    "StructureParam",
     "load_spec",
     "parse_spec",
     "parse_spec_text",

@@ -41,6 +41,7 @@ from loopctl.spec_types import (
     SecuritySpec,
     Spec,
     StrategySpec,
+    StructureParam,
 )
 
 
@@ -69,8 +70,10 @@ def parse_spec_text(text: str, source: str = "campaign") -> Spec:
     return parse_spec(read_yaml(text, source), source=source)
 
 
-def parse_spec(data: Any, source: str = "campaign") -> Spec:
-    """Validate a decoded campaign mapping. Raises SpecError listing every problem."""
+def parse_spec(data: Any, source: str = "campaign", *, read_files: bool = True) -> Spec:
+    """Validate a decoded campaign mapping. Raises SpecError listing every problem.
+    ``read_files=False``: for the stored form, whose pool rows were checked against their
+    structure files when the campaign started (an audit must not need the files)."""
     r = Reader()
     if not isinstance(data, Mapping):
         raise SpecError(
@@ -94,7 +97,7 @@ def parse_spec(data: Any, source: str = "campaign") -> Spec:
     robot = r.mapping(data.get("robot"), "robot") or {}
     constraints = _linear_constraints(r, data.get("constraints"), space)
     outcome_constraints = _outcome_constraints(r, data.get("outcome_constraints"), objectives)
-    pool = read_pool(r, data.get("pool"), space, source)
+    pool = read_pool(r, data.get("pool"), space, source, read_files=read_files)
     fidelities = _fidelities(r, data.get("fidelities"))
     _fidelity_checks(r, fidelities, budget, strategy, objectives)
     extra = [c.name for c in outcome_constraints if c.name not in {o.name for o in objectives}]
@@ -106,6 +109,7 @@ def parse_spec(data: Any, source: str = "campaign") -> Spec:
         )
     if any(isinstance(p, FormulaParam) for p in space) and pool is None:
         r.problem("space", "a formula parameter needs a `pool` of candidates to choose from")
+    _structure_rules(r, space, pool)
     if pool is not None and constraints:
         r.problem("constraints", "a pool campaign takes its candidates as they are; drop these")
     if strategy.method == "botorch" and len(objectives) > 1:
@@ -146,6 +150,23 @@ def parse_spec(data: Any, source: str = "campaign") -> Spec:
         raw=raw,
         source=source,
     )
+
+
+def _structure_rules(r: Reader, space: list[Parameter], pool: PoolSpec | None) -> None:
+    """A structure file stands beside the formula models see it through (the reader fills
+    the formula in from the file): one of each, from a pool."""
+    structures = [p for p in space if isinstance(p, StructureParam)]
+    if not structures:
+        return
+    formulas = [p for p in space if isinstance(p, FormulaParam)]
+    if len(structures) > 1 or len(formulas) != 1:
+        r.problem(
+            "space",
+            "a structure parameter needs exactly one formula parameter beside it (the "
+            "composition models see) and no second structure parameter",
+        )
+    if pool is None:
+        r.problem("space", "a structure parameter needs a `pool` of candidates to choose from")
 
 
 def _read(
@@ -275,6 +296,8 @@ def _parameter(
         return FixedParam(name, v)
     if ptype == "formula":
         return FormulaParam(name)
+    if ptype == "structure":
+        return StructureParam(name)
     return _composition(r, d, where, name)
 
 

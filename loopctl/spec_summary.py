@@ -24,6 +24,8 @@ def summarise_spec(spec: Spec) -> str:
             detail = f"fixed at {p.value!r}"
         elif p.type == "formula":
             detail = "a chemical formula, chosen from the pool"
+        elif p.type == "structure":
+            detail = "a structure file (CIF, POSCAR), chosen from the pool"
         else:
             detail = "fractions of " + ", ".join(
                 f"{e}[{lo:g}-{hi:g}]" for e, (lo, hi) in zip(p.elements, p.bounds, strict=True)

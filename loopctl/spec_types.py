@@ -77,7 +77,23 @@ class FormulaParam:
     type: Literal["formula"] = "formula"
 
 
-Parameter = RangeParam | IntegerParam | ChoiceParam | FixedParam | CompositionParam | FormulaParam
+@dataclass(frozen=True)
+class StructureParam:
+    """A crystal structure file (CIF, POSCAR) from a pool; models see its formula beside it."""
+
+    name: str
+    type: Literal["structure"] = "structure"
+
+
+Parameter = (
+    RangeParam
+    | IntegerParam
+    | ChoiceParam
+    | FixedParam
+    | CompositionParam
+    | FormulaParam
+    | StructureParam
+)
 
 
 @dataclass(frozen=True)

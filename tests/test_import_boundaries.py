@@ -25,7 +25,9 @@ DRIVERS = sorted(
 STRATEGY_FORBIDDEN = {"zmq", "sqlite3", "sqlite_utils", "loopctl.store", "loopctl.controller"}
 # the driver SDK (loopctl.drivers.base) and the loopctl modules it stands on (the drivers'
 # own package, loopctl.drivers.*, is allowed besides these); campaign_yaml is the
-# robot driver's reader of its site file, the one import outside SDK and protocol today
+# robot driver's reader of its site file, and structure_file (a leaf: loopctl.errors only)
+# the CHGNet oracle's reader of a pool row's structure file, shared with the campaign reader
+# so that both resolve the path and fail alike: the two imports outside SDK and protocol
 DRIVER_LOOPCTL = {
     "loopctl",
     "loopctl.protocol",
@@ -33,6 +35,7 @@ DRIVER_LOOPCTL = {
     "loopctl.receipts",
     "loopctl.security",
     "loopctl.campaign_yaml",
+    "loopctl.structure_file",
 }
 
 # One interpreter that imports nothing of ours and forks a child per module, so each module

@@ -28,6 +28,8 @@ def test_the_wheel_ships_every_package_and_the_example_campaigns(tmp_path: Path)
     for example in (ROOT / "campaigns").iterdir():
         if example.suffix in (".yaml", ".csv"):
             assert f"loopctl/campaigns/{example.name}" in names, example.name
+    for structure in (ROOT / "campaigns" / "structures").iterdir():  # structure-chgnet.yaml's
+        assert f"loopctl/campaigns/structures/{structure.name}" in names, structure.name
     # pyproject lists the packages: one added to the checkout and not there would be lost
     for init in (ROOT / "loopctl").rglob("__init__.py"):
         assert init.relative_to(ROOT).as_posix() in names, init

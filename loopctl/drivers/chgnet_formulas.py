@@ -44,7 +44,13 @@ from loopctl.drivers.chgnet_oracle import (
     relaxed_metadata,
     unsupported,
 )
-from loopctl.drivers.oracle_models import Oracle, Outcomes, _parse_formula, simulated
+from loopctl.drivers.oracle_models import (
+    Oracle,
+    OracleConfigError,
+    Outcomes,
+    _parse_formula,
+    simulated,
+)
 
 
 @dataclass(frozen=True)
@@ -64,9 +70,18 @@ def build_formulas(
     options: Mapping[str, Any],
     *,
     warm: bool = True,
+    structure: str | None = None,
 ) -> Oracle:
-    """The oracle for a campaign over parameter ``name``, a formula. The model and the hull
-    compounds are computed in the background from here on; the first trial waits."""
+    """The oracle for a campaign over parameter ``name``, a formula, or over parameter
+    ``structure``, a structure file whose composition ``name`` holds
+    (:mod:`loopctl.drivers.chgnet_structures`). The model and the hull compounds are
+    computed in the background from here on; the first trial waits."""
+    if structure is not None and "mixing_energy" in objectives:
+        raise OracleConfigError(
+            "mixing_energy is defined for the oracle's ordered alloy cells; a pool of "
+            "structure files gives energy_per_atom, formation_energy and e_above_hull"
+        )
+    base = options.get("base_dir")
     given, formulas = hull_options(options, None)
     wants_hull = "e_above_hull" in objectives
     ready = Once(lambda: _prepare(s, given, formulas if wants_hull else []))
@@ -79,7 +94,12 @@ def build_formulas(
         if not isinstance(formula, str) or not formula:
             raise TrialFailed(f"parameter {name!r} must be a formula, got {formula!r}")
         compounds = ready.get()
-        c = compute(formula, s)
+        if structure is not None:
+            from loopctl.drivers.chgnet_structures import compute_structure
+
+            c = compute_structure(values.get(structure), formula, s, base)
+        else:
+            c = compute(formula, s)
         e = c.relaxed.energy_per_atom
         x = {el: n / sum(c.counts.values()) for el, n in c.counts.items() if n}
         quantities = {"energy_per_atom": e}

@@ -297,7 +297,15 @@ def build(req: _Request) -> Oracle:
     if param["type"] == "formula":
         from loopctl.drivers.chgnet_formulas import build_formulas
 
-        return build_formulas(param["name"], objectives, s, req.options, warm=req.warm)
+        files = [p["name"] for p in req.parameters if p.get("type") == "structure"]
+        return build_formulas(
+            param["name"],
+            objectives,
+            s,
+            req.options,
+            warm=req.warm,
+            structure=files[0] if files else None,
+        )
     elements = [str(e) for e in param.get("elements") or []]
     given, formulas = hull_options(req.options, elements)
     wants_hull = "e_above_hull" in objectives
