@@ -295,6 +295,9 @@ def test_status_while_the_controller_writes_never_calls_it_edited(
         strategy={"method": "sobol"},
         budget={"trials": trials},
         execution={"max_in_flight": 4},
+        # 0.1 s a trial keeps the campaign running for 2 s or more: without a latency the
+        # controller finished 60 Sobol trials before status had looked three times
+        oracle={"latency": 0.1},
     )
     db = tmp_path / "w.db"
     ctl = procs.start("start", str(spec), "--db", str(db), "--spawn-drivers", "3", log="ctl.log")
