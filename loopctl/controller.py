@@ -1151,7 +1151,7 @@ class Controller:
         fid = self.spec.fidelities
         if fid is None:
             return None, None
-        trials = costs.from_store(self.store.conn, fid)
+        trials = self.view.trial_costs()
         levels: dict[str, str | None] = {tid: t.fidelity or fid.target for tid, t in trials.items()}
         budget = self.spec.budget.cost
         if budget is None:
@@ -1178,7 +1178,7 @@ class Controller:
         want = policy.proposals_wanted(self.budget, tally)
         fid, budget = self.spec.fidelities, self.spec.budget.cost
         if fid is not None and budget is not None and want > 0:
-            left = costs.room(fid, budget, costs.from_store(self.store.conn, fid))
+            left = costs.room(fid, budget, self.view.trial_costs())
             if left < min(level.cost for level in fid.levels) * (1 - 1e-9):
                 want = 0  # not even the cheapest level fits: the campaign winds down
         return want, tally.completed, tally.open
@@ -1373,7 +1373,7 @@ class Controller:
         reason = policy.finished(self.budget, policy.Tally.of(counts), elapsed, best)
         fid, budget = self.spec.fidelities, self.spec.budget.cost
         if reason is None and fid is not None and budget is not None:
-            trials = costs.from_store(self.store.conn, fid)
+            trials = self.view.trial_costs()
             if not any(t.queued or t.in_flight for t in trials.values()):
                 spent = costs.committed(fid, trials)
                 if not costs.fits(fid, budget, spent, fid.cheapest):

@@ -673,6 +673,12 @@ class DataView:
             cost_left=cost_left,
         )
 
+    def trial_costs(self) -> dict[str, costs.TrialCost]:
+        """Each trial's cost facts as of now, from the fold: what :func:`costs.from_store`
+        reads by parsing the whole log, which the controller asked for every dispatch."""
+        self._catch_up()
+        return self._trial_costs()
+
     def _trial_costs(self) -> dict[str, costs.TrialCost]:
         seen = self.seen
         return {

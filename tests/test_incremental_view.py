@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from loopctl import Campaign, ledger, lifecycle
+from loopctl import Campaign, costs, ledger, lifecycle
 from loopctl.store import Store
 from loopctl.strategies.base import CampaignData, Candidate, Proposal
 from tests.specs import branin
@@ -33,6 +33,8 @@ def assert_agrees(view: ledger.DataView) -> None:
     assert kept == ledger.DataView(store, spec, view.space).refresh()  # from the tables
     assert view.run_counts() == ledger.run_counts(store)
     assert view.best() == ledger.best(store, spec)
+    if spec.fidelities is not None:  # what the controller reads for every dispatch
+        assert view.trial_costs() == costs.from_store(store.conn, spec.fidelities)
     for table in ("trials", "proposals"):
         highest = store.conn.execute(f"SELECT MAX(number) FROM {table}").fetchone()[0]
         with store.batch():
