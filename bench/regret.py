@@ -101,6 +101,7 @@ def split_methods(text: str) -> list[str]:
 
 
 def parse_method(method: str) -> Method:
+    from loopctl.schema import field_of
     from loopctl.spec import STRATEGY_OPTIONS
 
     base, _, rest = method.partition(":")
@@ -119,9 +120,12 @@ def parse_method(method: str) -> Method:
         elif key in KNOBS:
             m.knobs[key] = int(value)
         elif kind is bool:
-            if value.lower() not in ("true", "false"):
+            if value in field_of("strategy.options", key).choices:  # warp_outcomes=auto
+                m.options[key] = value
+            elif value.lower() not in ("true", "false"):
                 raise ValueError(f"{method}: {key} must be true or false")
-            m.options[key] = value.lower() == "true"
+            else:
+                m.options[key] = value.lower() == "true"
         elif kind is float:
             m.options[key] = float(value)
         elif isinstance(kind, tuple):

@@ -26,15 +26,14 @@ BLOCK = re.compile(r"(<!-- fields:(?P<key>[\w.]+) -->\n)(?P<table>.*?)(<!-- /fie
 def type_text(f: Field) -> str:
     if f.doc_type is not None:
         return f.doc_type
-    if f.kind == "choice":
-        names = [f"`{c}`" for c in f.choices]
+    if f.kind in ("choice", "boolean"):
+        words = f.choices if f.kind == "choice" else ("true", "false", *f.choices)
+        names = [f"`{c}`" for c in words]
         return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
     if f.kind == "integer":
         return "integer" if f.low is None else f"integer ≥ {f.low:g}"
     if f.kind == "number":
         return "number > 0" if f.positive else "number"
-    if f.kind == "boolean":
-        return "`true` or `false`"
     if f.kind in ("section", "mapping"):
         return "mapping"
     return {"name": "name", "text": "text", "list": "list"}.get(f.kind, f.kind)

@@ -68,7 +68,7 @@ class Reader:
                 positive=f.positive,
             )
         if f.kind == "boolean":
-            return self.boolean(d, f.name, path, default)
+            return self.boolean(d, f.name, path, default, f.choices)
         if f.kind == "mapping":
             return self.mapping(d.get(f.name), self.at(path, f.name))
         raise ValueError(f"{f.name}: a {f.kind} field has its own reader")
@@ -184,10 +184,14 @@ class Reader:
             return default
         return v
 
-    def boolean(self, d: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
+    def boolean(
+        self, d: Mapping[str, Any], key: str, path: str, default: bool, words: tuple[str, ...] = ()
+    ) -> bool | str:
+        """``true`` or ``false``, or one of ``words`` where a field allows more (``auto``)."""
         v = d.get(key, default)
-        if not isinstance(v, bool):
-            self.problem(self.at(path, key), f"must be true or false, got {kind_of(v)}")
+        if not isinstance(v, bool) and v not in words:
+            allowed = ", ".join(["true", "false", *words])
+            self.problem(self.at(path, key), f"must be one of {allowed}, got {kind_of(v)}")
             return default
         return v
 

@@ -98,6 +98,8 @@ def _field(f: Field) -> dict[str, Any]:
             }
         )
     elif f.kind == "boolean":
+        if f.choices:
+            return {"anyOf": [{"type": "boolean"}, {"enum": list(f.choices)}]}
         return {"type": "boolean"}  # `log:` with no value is an error, not the default
     elif f.kind == "mapping":
         s = {"type": "object"}

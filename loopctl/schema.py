@@ -483,7 +483,9 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
         Field(
             "warp_outcomes",
             "boolean",
-            "fit each objective's GP on a Yeo-Johnson transform of it",
+            "fit each objective's GP on a Yeo-Johnson transform of it; `auto`: only when "
+            "that GP predicts each trial left out better than the plain one",
+            choices=("auto",),
             default=True,
         ),
         Field(

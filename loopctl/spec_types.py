@@ -233,8 +233,10 @@ class StrategySpec:
     options: Mapping[str, Any] = field(default_factory=dict)  # validated by loopctl.spec_reader
 
     @property
-    def warp_outcomes(self) -> bool:
-        return bool(self.options.get("warp_outcomes", True))
+    def warp_outcomes(self) -> bool | str:
+        """True, False or ``auto`` (warp when leave-one-out says it predicts better)."""
+        value: bool | str = self.options.get("warp_outcomes", True)
+        return value
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,10 @@ BAD = [
     ),
     ("strategy: {options: {acquisition: pi}}", "strategy.options.acquisition: 'pi' is not one"),
     ("strategy: {options: {beta: 0}}", "strategy.options.beta: must be greater than 0"),
-    ("strategy: {options: {warp_outcomes: maybe}}", "strategy.options.warp_outcomes: must be true"),
+    (
+        "strategy: {options: {warp_outcomes: maybe}}",
+        "strategy.options.warp_outcomes: must be one of true, false",
+    ),
     ("oracle: {kind: function}", "oracle.function: is required when kind is function"),
     (
         "space:\n  - {name: c, type: composition, elements: [Cu, Fe]}\noracle: {kind: emt}",

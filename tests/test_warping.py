@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -70,3 +72,41 @@ def test_proposal_records_the_warp_and_predicts_in_the_objectives_units() -> Non
     s_off, _ = _branin_data(False)
     off = BotorchStrategy().propose(data(s_off, obs), 1)
     assert "outcome_warping" not in off.diagnostics
+
+
+def _unit_square(fn: Callable[[float, float], float], seed: int) -> tuple[Spec, list[Any]]:
+    s = parse_spec(
+        {
+            "name": "w",
+            "seed": seed,
+            "space": [{"name": n, "type": "range", "bounds": [0, 1]} for n in "ab"],
+            "objectives": [{"name": "y", "goal": "maximize"}],
+            "budget": {"trials": 30},
+            "strategy": {"options": {"warp_outcomes": "auto"}},
+        }
+    )
+    rng = np.random.default_rng(seed)
+    xs = [{"a": a, "b": b} for a, b in rng.random((20, 2))]
+    return s, [(x, fn(x["a"], x["b"])) for x in xs]
+
+
+@pytest.mark.parametrize(
+    ("fn", "expected"),
+    [
+        (lambda a, b: math.exp(6 * a + b), "warped"),  # a long good tail: the warp evens it
+        (lambda a, b: math.sin(5 * a) + b**4, "plain"),  # smooth, and bent by the warp
+    ],
+)
+@pytest.mark.parametrize("seed", [1, 2])
+def test_auto_warp_keeps_the_gp_that_predicts_left_out_trials_better(
+    fn: Callable[[float, float], float], expected: str, seed: int
+) -> None:
+    s, obs = _unit_square(fn, seed)
+    p = BotorchStrategy().propose(data(s, obs), 1)
+    warp = p.diagnostics["surrogate"]["warp"]
+    scores = warp["loo_log_density"]
+    assert warp["chosen"] == expected == max(scores, key=scores.get), warp
+    # the proposal is made and reported with the model that was kept
+    assert ("outcome_warping" in p.diagnostics) == (expected == "warped")
+    mean, _ = p.candidates[0].predicted["y"]
+    assert min(v for _, v in obs) - 1 <= mean <= 2 * max(v for _, v in obs)

@@ -131,8 +131,12 @@ def fit(
     for them to share).
     """
     if kind != "auto":
-        model, tr, seconds = surrogate.fit(data, notes, outcomes, kind)
-        return model, tr, seconds, {"chosen": kind, "reason": "the campaign's surrogate option"}
+        t0 = time.perf_counter()
+        model, tr, _ = surrogate.fit(data, notes, outcomes, kind)
+        why: dict[str, Any] = {"chosen": kind, "reason": "the campaign's surrogate option"}
+        if kind != "forest":
+            model, tr, why = _warp_or_not(data, notes, model, tr, kind, why)
+        return model, tr, time.perf_counter() - t0, why
     t0 = time.perf_counter()
     surrogate.set_threads(len(data.completed))
     tr = surrogate.training_data(data, notes)
@@ -140,7 +144,48 @@ def fit(
         tr = tr.head(outcomes)
     if tr.y.shape[1] > 1 or len(tr.y) > surrogate.MAX_FIT:
         model, tr, seconds = surrogate.fit(data, notes, outcomes, "gp")
-        why = "several outcome columns" if tr.y.shape[1] > 1 else "a large campaign"
-        return model, tr, seconds, {"chosen": "gp", "reason": f"{why}: the GP"}
+        because = "several outcome columns" if tr.y.shape[1] > 1 else "a large campaign"
+        return model, tr, seconds, {"chosen": "gp", "reason": f"{because}: the GP"}
     choice = choose(data, tr, notes)
-    return choice.model, tr, time.perf_counter() - t0, choice.diagnostics()
+    model, why = choice.model, choice.diagnostics()
+    if choice.kind != "forest":
+        model, tr, why = _warp_or_not(data, notes, model, tr, choice.kind, why)
+    return model, tr, time.perf_counter() - t0, why
+
+
+def _warp_or_not(
+    data: CampaignData,
+    notes: list[str],
+    warped: Model,
+    tr: surrogate.Training,
+    kind: str,
+    why: dict[str, Any],
+) -> tuple[Model, surrogate.Training, dict[str, Any]]:
+    """With ``warp_outcomes: auto``, the warped GP or the plain one, whichever predicts each
+    trial left out better, both scored as densities of the objective in its own units.
+
+    The warp suits objectives with a long tail (it won on Branin and rugged grids) and
+    hurts smooth ones it bends (Hartmann 6); the campaign's own data tell which it has.
+    Only a single modelled column is compared (a warped constraint column would need its
+    own choice), and only when the warp is not the identity.
+    """
+    if data.spec.strategy.warp_outcomes != "auto" or tr.y.shape[1] != 1 or tr.warp(0).linear:
+        return warped, tr, why
+    plain_tr = surrogate.training_data(data, [], warp=False).head(1)
+    plain = surrogate.fit_columns(data, plain_tr, [0], notes, kind)
+    y = plain_tr.y[:, 0]
+    scores = {
+        "plain": _density(plain, plain_tr.y[:, 0], torch.zeros_like(y)),
+        # the warp's log slope turns a density of warped values into one of the objective's
+        "warped": _density(warped, tr.y[:, 0], torch.log(tr.warp(0).slope(y))),
+    }
+    chosen = "plain" if scores["plain"] > scores["warped"] else "warped"
+    why = why | {"warp": {"chosen": chosen, "loo_log_density": scores}}
+    return (plain, plain_tr, why) if chosen == "plain" else (warped, tr, why)
+
+
+def _density(model: Model, targets: torch.Tensor, log_slope: torch.Tensor) -> float:
+    mean, var = gp_leave_one_out(model)
+    v = np.maximum(var, 1e-12)
+    density = -0.5 * (np.log(2 * math.pi * v) + (targets.numpy() - mean) ** 2 / v)
+    return float(np.mean(density + log_slope.numpy()))

@@ -93,8 +93,10 @@ def tensor(values: Any) -> torch.Tensor:
     return torch.as_tensor(np.asarray(values, dtype=float), dtype=DTYPE)
 
 
-def training_data(data: CampaignData, notes: list[str]) -> Training:
+def training_data(data: CampaignData, notes: list[str], warp: bool | None = None) -> Training:
+    """The model's inputs and outcomes; ``warp`` overrides the campaign's ``warp_outcomes``."""
     spec = data.spec
+    warp = bool(spec.strategy.warp_outcomes) if warp is None else warp
     objs = spec.objectives
     extra = [c.name for c in spec.outcome_constraints if c.name not in spec.objective_names]
     names = tuple(o.name for o in objs) + tuple(extra)
@@ -130,8 +132,7 @@ def training_data(data: CampaignData, notes: list[str]) -> Training:
         floors = tensor([tukey_floor(y[:, j].numpy()) for j in range(k)])
         y = torch.cat([torch.maximum(y[:, :k], floors), y[:, k:]], dim=1)
     warps = tuple(
-        Warp.fit(y[:, j].numpy()) if j < len(objs) and spec.strategy.warp_outcomes else Warp()
-        for j in range(len(names))
+        Warp.fit(y[:, j].numpy()) if j < len(objs) and warp else Warp() for j in range(len(names))
     )
     if any(not w.linear for w in warps):
         signed = y
