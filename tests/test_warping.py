@@ -108,5 +108,7 @@ def test_auto_warp_keeps_the_gp_that_predicts_left_out_trials_better(
     assert warp["chosen"] == expected == max(scores, key=scores.get), warp
     # the proposal is made and reported with the model that was kept
     assert ("outcome_warping" in p.diagnostics) == (expected == "warped")
-    mean, _ = p.candidates[0].predicted["y"]
+    predicted = p.candidates[0].predicted
+    assert predicted is not None
+    mean, _ = predicted["y"]
     assert min(v for _, v in obs) - 1 <= mean <= 2 * max(v for _, v in obs)
