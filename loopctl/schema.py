@@ -486,7 +486,7 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
             "fit each objective's GP on a Yeo-Johnson transform of it; `auto`: only when "
             "that GP predicts each trial left out better than the plain one",
             choices=("auto",),
-            default=True,
+            doc_default="`auto` with EI, `true` with UCB",
         ),
         Field(
             "prior_mean",

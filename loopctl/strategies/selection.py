@@ -121,21 +121,26 @@ def _outcome_mean(gp: Any) -> torch.Tensor:
 
 
 def fit(
-    data: CampaignData, notes: list[str], outcomes: int | None, kind: str
+    data: CampaignData,
+    notes: list[str],
+    outcomes: int | None,
+    kind: str,
+    warp: bool | str = True,
 ) -> tuple[Model, surrogate.Training, float, dict[str, Any]]:
     """The model a proposal uses, and what was chosen and why, for the diagnostics.
 
     ``kind`` is the campaign's ``surrogate`` option; ``auto`` chooses by
     :func:`choose` when one outcome column is modelled, and keeps the GP when
     outcome constraints need their own columns (the forest has no joint posterior
-    for them to share).
+    for them to share). ``warp`` is the ``warp_outcomes`` in force: with ``auto`` the
+    warped GP is kept only if it predicts better than the plain one (:func:`_warp_or_not`).
     """
     if kind != "auto":
         t0 = time.perf_counter()
         model, tr, _ = surrogate.fit(data, notes, outcomes, kind)
         why: dict[str, Any] = {"chosen": kind, "reason": "the campaign's surrogate option"}
         if kind != "forest":
-            model, tr, why = _warp_or_not(data, notes, model, tr, kind, why)
+            model, tr, why = _warp_or_not(data, notes, model, tr, kind, why, warp)
         return model, tr, time.perf_counter() - t0, why
     t0 = time.perf_counter()
     surrogate.set_threads(len(data.completed))
@@ -149,7 +154,7 @@ def fit(
     choice = choose(data, tr, notes)
     model, why = choice.model, choice.diagnostics()
     if choice.kind != "forest":
-        model, tr, why = _warp_or_not(data, notes, model, tr, choice.kind, why)
+        model, tr, why = _warp_or_not(data, notes, model, tr, choice.kind, why, warp)
     return model, tr, time.perf_counter() - t0, why
 
 
@@ -160,6 +165,7 @@ def _warp_or_not(
     tr: surrogate.Training,
     kind: str,
     why: dict[str, Any],
+    warp: bool | str,
 ) -> tuple[Model, surrogate.Training, dict[str, Any]]:
     """With ``warp_outcomes: auto``, the warped GP or the plain one, whichever predicts each
     trial left out better, both scored as densities of the objective in its own units.
@@ -167,9 +173,12 @@ def _warp_or_not(
     The warp suits objectives with a long tail (it won on Branin and rugged grids) and
     hurts smooth ones it bends (Hartmann 6); the campaign's own data tell which it has.
     Only a single modelled column is compared (a warped constraint column would need its
-    own choice), and only when the warp is not the identity.
+    own choice), only when the warp is not the identity, and up to MAX_FIT observations.
     """
-    if data.spec.strategy.warp_outcomes != "auto" or tr.y.shape[1] != 1 or tr.warp(0).linear:
+    if warp != "auto" or tr.y.shape[1] != 1 or tr.warp(0).linear:
+        return warped, tr, why
+    if len(tr.y) > surrogate.MAX_FIT:  # fitted on a subset: the warp is kept, as is the GP
+        return warped, tr, why
         return warped, tr, why
     plain_tr = surrogate.training_data(data, [], warp=False).head(1)
     plain = surrogate.fit_columns(data, plain_tr, [0], notes, kind)
