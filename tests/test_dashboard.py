@@ -188,12 +188,43 @@ def test_live_campaign_approve_from_the_page(tmp_path: Path, procs: Procs, brows
     assert decisions(db) == before and statuses(db)["T0002"] == "proposed"
     browser.save_screenshot(str(tmp_path / "progress.png"))
 
+    # pause, a suggestion (checked by the campaign: out of bounds is refused), resume
+    browser.find_element(By.ID, "pause").click()
+    until(browser, lambda: "dispatching paused" in text(browser, "#msg"), "the pause")
+    until(browser, lambda: "PAUSED" in text(browser, "#state"), "the paused badge")
+    for name, value in (("x1", "99"), ("x2", "1")):
+        box = browser.find_element(By.CSS_SELECTOR, f"#suggest input[name='{name}']")
+        box.clear()
+        box.send_keys(value)
+    browser.find_element(By.CSS_SELECTOR, "#suggest button").click()
+    until(browser, lambda: "outside the bounds" in text(browser, "#msg"), "the bad suggestion")
+    box = browser.find_element(By.CSS_SELECTOR, "#suggest input[name='x1']")
+    box.clear()
+    box.send_keys("3.14")
+    browser.find_element(By.CSS_SELECTOR, "#suggest button").click()
+    until(browser, lambda: "suggested T0004" in text(browser, "#msg"), "the suggestion")
+    browser.find_element(By.ID, "unpause").click()
+    until(browser, lambda: "dispatching resumed" in text(browser, "#msg"), "the resume")
+    ops = db_rows(
+        db,
+        "SELECT kind, json_extract(payload, '$.operator') FROM events WHERE kind IN "
+        "('campaign_paused', 'campaign_unpaused') OR (kind = 'trial_proposed' AND "
+        "json_extract(payload, '$.origin') = 'suggested') ORDER BY seq",
+    )
+    assert ops == [
+        ("campaign_paused", "ann"),
+        ("trial_proposed", "ann"),
+        ("campaign_unpaused", "ann"),
+    ]
+    wait_for(lambda: statuses(db).get("T0004") == "completed", 30, "the suggestion to run")
+
     view(browser, "trials", tmp_path / "trials.png")
     row = text(browser, "tr[data-trial='T0001']")
     assert "completed" in row and "d1" in row
     view(browser, "results", tmp_path / "results.png")
     pts = browser.find_elements(By.CSS_SELECTOR, "#best path[data-points]")
-    assert sum(int(p.get_attribute("data-points")) for p in pts) == 1
+    done = count(db, "SELECT COUNT(*) FROM trials WHERE status = 'completed'")
+    assert sum(int(p.get_attribute("data-points")) for p in pts) == done == 2
 
 
 def _offline(tmp: Path, name: str, spec: Path, n: int, outcomes: Callable[..., Any]) -> Path:
@@ -232,6 +263,22 @@ def test_two_objectives_show_their_front(tmp_path: Path, procs: Procs, browser: 
     assert browser.find_elements(By.CSS_SELECTOR, "#hv path")
     browser.save_screenshot(str(tmp_path / "pareto.png"))
 
+    # the table is sorted, filtered and paged by the server
+    ys = sorted(v for (v,) in db_rows(db, "SELECT value FROM observations WHERE metric = 'y'"))
+    with urllib.request.urlopen(f"{url}api/trials?sort=y&desc=1&size=10&page=2") as r:
+        page = json.loads(r.read())
+    assert page["total"] == 16 and page["pages"] == 2
+    assert [t["outcomes"]["y"] for t in page["trials"]] == ys[::-1][10:]
+    browser.get(url + "#trials")
+    until(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "tr[data-trial]"), "the table")
+    browser.find_element(By.ID, "f-q").send_keys("T0016")
+    browser.find_element(By.CSS_SELECTOR, "#filter button:not([type])").click()
+    until(
+        browser,
+        lambda: len(browser.find_elements(By.CSS_SELECTOR, "tr[data-trial]")) == 1,
+        "the filtered table",
+    )
+
 
 def test_why_chosen_and_read_only_beyond_loopback(
     tmp_path: Path, procs: Procs, browser: Any
@@ -252,9 +299,19 @@ def test_why_chosen_and_read_only_beyond_loopback(
     )
     browser.get(f"{url}#why/{chosen}")
     until(browser, lambda: browser.find_elements(By.ID, "importance"), "the model's story")
-    story = text(browser, "#why")
-    assert "chosen by botorch" in story and "predicted" in story
-    assert "x1" in text(browser, "#importance") and "x2" in text(browser, "#importance")
+    until(
+        browser,
+        lambda: (
+            "chosen by botorch" in text(browser, "#why") and "predicted" in text(browser, "#why")
+        ),
+        "the strategy, prediction and uncertainty",
+    )
+    labels = "#importance svg text:nth-of-type(odd)"  # a label, then its value, per input
+    until(
+        browser,
+        lambda: [e.text for e in browser.find_elements(By.CSS_SELECTOR, labels)] == ["x1", "x2"],
+        "lengthscales named by parameter",
+    )
     browser.save_screenshot(str(tmp_path / "why.png"))
     view(browser, "results", tmp_path / "best-so-far.png")
     assert browser.find_elements(By.CSS_SELECTOR, "#best rect.initial")

@@ -13,6 +13,8 @@ function fmt(v) {
 }
 // replaced only when it changed: buttons stay the same elements, typed reasons stay typed
 function setHTML(e, html) { if (e.dataset.html !== html) { e.innerHTML = html; e.dataset.html = html; } }
+// whether a view's data differ from what it shows (redrawing the same would only flicker)
+function changed(e, data) { const k = JSON.stringify(data); if (e.dataset.key === k) return false; e.dataset.key = k; return true; }
 function when(t) { return t ? new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19) : "–"; }
 async function getJSON(url) {
   const r = await fetch(url);
@@ -144,6 +146,7 @@ function drawTimeline(s) {
 
 // ------------------------------------------------------------------ results
 function renderSeries(d) {
+  if (!changed($("view-results"), d)) return;
   const objs = Object.keys(d.objectives), o = objs[0], n = d.number;
   const best = $("best");
   best.innerHTML = "";
@@ -156,7 +159,11 @@ function renderSeries(d) {
     const kinds = [...new Set(d.kind)];
     kinds.forEach((k, j) => dots(p, n.filter((_, i) => d.kind[i] === k), y.filter((_, i) => d.kind[i] === k), COLORS[k] || ["#1e88e5", "#fb8c00", "#43a047"][j % 3], 3, k));
     let b = null, path = "";
-    n.forEach((x, i) => { if (y[i] === null) return; if (b === null || sign * y[i] < sign * b) b = y[i]; path += `${path ? "L" : "M"}${p.X(x).toFixed(1)} ${p.Y(b).toFixed(1)}`; });
+    n.forEach((x, i) => {  // a step: flat until a trial beats the best so far
+      if (y[i] === null) return;
+      if (b === null || sign * y[i] < sign * b) b = y[i];
+      path += path ? `H${p.X(x).toFixed(1)}V${p.Y(b).toFixed(1)}` : `M${p.X(x).toFixed(1)} ${p.Y(b).toFixed(1)}`;
+    });
     el("path", { d: path, stroke: "#000", fill: "none", "stroke-width": 1.5, class: "best-line" }, p.g);
     legend(p, [...kinds.map((k, j) => [k === "sobol" ? "initial design (Sobol)" : k, COLORS[k] || ["#1e88e5", "#fb8c00", "#43a047"][j % 3]]), ["best so far", "#000"]]);
     best.appendChild(p.svg);
@@ -197,6 +204,7 @@ const STATES = ["proposed", "approved", "running", "completed", "failed", "aband
 async function loadTrials() {
   const q = new URLSearchParams({ page: state.page, size: state.size, sort: state.sort, desc: state.desc ? 1 : 0, status: $("f-status").value, q: $("f-q").value });
   const d = await getJSON("/api/trials?" + q);
+  if (!changed($("table"), d)) return;
   state.page = d.page;
   const objs = state.cfg.objectives, params = d.trials.length ? Object.keys(d.trials[0].parameters) : state.cfg.parameters;
   const cols = [["trial", "number"], ["status", "status"], ...objs.map((o) => [o, o]), ...params.map((p) => [p, null]), ["chosen by", "origin"], ["measured by", "driver"], ["driver version", null], ["started", "started_at"], ["finished", "finished_at"]];
@@ -213,6 +221,7 @@ async function loadWhy() {
   if (!state.trial) { box.innerHTML = `<p class="muted">pick a trial (click one anywhere on the page)</p>`; return; }
   let t;
   try { t = await getJSON("/api/trial/" + encodeURIComponent(state.trial)); } catch (e) { box.innerHTML = `<p>no trial ${esc(state.trial)}</p>`; return; }
+  if (!changed(box, t)) return;
   const pr = t.proposal;
   let html = `<h3>${esc(t.trial)}: ${esc(t.status)}</h3><p>${esc(Object.entries(t.parameters).map(([k, v]) => `${k}=${fmt(v)}`).join(", "))}</p>` +
     `<p>observed: ${Object.entries(t.outcomes).map(([k, v]) => `${esc(k)} = <b>${fmt(v.value)}</b>`).join(", ") || "nothing yet"}; measured by ${esc(t.driver || "–")}</p>`;
