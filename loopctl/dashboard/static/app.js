@@ -133,7 +133,7 @@ function drawTimeline(s) {
   const drivers = [...new Set(tl.map((t) => t.driver))].sort();
   const t0 = Math.min(...tl.map((t) => t.start)), t1 = Math.max(s.now, ...tl.map((t) => t.end || 0));
   const h = 40 + 22 * drivers.length;
-  const p = plot({ w: Math.min(1100, box.clientWidth || 900), h, x: [0, t1 - t0 || 1], y: [0, drivers.length], noY: true, xlabel: `seconds since ${when(t0)} UTC (latest ${tl.length} trials)` });
+  const p = plot({ w: Math.min(1100, box.clientWidth || 900), h, x: [0, t1 - t0 || 1], y: [0, drivers.length], noY: true, xlabel: `seconds since ${when(t0)} UTC (latest ${tl.length} trial${tl.length === 1 ? "" : "s"})` });
   drivers.forEach((d, i) => { el("text", { x: 4, y: p.Y(i + 0.5) + 4 }, p.svg).textContent = d.slice(0, 9); });
   const color = { completed: "#43a047", failed: "#e53935", running: "#1e88e5", abandoned: "#9e9e9e" };
   for (const t of tl) {
