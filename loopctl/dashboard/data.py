@@ -17,12 +17,13 @@ from typing import Any
 
 from loopctl import ledger, lifecycle, pareto
 from loopctl.audit import provenance_of_proposal
+from loopctl.dashboard.liveness import controller_running
 from loopctl.events import describe
 from loopctl.integrity import verified_spec
 from loopctl.spec import Spec
 from loopctl.spec_types import CompositionParam, FixedParam, FormulaParam, StructureParam
 from loopctl.status import awaiting_approval
-from loopctl.store import Store, is_locked
+from loopctl.store import Store
 from loopctl.values import flat
 
 # trials drawn in the per-driver timeline: the latest ones (who is busy now matters most)
@@ -78,7 +79,8 @@ class Campaign:
             ):
                 by_driver.setdefault(drv, {})[status] = n
                 last_seen[drv] = max(last_seen.get(drv, 0.0), seen or 0.0)
-            running = is_locked(self.path)
+            # never the lock probe `status` makes: see loopctl.dashboard.liveness
+            running = controller_running(self.path, bool(controller.get("running")))
             drivers = [
                 {
                     "name": d["name"],
