@@ -7,6 +7,7 @@ Screenshots of every view are written under the test's temp folder (``*.png``)."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import TCP_ANY, Procs, count, db_rows, scaled, wait_for
+from tests.conftest import TCP_ANY, Procs, count, db_rows, loopctl, scaled, wait_for
 from tests.specs import branin, branin_fn
 
 pytestmark = pytest.mark.slow
@@ -119,6 +120,16 @@ def view(drv: Any, name: str, shot: Path) -> None:
         f"the {name} view",
     )
     drv.save_screenshot(str(shot))
+
+
+def loo_points(drv: Any) -> int:
+    """Points of the leave-one-out chart drawn (0 before it is)."""
+    return int(
+        drv.execute_script(
+            "const e = document.getElementById('loo-points'); "
+            "return e ? +e.getAttribute('data-points') : 0"
+        )
+    )
 
 
 def statuses(db: Path) -> dict[str, str]:
@@ -288,6 +299,7 @@ def test_why_chosen_and_read_only_beyond_loopback(
     spec = branin(tmp_path, strategy={"method": "botorch", "initial_trials": 4})
     db = _offline(tmp_path, "gp.db", spec, 6, lambda x1, x2: {"y": branin_fn(x1, x2)})
     chosen = db_rows(db, "SELECT trial_id FROM events WHERE kind = 'trial_proposed'")[-1][0]
+    untouched = hashlib.sha256(db.read_bytes()).hexdigest()
     url, token = dashboard(procs, db, "--host", "0.0.0.0")
     assert token == ""  # read-only: no token printed, and actions refused with the reason
     url = url.replace("0.0.0.0", "127.0.0.1")
@@ -312,6 +324,26 @@ def test_why_chosen_and_read_only_beyond_loopback(
         lambda: [e.text for e in browser.find_elements(By.CSS_SELECTOR, labels)] == ["x1", "x2"],
         "lengthscales named by parameter",
     )
+    # the model's leave-one-out check: fitted in the dashboard's worker thread when the view
+    # opened, drawn as predicted against observed with ±2 sd, and the database untouched
+    until(browser, lambda: loo_points(browser) == 6, "the leave-one-out chart", 60)
+    bars = browser.find_element(By.ID, "loo-bars").get_attribute("data-bars")
+    assert bars == "6" and "of 6 observations lie within" in text(browser, "#loo")
+    browser.execute_script("document.getElementById('loo').scrollIntoView()")
+    browser.save_screenshot(str(tmp_path / "why-model-check.png"))
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == untouched
+    with urllib.request.urlopen(url + "api/model-check", timeout=scaled(10)) as r:
+        kept = json.loads(r.read())
+    assert kept["state"] == "ready" and kept["completed"] == 6  # kept, not fitted again
+    # a new result: the check is marked out of date until asked for again ("Update")
+    csv = tmp_path / "more.csv"
+    csv.write_text("x1,x2,y\n1,2,30\n")
+    loopctl("import", str(db), str(csv))
+    until(browser, lambda: "new results since" in text(browser, "#loo-state"), "stale", 10)
+    assert loo_points(browser) == 6
+    browser.find_element(By.ID, "loo-run").click()
+    until(browser, lambda: loo_points(browser) == 7, "the check with the new result", 60)
+    browser.execute_script("window.scrollTo(0, 0)")
     browser.save_screenshot(str(tmp_path / "why.png"))
     view(browser, "results", tmp_path / "best-so-far.png")
     assert browser.find_elements(By.CSS_SELECTOR, "#best rect.initial")

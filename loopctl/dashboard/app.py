@@ -27,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 
 from loopctl.dashboard.actions import TOKEN_HEADER, Gate, Refused, command_body, deliver
 from loopctl.dashboard.data import Campaign
+from loopctl.dashboard.model_check import ModelCheck
 from loopctl.errors import LoopctlError
 
 STATIC = Path(__file__).with_name("static")
@@ -36,6 +37,7 @@ KEEPALIVE_S = 15.0  # a comment line now and then, so proxies keep the stream op
 
 def create_app(db: str, gate: Gate, operator: str | None = None) -> Starlette:
     campaign = Campaign(db)
+    model_check = ModelCheck(campaign)
     default_operator = operator or _login()
 
     async def index(request: Request) -> Response:
@@ -82,6 +84,11 @@ def create_app(db: str, gate: Gate, operator: str | None = None) -> Starlette:
             return JSONResponse({"error": "no such trial"}, 404)
         return JSONResponse(found)
 
+    async def loo(request: Request) -> Response:
+        # ?compute=1 starts the fit in its worker thread when nothing current is kept
+        compute = request.query_params.get("compute", "") in ("1", "true")
+        return JSONResponse(await run_in_threadpool(model_check.get, compute))
+
     async def stream(request: Request) -> Response:
         return StreamingResponse(
             _changes(campaign),
@@ -115,6 +122,7 @@ def create_app(db: str, gate: Gate, operator: str | None = None) -> Starlette:
         Route("/api/series", series),
         Route("/api/trials", trials),
         Route("/api/trial/{tid}", trial),
+        Route("/api/model-check", loo),
         Route("/api/stream", stream),
         Route("/api/action", action, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

@@ -263,6 +263,49 @@ async function loadWhy() {
   }
 }
 
+// ------------------------------------------------------------------ the model's leave-one-out check
+// fitted on request in the server's worker thread (when the view opens, or "Update"), kept
+// until the campaign records a new event; while it fits, the page asks again every 0.7 s
+let looTimer = null;
+async function loadLoo(compute) {
+  const d = await getJSON("/api/model-check" + (compute ? "?compute=1" : ""));
+  const shown = d.state === "ready" ? d : d.previous;
+  let note = "";
+  if (d.state === "computing") note = `fitting the model… ${Math.round(d.for_s)} s` + (shown ? " (showing the previous check)" : "");
+  else if (d.state === "stale") note = "new results since this check";
+  const button = d.state === "computing" ? "" : `<button type="button" id="loo-run">${shown ? "Update" : "Compute"}</button> `;
+  setHTML($("loo-state"), button + `<span class="muted">${esc(note)}</span>`);
+  document.body.dataset.loo = d.state;
+  drawLoo(shown);
+  clearTimeout(looTimer);
+  if (d.state === "computing") looTimer = setTimeout(() => { if (state.view === "why") loadLoo(false); }, 700);
+}
+function drawLoo(a) {
+  const box = $("loo");
+  if (!changed(box, a ? [a.head, a.error, a.unavailable] : null)) return;
+  if (!a) { box.innerHTML = ""; return; }
+  if (a.error) { box.innerHTML = `<p>the model could not be checked: ${esc(a.error)}</p>`; return; }
+  if (a.unavailable) { box.innerHTML = `<p class="muted">no model check: ${esc(a.unavailable)}</p>`; return; }
+  const o = a.observed, m = a.predicted, s = a.sd, n = o.length;
+  // one range for both axes: the diagonal is a perfect prediction
+  const r = range([...o, ...m.map((v, i) => v - 2 * s[i]), ...m.map((v, i) => v + 2 * s[i])]);
+  const p = plot({ w: 460, h: 430, x: r, y: r, legend: true, xlabel: `observed ${a.objective}`, ylabel: `predicted ${a.objective}, that trial left out` });
+  el("line", { x1: p.X(r[0]), y1: p.Y(r[0]), x2: p.X(r[1]), y2: p.Y(r[1]), stroke: "#000", "stroke-width": 1 }, p.g);
+  let bars = "";
+  for (let i = 0; i < n; i++) bars += `M${p.X(o[i]).toFixed(1)} ${p.Y(m[i] - 2 * s[i]).toFixed(1)}V${p.Y(m[i] + 2 * s[i]).toFixed(1)}`;
+  el("path", { d: bars, stroke: "#1e88e5", "stroke-opacity": 0.4, "stroke-width": 1.2, fill: "none", id: "loo-bars", "data-bars": n }, p.g);
+  dots(p, o, m, "#1565c0", 2.5, "leave-one-out").setAttribute("id", "loo-points");
+  legend(p, [["prediction ±2 sd", "#1e88e5"], ["perfect prediction", "#000"]]);
+  const text = document.createElement("div");
+  text.innerHTML = `<p><b>${Math.round(100 * a.within_2sd)}%</b> of ${n} observations lie within their prediction's ±2 sd (about 95% if the model's uncertainty is honest).</p>` +
+    `<p class="muted">the GP fitted to the ${a.completed} completed trials (as of event ${a.head}), each predicted from all the others with the same hyperparameters; ${fmt(+a.seconds.toFixed(2))} s to fit and predict${a.notes.length ? "; " + esc(a.notes.join("; ")) : ""}</p>`;
+  const row = document.createElement("div");
+  row.className = "row";
+  row.append(p.svg, text);
+  text.style.maxWidth = "28em";
+  box.replaceChildren(row);
+}
+
 // ------------------------------------------------------------------ actions
 function say(text, ok) { const m = $("msg"); m.textContent = text; m.className = ok ? "ok" : "err"; }
 async function act(body) {
@@ -282,6 +325,7 @@ document.addEventListener("click", (e) => {
   if (t.matches("a.trial")) { state.trial = t.dataset.t; location.hash = "#why"; show("why"); }
   else if (t.matches("button.approve")) act({ action: "approve", trials: [t.dataset.t] });
   else if (t.matches("button.reject")) act({ action: "reject", trials: [t.dataset.t], reason: t.parentElement.querySelector(".reason").value });
+  else if (t.id === "loo-run") loadLoo(true);
   else if (t.id === "pause") act({ action: "pause" });
   else if (t.id === "unpause") act({ action: "unpause" });
   else if (t.matches("th[data-sort]")) { const k = t.dataset.sort; state.desc = state.sort === k ? !state.desc : false; state.sort = k; loadTrials(); }
@@ -301,7 +345,7 @@ function show(view) {
   state.view = view;
   for (const v of ["progress", "results", "trials", "why"]) $("view-" + v).hidden = v !== view;
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.view === view);
-  if (view === "why") $("pick-id").value = state.trial;
+  if (view === "why") { $("pick-id").value = state.trial; state.looAsk = true; }
   return refresh();
 }
 let busy = null, again = false;
@@ -312,7 +356,7 @@ async function refresh() {
       const jobs = [getJSON("/api/summary").then(renderSummary)];
       if (state.view === "results") jobs.push(getJSON("/api/series").then(renderSeries));
       if (state.view === "trials") jobs.push(loadTrials());
-      if (state.view === "why") jobs.push(loadWhy());
+      if (state.view === "why") { jobs.push(loadWhy(), loadLoo(state.looAsk)); state.looAsk = false; }
       await Promise.all(jobs);
       document.body.dataset.rendered = String(Date.now());
       document.body.dataset.view = state.view;
