@@ -4,6 +4,9 @@ Builds a campaign of N completed Sobol trials through the Python API (proposals,
 and results recorded as a controller records them), starts the real `loopctl dashboard`
 process on it, and loads each view in Debian's headless Chromium (Selenium), timing from
 navigation start to the page's first complete drawing (``document.body.dataset.ready``).
+Before the page loads, the model's leave-one-out check: how long its worker takes from
+the request (torch's first import included) and to fit and predict, and the slowest
+answer of ``/api/summary`` meanwhile (the server must stay responsive).
 
     python bench/dashboard_load.py [--trials 10000] [--objectives 1] [--db PATH]
 """
@@ -102,6 +105,7 @@ def main() -> None:
                     "bytes": len(r.read()),
                     "seconds": round(time.monotonic() - t1, 3),
                 }
+        check = model_check(url)
         loads = page_loads(url)
     finally:
         proc.terminate()
@@ -115,11 +119,39 @@ def main() -> None:
                 "startup_s": round(startup, 2),
                 "page_bytes_static": static,
                 "responses": sizes,
+                "model_check": check,
                 "page_load_s": loads,
             },
             indent=2,
         )
     )
+
+
+def _get(url: str) -> tuple[dict[str, object], float]:
+    t0 = time.monotonic()
+    with urllib.request.urlopen(url, timeout=120) as r:
+        return json.loads(r.read()), time.monotonic() - t0
+
+
+def model_check(url: str) -> dict[str, object]:
+    """The leave-one-out check from request to answer, polling the summary meanwhile."""
+    t0 = time.monotonic()
+    state, _ = _get(url + "api/model-check?compute=1")
+    slowest = 0.0
+    while state["state"] == "computing":
+        _, took = _get(url + "api/summary")
+        slowest = max(slowest, took)
+        state, _ = _get(url + "api/model-check")
+    wall = time.monotonic() - t0
+    _, cached = _get(url + "api/model-check")
+    return {
+        "request_to_answer_s": round(wall, 2),
+        "fit_and_predict_s": round(float(state.get("seconds") or 0), 2),  # type: ignore[arg-type]
+        "slowest_summary_meanwhile_s": round(slowest, 3),
+        "cached_answer_s": round(cached, 3),
+        "within_2sd": state.get("within_2sd"),
+        "error": state.get("error") or state.get("unavailable"),
+    }
 
 
 def page_loads(url: str) -> dict[str, float]:

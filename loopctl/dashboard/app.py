@@ -3,7 +3,8 @@
 Reads run in Starlette's thread pool (SQLite calls block), each on a fresh read-only
 connection. The live stream (server-sent events) polls the events table's highest number,
 a primary-key lookup, every half second and tells the page when it moved; the page then
-fetches what it shows again.
+fetches what it shows again. The model's leave-one-out check (``/api/model-check``) is
+fitted in a worker thread of its own (:mod:`.model_check`).
 """
 
 from __future__ import annotations
