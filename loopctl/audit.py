@@ -101,25 +101,33 @@ def provenance(store: Store) -> list[dict[str, Any]]:
             "finished": _when(t["finished_at"]),
         }
         if p is not None:
-            diag = p["diagnostics"]
-            cand: dict[str, Any] = next(
-                (c for c in diag.get("candidates", []) if c["trial_id"] == t["id"]), {}
-            )
-            entry["proposal"] = {
-                "id": p["id"],
-                "strategy": p["strategy"],
-                "version": p["version"],
-                "seed": p["seed"],
-                "data_hash": diag.get("data_hash"),
-                "n_train": diag.get("n_train"),
-                "lengthscales": diag.get("lengthscales"),
-                "noise": diag.get("noise"),
-                "acquisition": cand.get("acquisition"),
-                "predicted": cand.get("predicted"),
-                "why": (diag.get("auto") or {}).get("reason"),
-            }
+            entry["proposal"] = provenance_of_proposal(p, t["id"])
         out.append(entry)
     return out
+
+
+def provenance_of_proposal(p: dict[str, Any], trial_id: str) -> dict[str, Any]:
+    """What a proposal's recorded diagnostics say about how it chose ``trial_id``: the
+    strategy and its version and seed, the data the model saw, its lengthscales, and the
+    candidate's predicted outcomes (mean, sd) and acquisition value. The dashboard draws
+    the same."""
+    diag = p["diagnostics"]
+    cand: dict[str, Any] = next(
+        (c for c in diag.get("candidates", []) if c["trial_id"] == trial_id), {}
+    )
+    return {
+        "id": p["id"],
+        "strategy": p["strategy"],
+        "version": p["version"],
+        "seed": p["seed"],
+        "data_hash": diag.get("data_hash"),
+        "n_train": diag.get("n_train"),
+        "lengthscales": diag.get("lengthscales"),
+        "noise": diag.get("noise"),
+        "acquisition": cand.get("acquisition"),
+        "predicted": cand.get("predicted"),
+        "why": (diag.get("auto") or {}).get("reason"),
+    }
 
 
 def format_audit(report: dict[str, Any], path: str) -> str:

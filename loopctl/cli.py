@@ -252,6 +252,14 @@ def cmd_operator(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from loopctl.dashboard.server import serve
+
+    if not 0 <= args.port <= 65535:
+        raise LoopctlError("--port must be between 0 and 65535")
+    return serve(args.db, args.host, args.port, args.allow_remote_actions, args.operator)
+
+
 def _parse_settings(items: list[str]) -> dict[str, Any]:
     """NAME=VALUE pairs; values that read as numbers become numbers."""
     out: dict[str, Any] = {}
@@ -497,6 +505,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": cmd_status,
     "pending": cmd_pending,
     "audit": cmd_audit,
+    "dashboard": cmd_dashboard,
     "report": cmd_report,
     "export": cmd_export,
     "import": cmd_import,

@@ -292,6 +292,38 @@ def _reading_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     c.set_defaults(command="status")
 
     c = sub.add_parser(
+        "dashboard",
+        help="a live campaign page in the browser: progress, results, why each trial was "
+        "chosen, and operator actions (needs loopctl[dashboard])",
+        description="Serve a live page for a campaign database, with or without a running "
+        "controller. It prints its URL and a token: reading needs nothing, operator actions "
+        "(approve, reject, suggest, pause, resume) need the token and go through the same "
+        "path as `loopctl approve` and the others. Bound beyond loopback the page is "
+        "read-only unless --allow-remote-actions is given.",
+    )
+    c.add_argument("db", metavar="PATH", help="campaign database")
+    c.add_argument(
+        "--port", type=int, default=8050, help="TCP port (default: 8050; 0: any free port)"
+    )
+    c.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1, this machine only)",
+    )
+    c.add_argument(
+        "--allow-remote-actions",
+        action="store_true",
+        help="accept operator actions (with the token) even when --host is not loopback; the "
+        "token then crosses the network unencrypted",
+    )
+    c.add_argument(
+        "--operator",
+        help="the name the page offers for actions (default: your login; the page can change "
+        "it, and every action records it)",
+    )
+    c.set_defaults(command="dashboard")
+
+    c = sub.add_parser(
         "pending", help="proposals waiting for approval (execution.approval: manual)"
     )
     c.add_argument("db", metavar="PATH", help="campaign database")

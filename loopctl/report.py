@@ -17,9 +17,9 @@ import numpy as np
 
 from loopctl import ledger
 from loopctl.integrity import verified_spec
+from loopctl.model_check import leave_one_out
 from loopctl.pareto import hypervolume_2d, pareto_mask
 from loopctl.progress import format_parameters
-from loopctl.space import Space
 from loopctl.spec import CompositionParam, RangeParam, Spec
 from loopctl.store import Store
 from loopctl.tables import trial_rows
@@ -192,39 +192,14 @@ def _params(store: Store, spec: Spec) -> Any:
 
 
 def _loo(store: Store, spec: Spec) -> Any | None:
-    """Leave-one-out predictions of the campaign's GP, in closed form from one fit."""
-    if len(spec.objectives) != 1:
-        return None
-    data = ledger.snapshot(store, spec, Space.for_spec(spec))
-    if len(data.completed) < 4:
+    """Leave-one-out predictions of the campaign's GP (:mod:`loopctl.model_check`)."""
+    loo = leave_one_out(store, spec)
+    if loo is None:
         return None
     import matplotlib.pyplot as plt
-    import torch
 
-    from loopctl.strategies.botorch_gp import DTYPE, fit_model
-    from loopctl.strategies.surrogate import unwarp
-
-    model: Any
-    model, tr, _ = fit_model(data, [])
     o = spec.objectives[0]
-    y = np.array([ob.outcomes[o.name][0] for ob in data.completed])
-    model.eval()
-    with torch.no_grad():
-        xt = model.train_inputs[0]  # already normalised by the input transform
-        k = model.covar_module(xt).to_dense()
-        noise = model.likelihood.noise.reshape(-1)
-        k = k + torch.diag(noise.expand(len(xt)))
-        yt = model.train_targets.reshape(-1) - model.mean_module(xt).reshape(-1)
-        kinv = torch.linalg.inv(k.to(DTYPE))
-        alpha = kinv @ yt.to(DTYPE)
-        diag = torch.diagonal(kinv)
-        mu_t = model.train_targets.reshape(-1) - alpha / diag
-        var_t = 1.0 / diag
-    # back to the objective's units: undo Standardize, the warp and the sign for maximising
-    tf: Any = model.outcome_transform
-    loc, scale = tf.means.reshape(-1)[0], tf.stdvs.reshape(-1)[0]
-    median, half = unwarp(tr.warp(0), mu_t * scale + loc, var_t.sqrt() * scale)
-    mu, sd = o.sign * median.numpy(), half.numpy()
+    y, mu, sd = loo.observed, loo.predicted, loo.sd
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.errorbar(
         y,
@@ -238,8 +213,7 @@ def _loo(store: Store, spec: Spec) -> Any | None:
     )
     lo, hi = float(min(y.min(), mu.min())), float(max(y.max(), mu.max()))
     ax.plot([lo, hi], [lo, hi], color="black", lw=1, label="perfect prediction")
-    inside = float(np.mean(np.abs(mu - y) <= 2 * sd))
-    ax.set_title(f"{100 * inside:.0f}% of observations within 2 sd")
+    ax.set_title(f"{100 * loo.within_2sd:.0f}% of observations within 2 sd")
     ax.set_xlabel(f"observed {_axis_label(o)}")
     ax.set_ylabel(f"predicted {_axis_label(o)}")
     ax.legend(fontsize=8)

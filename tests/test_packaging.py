@@ -33,6 +33,9 @@ def test_the_wheel_ships_every_package_and_the_example_campaigns(tmp_path: Path)
     # pyproject lists the packages: one added to the checkout and not there would be lost
     for init in (ROOT / "loopctl").rglob("__init__.py"):
         assert init.relative_to(ROOT).as_posix() in names, init
+    # the dashboard's page, script and style: it works offline, from the package alone
+    for asset in (ROOT / "loopctl" / "dashboard" / "static").iterdir():
+        assert asset.relative_to(ROOT).as_posix() in names, asset
 
     site = tmp_path / "site"
     subprocess.run(
