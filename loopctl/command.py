@@ -49,7 +49,39 @@ def send_command(db: str, body: dict[str, Any]) -> str:
     return _over_socket(endpoint, body)
 
 
+def heartbeats(db: str, timeout_ms: int = 1_000) -> list[dict[str, Any]] | None:
+    """The drivers connected to the running controller, each with the seconds since it
+    was last heard from; None when no controller answers (none runs, or it is busy).
+
+    Heartbeats live only in the controller's memory (writing each one would cost a commit
+    per beat), so this asks it; it never takes the campaign's lock.
+    """
+    try:
+        with Store.open(db, readonly=True) as store:
+            controller = store.meta("controller") or {}
+    except Exception:
+        return None
+    endpoint = controller.get("operator")
+    if not controller.get("running") or not endpoint:
+        return None
+    if not os.access(endpoint.removeprefix("ipc://"), os.W_OK):
+        return None
+    try:
+        reply = _ask(endpoint, {"action": "heartbeats", "operator": "-"}, timeout_ms)
+    except LoopctlError:
+        return None
+    drivers = reply.get("drivers")
+    return drivers if isinstance(drivers, list) else None
+
+
 def _over_socket(endpoint: str, body: dict[str, Any]) -> str:
+    reply = _ask(endpoint, body, TIMEOUT_MS)
+    if reply.get("type") == "ERROR":
+        raise LoopctlError(f"refused by the controller: {reply.get('message')}")
+    return str(reply.get("message"))
+
+
+def _ask(endpoint: str, body: dict[str, Any], timeout_ms: int) -> dict[str, Any]:
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
@@ -57,14 +89,12 @@ def _over_socket(endpoint: str, body: dict[str, Any]) -> str:
         sock.connect(endpoint)
         msg = protocol.make("COMMAND", **body)
         sock.send(protocol.encode(msg))
-        if not sock.poll(TIMEOUT_MS):
+        if not sock.poll(timeout_ms):
             raise LoopctlError(
-                f"the controller at {endpoint} did not answer within {TIMEOUT_MS // 1000} s"
+                f"the controller at {endpoint} did not answer within {timeout_ms / 1000:g} s"
             )
-        reply = json.loads(sock.recv())
+        reply: dict[str, Any] = json.loads(sock.recv())
     finally:
         sock.close()
         ctx.term()
-    if reply.get("type") == "ERROR":
-        raise LoopctlError(f"refused by the controller: {reply.get('message')}")
-    return str(reply.get("message"))
+    return reply

@@ -514,6 +514,31 @@ class Controller:
             fingerprint,
         )
 
+    def _heartbeats(self, frame: bytes) -> protocol.Message | None:
+        """The answer to a ``heartbeats`` question (`status`, the dashboard); None for
+        anything else, which goes the commands' way (and is refused there if bad)."""
+        try:
+            msg = protocol.decode(frame)
+        except ProtocolError:
+            return None
+        if msg.type != "COMMAND" or msg.body.get("action") != "heartbeats":
+            return None
+        now = time.monotonic()
+        drivers = [
+            {
+                "name": d.name,
+                "kind": d.kind,
+                "capacity": d.capacity,
+                "running": len(d.trials),
+                "seconds_since_heard": round(now - d.last_seen, 3),
+            }
+            for d in self.drivers.values()
+        ]
+        n = len(drivers)
+        return protocol.make(
+            "DONE", message=f"{n} driver{'s' * (n != 1)} connected", ref=msg.id, drivers=drivers
+        )
+
     async def _operate(self) -> None:
         """Operator commands, one transaction each, answered once committed (or refused:
         then nothing was recorded and the operator is told so)."""
@@ -522,6 +547,10 @@ class Controller:
             parts = await self.ops.recv_multipart()
             if len(parts) != 2:
                 continue  # not from loopctl's own client: nothing to answer to
+            query = self._heartbeats(parts[1])
+            if query is not None:  # a question, not a command: nothing to record
+                await self.ops.send_multipart([parts[0], protocol.encode(query)])
+                continue
             replies: list[protocol.Message] = []
 
             def work(

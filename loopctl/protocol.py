@@ -65,6 +65,10 @@ def _ids(v: Any) -> bool:
     return isinstance(v, list) and len(v) <= 10_000 and all(_str(x) for x in v)
 
 
+def _maps(v: Any) -> bool:
+    return isinstance(v, list) and len(v) <= 10_000 and all(_map(x) for x in v)
+
+
 def _names(v: Any) -> bool:
     return isinstance(v, list) and 0 < len(v) <= 64 and all(_str(x) for x in v)
 
@@ -155,7 +159,8 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
         "trial": (_str, False),
     },
     "SHUTDOWN": {"reason": (_text, False)},
-    "DONE": {"message": (_text, True), "ref": (_str, False)},  # a COMMAND was carried out
+    # a COMMAND was carried out; `heartbeats` is answered with the connected drivers
+    "DONE": {"message": (_text, True), "ref": (_str, False), "drivers": (_maps, False)},
 }
 FROM_DRIVER = frozenset(
     {"HELLO", "READY", "RESULT", "FAILED", "RELEASE", "HEARTBEAT", "BYE", "COMMAND"}

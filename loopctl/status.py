@@ -54,6 +54,12 @@ def campaign_status(path: str) -> dict[str, Any]:
             "awaiting_approval": awaiting_approval(store, spec),
             "paused": bool((store.meta("paused") or {}).get("paused")),
         }
+        # when each driver was last heard from: only the controller knows (it is asked)
+        out["heartbeats"] = None
+        if running:  # zmq only then: `status` of a stopped campaign stays light
+            from loopctl.command import heartbeats
+
+            out["heartbeats"] = heartbeats(path)
         if spec.fidelities is not None:
             out["fidelities"] = fidelity_status(store, spec.fidelities, spec.budget.cost)
         if len(spec.objectives) == 1:
@@ -159,8 +165,12 @@ def format_status(st: dict[str, Any]) -> str:
     else:
         lines.extend(format_pareto(st["pareto"]))
     live = [d for d in st["drivers"] if d["status"] == "connected"] if ctl["running"] else []
+    heard = {d["name"]: d["seconds_since_heard"] for d in st.get("heartbeats") or []}
+    names = [
+        d["name"] + (f" heard {heard[d['name']]:.1f} s ago" if d["name"] in heard else "")
+        for d in live
+    ]
     lines.append(
-        f"drivers connected: {len(live)}"
-        + (" (" + ", ".join(d["name"] for d in live) + ")" if live else "")
+        f"drivers connected: {len(live)}" + (" (" + ", ".join(names) + ")" if live else "")
     )
     return "\n".join(lines)

@@ -179,6 +179,8 @@ def test_live_campaign_approve_from_the_page(tmp_path: Path, procs: Procs, brows
     name.clear()
     name.send_keys("ann")
     browser.save_screenshot(str(tmp_path / "progress-pending.png"))
+    # the driver's heartbeat, asked of the running controller
+    until(browser, lambda: text(browser, "#drivers td.heard").endswith(" s ago"), "heartbeat")
     browser.find_element(By.CSS_SELECTOR, "button.approve[data-t='T0001']").click()
     until(browser, lambda: "approved T0001" in text(browser, "#msg"), "the approval's answer")
     ((payload,),) = db_rows(

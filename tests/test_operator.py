@@ -32,6 +32,10 @@ def test_manual_approval_reject_suggest_pause(tmp_path: Path, procs: Procs) -> N
     procs.driver(procs.endpoint(ctl), "d", "--latency", "0.2")
     wait_for(lambda: len(statuses(db)) == 2, 20, "two proposals")
     wait_for(lambda: "driver d connected" in procs.log("controller.log"), 20, "the driver")
+    # heartbeats are asked of the controller (they are not in the database)
+    heard = json.loads(loopctl("status", str(db), "--json").stdout)["heartbeats"]
+    assert [h["name"] for h in heard] == ["d"] and 0 <= heard[0]["seconds_since_heard"] < scaled(30)
+    assert "(d heard " in loopctl("status", str(db)).stdout
     assert set(statuses(db).values()) == {"proposed"}  # nothing runs unapproved
     waiting = sorted(statuses(db))
     pending = json.loads(loopctl("pending", str(db), "--json").stdout)

@@ -17,6 +17,7 @@ from typing import Any
 
 from loopctl import ledger, lifecycle, pareto
 from loopctl.audit import provenance_of_proposal
+from loopctl.command import heartbeats
 from loopctl.dashboard.liveness import controller_running
 from loopctl.events import describe
 from loopctl.integrity import verified_spec
@@ -81,6 +82,8 @@ class Campaign:
                 last_seen[drv] = max(last_seen.get(drv, 0.0), seen or 0.0)
             # never the lock probe `status` makes: see loopctl.dashboard.liveness
             running = controller_running(self.path, bool(controller.get("running")))
+            # heartbeats live in the controller's memory only: it is asked for them
+            heard = {d["name"]: d["seconds_since_heard"] for d in heartbeats(self.path) or []}
             drivers = [
                 {
                     "name": d["name"],
@@ -91,6 +94,7 @@ class Campaign:
                     "connected_at": d["connected_at"],
                     "updated_at": d["updated_at"],
                     "last_trial_activity": last_seen.get(d["name"]),
+                    "seconds_since_heard": heard.get(d["name"]) if running else None,
                     "trials": by_driver.get(d["name"], {}),
                 }
                 for d in store.drivers()

@@ -114,8 +114,8 @@ function renderSummary(s) {
   setHTML($("bystate"), `<table><tr><th>driver</th>${states.map((k) => `<th class="num">${k}</th>`).join("")}</tr>` +
     rows.filter((r) => Object.keys(r[1] || {}).length).map(([n, c]) => `<tr><td>${esc(n)}</td>${states.map((k) => `<td class="num">${c[k] || ""}</td>`).join("")}</tr>`).join("") +
     `<tr><th>total</th>${states.map((k) => `<th class="num">${s.trials[k]}</th>`).join("")}</tr></table>`);
-  setHTML($("drivers"), s.drivers.length ? `<table><tr><th>name</th><th>kind</th><th>status</th><th class="num">capacity</th><th>last trial activity</th></tr>` +
-    s.drivers.map((d) => `<tr><td>${esc(d.name)}</td><td>${esc(d.kind)}</td><td>${esc(d.status)}</td><td class="num">${fmt(d.capacity)}</td><td>${d.last_trial_activity ? Math.round(s.now - d.last_trial_activity) + " s ago" : "–"}</td></tr>`).join("") + "</table>"
+  setHTML($("drivers"), s.drivers.length ? `<table><tr><th>name</th><th>kind</th><th>status</th><th class="num">capacity</th><th>heartbeat</th><th>last trial activity</th></tr>` +
+    s.drivers.map((d) => `<tr><td>${esc(d.name)}</td><td>${esc(d.kind)}</td><td>${esc(d.status)}</td><td class="num">${fmt(d.capacity)}</td><td class="heard">${d.seconds_since_heard == null ? "–" : d.seconds_since_heard.toFixed(1) + " s ago"}</td><td>${d.last_trial_activity ? Math.round(s.now - d.last_trial_activity) + " s ago" : "–"}</td></tr>`).join("") + "</table>"
     : `<p class="muted">no driver has connected</p>`);
   const pend = s.awaiting_approval;
   setHTML($("pending"), s.approval !== "manual" ? `<p class="muted">approval is automatic for this campaign</p>` :
