@@ -42,6 +42,7 @@ class Budget:
     wall_time: float | None = None  # seconds of this run; None or 0: no limit
     stop_at: float | None = None  # stop once the first objective's best reaches it
     sign: float = 1.0  # +1 when larger is better (the first objective's)
+    ahead: int = 0  # candidates kept ready beyond max_in_flight (execution.ahead)
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,28 @@ class Tally:
 
 
 def proposals_wanted(budget: Budget, tally: Tally) -> int:
-    """Candidates to ask the strategy for now (zero or less: none). Open trials count
-    against both the budget and max_in_flight, so a campaign never proposes more than
-    it may run, nor piles up a queue that later data would have made stale."""
-    return min(budget.target - tally.completed - tally.open, budget.max_in_flight - tally.open)
+    """Candidates to ask the strategy for now (zero or less: none), in one batch: the free
+    slots and the ready candidates missing (``ahead``). Open trials count against both
+    the budget and ``max_in_flight + ahead``, so a campaign never proposes more than it
+    may run, and keeps at most ``ahead`` candidates waiting for a slot (later data could
+    make a longer queue stale; see :func:`stale`)."""
+    return min(
+        budget.target - tally.completed - tally.open,
+        budget.max_in_flight + budget.ahead - tally.open,
+    )
+
+
+def stale(ready: Mapping[str, int], news: Mapping[str, int], refresh_after: int) -> list[str]:
+    """The ready candidates to propose again: those with at least ``refresh_after`` new
+    results (``news``: trial -> results recorded since the data it was proposed from) among
+    ``ready`` (trial -> that data's last event), oldest first; none when ``refresh_after``
+    is 0. A count of results is the measure because it is what changes the model: a
+    candidate proposed before them was chosen without knowing them."""
+    if refresh_after <= 0:
+        return []
+    return sorted(
+        (t for t in ready if news.get(t, 0) >= refresh_after), key=lambda t: (ready[t], t)
+    )
 
 
 def may_propose(stopping: bool, proposing: bool, now: float, propose_after: float) -> bool:

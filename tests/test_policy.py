@@ -288,3 +288,21 @@ def test_many_drivers_each_get_one_before_any_gets_a_second() -> None:
     got = policy.assign([f"t{i}" for i in range(200)], slots, 0, 200)
     # the 200 idle longest (the last listed), the longest idle first
     assert [a.driver for a in got] == [b"%04d" % i for i in range(999, 799, -1)]
+
+
+def test_ahead_keeps_candidates_ready_beyond_max_in_flight_within_the_budget() -> None:
+    ahead = Budget(target=10, max_in_flight=3, max_failed=4, ahead=2)
+    assert policy.proposals_wanted(ahead, Tally(completed=0, open=0)) == 5
+    assert policy.proposals_wanted(ahead, Tally(completed=0, open=3)) == 2  # all running
+    assert policy.proposals_wanted(ahead, Tally(completed=0, open=5)) == 0  # two ready
+    # the ready candidates count against the budget: none is proposed that could not run
+    assert policy.proposals_wanted(ahead, Tally(completed=6, open=3)) == 1
+
+
+def test_stale_ready_candidates_are_those_with_enough_new_results_oldest_first() -> None:
+    ready = {"T3": 40, "T1": 20, "T2": 20}
+    news = {"T3": 1, "T1": 4, "T2": 5}
+    assert policy.stale(ready, news, 4) == ["T1", "T2"]
+    assert policy.stale(ready, news, 1) == ["T1", "T2", "T3"]
+    assert policy.stale(ready, news, 6) == []
+    assert policy.stale(ready, news, 0) == []  # 0: never refreshed
