@@ -46,11 +46,10 @@ DRIVERS = 4
 def campaign(trials: int, latency: float, ahead: int, seed: int) -> dict[str, Any]:
     execution: dict[str, Any] = {
         "max_in_flight": DRIVERS,
+        "ahead": ahead,  # written even when 0: the default is on
         "heartbeat_interval": 1.0,
         "heartbeat_timeout": 30,
     }
-    if ahead:  # written only when on: the baseline's file is valid for older controllers too
-        execution["ahead"] = ahead
     return {
         "name": f"ahead-{ahead}",
         "seed": seed,
@@ -139,8 +138,53 @@ def run_group(trials: int, latency: float, aheads: list[int], seed: int, togethe
         print(json.dumps(out), flush=True)
 
 
+def summarize(paths: list[str]) -> str:
+    """Markdown tables of runs printed by this script: idle per latency, regret per seed."""
+    runs = [json.loads(line) for p in paths for line in Path(p).read_text().splitlines()]
+    runs = [r for r in runs if line_ok(r)]
+    lines = [
+        "| latency | trials | ahead | idle | span s | model proposals | median / max proposal s "
+        "| withdrawn | log10 regret |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    groups: dict[tuple[float, int, int], list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["latency"], r["trials"], r["ahead"]), []).append(r)
+    for (latency, trials, ahead), rs in sorted(groups.items()):
+        med = statistics.median
+        lines.append(
+            f"| {latency:g} s | {trials} | {ahead} | "
+            f"{100 * med(r['idle'] for r in rs):.1f} % | {med(r['span_s'] for r in rs):.0f} | "
+            f"{med(r['model_proposals'] for r in rs):g} | "
+            f"{med(r['median_proposal_s'] for r in rs):.2f} / "
+            f"{max(r['max_proposal_s'] for r in rs):.2f} | "
+            f"{sum(r['withdrawn'] for r in rs)} | {med(r['log10_regret'] for r in rs):.2f} |"
+            + (f" (median of {len(rs)} seeds)" if len(rs) > 1 else "")
+        )
+    seeds = sorted({r["seed"] for r in runs})
+    if len(seeds) > 1:  # the paired runs, seed by seed
+        aheads = sorted({r["ahead"] for r in runs})
+        by = {(r["seed"], r["ahead"]): r for r in runs}
+        head = " | ".join(f"ahead {k}: log10 regret, idle" for k in aheads)
+        lines += ["", f"| seed | {head} |", "| --- |" + " --- |" * len(aheads)]
+        for seed in seeds:
+            cells = [
+                f"{by[seed, k]['log10_regret']:.2f}, {100 * by[seed, k]['idle']:.1f} %"
+                if (seed, k) in by
+                else "-"
+                for k in aheads
+            ]
+            lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def line_ok(r: dict[str, Any]) -> bool:
+    return r.get("exit") == 0 and r.get("idle") is not None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--summarize", nargs="+", metavar="JSONL", help="print tables and stop")
     ap.add_argument("--latency", type=float, action="append", default=[])
     ap.add_argument("--ahead", type=int, action="append", default=[], help="0: off")
     ap.add_argument("--trials", type=int, default=300)
@@ -148,6 +192,9 @@ def main() -> None:
     ap.add_argument("--seed0", type=int, default=1)
     ap.add_argument("--serial", action="store_true", help="one run after the other")
     args = ap.parse_args()
+    if args.summarize:
+        print(summarize(args.summarize))
+        return
     for seed in range(args.seed0, args.seed0 + args.seeds):
         for latency in args.latency or [0.05, 1.0, 10.0]:
             run_group(args.trials, latency, args.ahead or [0], seed, not args.serial)
