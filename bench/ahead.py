@@ -113,6 +113,9 @@ def measure(db: Path) -> dict[str, Any]:
         "idle": round(1 - busy / (DRIVERS * span), 4) if span > 0 else None,
         "span_s": round(span, 1),
         "model_proposals": len(totals),
+        # the share of the span the proposer was busy: near 1, drivers wait for it whatever
+        # the queue, and only cheaper proposals help
+        "proposer_busy": round(sum(totals) / span, 3) if span > 0 else None,
         "median_proposal_s": round(statistics.median(totals), 2) if totals else None,
         "max_proposal_s": round(max(totals), 2) if totals else None,
         "withdrawn": withdrawn,
@@ -142,10 +145,14 @@ def summarize(paths: list[str]) -> str:
     """Markdown tables of runs printed by this script: idle per latency, regret per seed."""
     runs = [json.loads(line) for p in paths for line in Path(p).read_text().splitlines()]
     runs = [r for r in runs if line_ok(r)]
+    for r in runs:  # figures added to measure() since the run: from its database
+        db = Path(r.get("dir", "")) / "c.db"
+        if "proposer_busy" not in r and db.exists():
+            r["proposer_busy"] = measure(db)["proposer_busy"]
     lines = [
         "| latency | trials | ahead | idle | span s | model proposals | median / max proposal s "
-        "| withdrawn | log10 regret |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| proposer busy | withdrawn | log10 regret |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     groups: dict[tuple[float, int, int], list[dict[str, Any]]] = {}
     for r in runs:
@@ -158,7 +165,8 @@ def summarize(paths: list[str]) -> str:
             f"{med(r['model_proposals'] for r in rs):g} | "
             f"{med(r['median_proposal_s'] for r in rs):.2f} / "
             f"{max(r['max_proposal_s'] for r in rs):.2f} | "
-            f"{sum(r['withdrawn'] for r in rs)} | {med(r['log10_regret'] for r in rs):.2f} |"
+            f"{busy(rs)} | {sum(r['withdrawn'] for r in rs)} | "
+            f"{med(r['log10_regret'] for r in rs):.2f} |"
             + (f" (median of {len(rs)} seeds)" if len(rs) > 1 else "")
         )
     seeds = sorted({r["seed"] for r in runs})
@@ -176,6 +184,11 @@ def summarize(paths: list[str]) -> str:
             ]
             lines.append(f"| {seed} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def busy(rs: list[dict[str, Any]]) -> str:
+    got = [r["proposer_busy"] for r in rs if r.get("proposer_busy") is not None]
+    return f"{100 * statistics.median(got):.0f} %" if got else "-"
 
 
 def line_ok(r: dict[str, Any]) -> bool:
