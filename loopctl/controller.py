@@ -1202,6 +1202,10 @@ class Controller:
                 want = 0  # not even the cheapest level fits: the campaign winds down
         return want, tally.completed, tally.open
 
+    def _ahead_only(self, open_: int) -> bool:
+        """Every slot is taken: what is wanted now is ready candidates only."""
+        return open_ >= self.exe.max_in_flight
+
     def _may_propose(self) -> bool:
         return policy.may_propose(
             self.stop_reason is not None, self._proposing, time.monotonic(), self._propose_after
@@ -1217,21 +1221,23 @@ class Controller:
         if not self._may_propose():
             return
         want, done, open_ = self._wanted()
-        if want <= 0 or not self.strategy.model_free(done, open_):
-            return
+        if want <= 0 or not self.strategy.model_free(done, open_) or self._ahead_only(open_):
+            return  # no ready candidates from a design: ahead is for the model's proposals
         data = self.view.refresh()
         self._take(b, self._propose(data, want), data.as_of)
 
     async def _pump(self) -> None:
-        """Propose with a model, off the event loop, for the free slots and the ready
-        candidates missing or stale, in one batch; then dispatch."""
+        """Propose off the event loop, for the free slots, or once every slot is taken for
+        the ready candidates missing or stale (policy.proposals_wanted); then dispatch."""
         self._report()
         if not self._may_propose():
             return
         stale = self._stale()
-        want, _, _ = self._wanted(len(stale))
+        want, done, open_ = self._wanted(len(stale))
         if want <= 0:
             return
+        if self._ahead_only(open_) and self.strategy.model_free(done, open_):
+            return  # ready candidates from the initial design would only enlarge it
         self._proposing = True
         try:
             data = self.view.refresh(excluding=stale)

@@ -63,11 +63,24 @@ class Tally:
 
 
 def proposals_wanted(budget: Budget, tally: Tally) -> int:
-    """Candidates to ask the strategy for now (zero or less: none), in one batch: the free
-    slots and the ready candidates missing (``ahead``). Open trials count against both
-    the budget and ``max_in_flight + ahead``, so a campaign never proposes more than it
-    may run, and keeps at most ``ahead`` candidates waiting for a slot (later data could
-    make a longer queue stale; see :func:`stale`)."""
+    """Candidates to ask the strategy for now (zero or less: none). Open trials count
+    against the budget, so a campaign never proposes more than it may run.
+
+    The batch is sized to the free capacity: while slots of ``max_in_flight`` have no open
+    trial, just those. Only once every slot is taken come the ready candidates
+    (:func:`ahead_wanted`), up to ``ahead`` waiting for a slot. Asking for both at once
+    made every batch larger where proposals are the bottleneck (evaluations faster than
+    a proposal: drivers wait for the model whatever the queue), and a campaign of 40
+    trials then had fewer, larger batches and a worse final regret."""
+    room = budget.target - tally.completed - tally.open
+    free = budget.max_in_flight - tally.open
+    return min(room, free) if free > 0 else ahead_wanted(budget, tally)
+
+
+def ahead_wanted(budget: Budget, tally: Tally) -> int:
+    """Ready candidates missing while every slot is taken (zero or less: none): at most
+    ``ahead`` wait for a slot (later data could make a longer queue stale; see
+    :func:`stale`), within the budget."""
     return min(
         budget.target - tally.completed - tally.open,
         budget.max_in_flight + budget.ahead - tally.open,

@@ -292,11 +292,16 @@ def test_many_drivers_each_get_one_before_any_gets_a_second() -> None:
 
 def test_ahead_keeps_candidates_ready_beyond_max_in_flight_within_the_budget() -> None:
     ahead = Budget(target=10, max_in_flight=3, max_failed=4, ahead=2)
-    assert policy.proposals_wanted(ahead, Tally(completed=0, open=0)) == 5
-    assert policy.proposals_wanted(ahead, Tally(completed=0, open=3)) == 2  # all running
+    # free slots first, alone: the batch is sized to the free capacity
+    assert policy.proposals_wanted(ahead, Tally(completed=0, open=0)) == 3
+    assert policy.proposals_wanted(ahead, Tally(completed=0, open=1)) == 2
+    # every slot taken: the ready candidates missing
+    assert policy.proposals_wanted(ahead, Tally(completed=0, open=3)) == 2
+    assert policy.proposals_wanted(ahead, Tally(completed=0, open=4)) == 1
     assert policy.proposals_wanted(ahead, Tally(completed=0, open=5)) == 0  # two ready
     # the ready candidates count against the budget: none is proposed that could not run
     assert policy.proposals_wanted(ahead, Tally(completed=6, open=3)) == 1
+    assert policy.proposals_wanted(ahead, Tally(completed=7, open=3)) == 0
 
 
 def test_stale_ready_candidates_are_those_with_enough_new_results_oldest_first() -> None:
