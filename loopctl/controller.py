@@ -308,6 +308,10 @@ class Controller:
         # ready model-made candidates (queued, never dispatched) -> the last event of the
         # data they were proposed from: how stale they are (execution.refresh_after)
         self._ready = self._ready_candidates()
+        # recent durations (this run's): a model proposal's, and a trial's (moving average),
+        # which decide whether ready candidates would be fresh when used (policy.ahead_pays)
+        self._proposal_s: float | None = None
+        self._trial_s: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -975,6 +979,7 @@ class Controller:
         if new and before is not None and before["started_at"] is not None:
             took = time.time() - before["started_at"]
             self._longest = took if self._longest is None else max(self._longest, took)
+            self._trial_s = took if self._trial_s is None else 0.7 * self._trial_s + 0.3 * took
         if (
             new
             and before is not None
@@ -1206,6 +1211,11 @@ class Controller:
         """Every slot is taken: what is wanted now is ready candidates only."""
         return open_ >= self.exe.max_in_flight
 
+    def _ahead_pays(self) -> bool:
+        return policy.ahead_pays(
+            self._proposal_s, self._trial_s, self.exe.max_in_flight, self.exe.refresh_after
+        )
+
     def _may_propose(self) -> bool:
         return policy.may_propose(
             self.stop_reason is not None, self._proposing, time.monotonic(), self._propose_after
@@ -1236,9 +1246,14 @@ class Controller:
         want, done, open_ = self._wanted(len(stale))
         if want <= 0:
             return
-        if self._ahead_only(open_) and self.strategy.model_free(done, open_):
-            return  # ready candidates from the initial design would only enlarge it
+        if self._ahead_only(open_) and (
+            self.strategy.model_free(done, open_) or not self._ahead_pays()
+        ):
+            # ready candidates from the initial design would only enlarge it, and where the
+            # model is slower than the drivers they would be stale by the time they are used
+            return
         self._proposing = True
+        began = time.monotonic()
         try:
             data = self.view.refresh(excluding=stale)
             proposal = await asyncio.to_thread(self._propose, data, want)
@@ -1247,6 +1262,8 @@ class Controller:
             return
         finally:
             self._proposing = False
+        if proposal.strategy != "sobol":
+            self._proposal_s = time.monotonic() - began
         await self._record(proposal, data.as_of, stale)
 
     async def _record(

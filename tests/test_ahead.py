@@ -103,8 +103,10 @@ def test_replay_reproduces_ready_made_and_replacing_proposals(
     (abandoned), and `audit --replay` recomputes every proposal, replacing ones too."""
     db = tmp_path / "r.db"
     ctl = procs.controller(_spec(tmp_path, 12, 1), db, ipc)
-    for i in range(2):  # slower than a proposal: replacements land before the next result
-        procs.driver(ipc, f"d{i}", "--latency", "3.0")
+    # slower than a proposal: replacements land before the next result, and ready
+    # candidates pay (policy.ahead_pays: a proposal under 3 s here)
+    for i in range(2):
+        procs.driver(ipc, f"d{i}", "--latency", "6.0")
     assert procs.exit_code(ctl, 240) == 0, procs.tail(ctl)
     evs = _events(db)
     replacing = [p for _, k, _, p in evs if k == "proposal_made" and p.get("replaces")]
@@ -127,9 +129,9 @@ def test_controller_killed_with_candidates_ready_resumes_without_loss_or_duplica
     tmp_path: Path, procs: Procs, ipc: str
 ) -> None:
     db = tmp_path / "c.db"
-    spec = _spec(tmp_path, 14, 2, retries=5)
+    spec = _spec(tmp_path, 14, 4, retries=5)
     ctl = procs.controller(spec, db, ipc, log="ctl-0.log")
-    drivers = [procs.driver(ipc, f"d{i}", "--latency", "2.0") for i in range(2)]
+    drivers = [procs.driver(ipc, f"d{i}", "--latency", "3.0") for i in range(2)]
     procs.wait_for(lambda: count(db, READY) >= 1, 120, "a model-made ready candidate", ctl)
     ready = {t for (t,) in db_rows(db, READY.replace("COUNT(*)", "t.id"))}
     ctl.send_signal(signal.SIGKILL)

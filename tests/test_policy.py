@@ -311,3 +311,12 @@ def test_stale_ready_candidates_are_those_with_enough_new_results_oldest_first()
     assert policy.stale(ready, news, 1) == ["T1", "T2", "T3"]
     assert policy.stale(ready, news, 6) == []
     assert policy.stale(ready, news, 0) == []  # 0: never refreshed
+
+
+def test_ready_candidates_only_where_they_would_be_fresh_when_used() -> None:
+    # 4 slots, trials of 10 s: a 2 s proposal sees about 0.8 results arrive, fresh
+    assert policy.ahead_pays(2.0, 10.0, 4, 4)
+    # trials of 1 s: a 2 s proposal sees about 8 results arrive, stale before use
+    assert not policy.ahead_pays(2.0, 1.0, 4, 4)
+    assert policy.ahead_pays(2.0, 1.0, 4, 0)  # never stale: always
+    assert policy.ahead_pays(None, 1.0, 4, 4) and policy.ahead_pays(2.0, None, 4, 4)
