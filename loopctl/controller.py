@@ -8,6 +8,15 @@ always means "committed". Proposals run in a worker thread so heartbeats and
 results keep flowing while a model fits. The handler never raises: a bad
 message costs its sender an ERROR reply and a log line, nothing more.
 
+Propose-ahead: while trials run, up to ``execution.ahead`` candidates beyond
+``max_in_flight`` are kept ready, proposed with the running trials as pending
+points and recorded like any proposal (queued trials), so a driver that frees up
+is sent one in the same transaction that records its result. A ready model-made
+candidate with ``execution.refresh_after`` results newer than its data is stale:
+the next proposal is made without it as a pending point and replaces it (it stays
+dispatchable until then, and is withdrawn, abandoned, in the transaction that
+records its replacement; see ``ProposalMade.replaces`` for replay).
+
 Nothing fails silently. Each stage of the loop (receive, decode, handle, commit,
 propose, dispatch) runs behind its own guard: a failure is logged with its
 traceback, recorded (``proposal_failed`` / ``controller_error``) when it is ours
@@ -20,6 +29,7 @@ long-lived tasks ever ends.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -29,6 +39,7 @@ import socket
 import tempfile
 import threading
 import time
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -255,6 +266,8 @@ class Controller:
             wall_time=spec.budget.wall_time,
             stop_at=spec.budget.stop_at,
             sign=spec.objectives[0].sign,
+            # under manual approval the queue an operator works through is the ready list
+            ahead=self.exe.ahead if self.exe.approval == "auto" else 0,
         )
         self.timeout_rule = policy.TimeoutRule(
             auto=self.exe.timeout_auto,
@@ -292,6 +305,13 @@ class Controller:
         self._hellos: dict[bytes, list[float]] = {}  # peer -> its recent HELLOs
         self._keys = self._bound_keys()  # driver name -> the CURVE key it first came with
         self._longest = self._longest_trial()  # for trial_timeout: auto
+        # ready model-made candidates (queued, never dispatched) -> the last event of the
+        # data they were proposed from: how stale they are (execution.refresh_after)
+        self._ready = self._ready_candidates()
+        # recent durations (this run's): a model proposal's, and a trial's (moving average),
+        # which decide whether ready candidates would be fresh when used (policy.ahead_pays)
+        self._proposal_s: float | None = None
+        self._trial_s: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -988,6 +1008,7 @@ class Controller:
         if new and before is not None and before["started_at"] is not None:
             took = time.time() - before["started_at"]
             self._longest = took if self._longest is None else max(self._longest, took)
+            self._trial_s = took if self._trial_s is None else 0.7 * self._trial_s + 0.3 * took
         if (
             new
             and before is not None
@@ -1201,9 +1222,12 @@ class Controller:
                     )
         return levels, affordable
 
-    def _wanted(self) -> tuple[int, int, int]:
-        """(candidates wanted now, completed, open) under the budget and max_in_flight."""
+    def _wanted(self, replacing: int = 0) -> tuple[int, int, int]:
+        """(candidates wanted now, completed, open) under the budget and max_in_flight plus
+        ahead, when ``replacing`` of the open trials are to be withdrawn."""
         tally = policy.Tally.of(self.view.run_counts())
+        if replacing:
+            tally = dataclasses.replace(tally, open=tally.open - replacing)
         want = policy.proposals_wanted(self.budget, tally)
         fid, budget = self.spec.fidelities, self.spec.budget.cost
         if fid is not None and budget is not None and want > 0:
@@ -1211,6 +1235,15 @@ class Controller:
             if left < min(level.cost for level in fid.levels) * (1 - 1e-9):
                 want = 0  # not even the cheapest level fits: the campaign winds down
         return want, tally.completed, tally.open
+
+    def _ahead_only(self, open_: int) -> bool:
+        """Every slot is taken: what is wanted now is ready candidates only."""
+        return open_ >= self.exe.max_in_flight
+
+    def _ahead_pays(self) -> bool:
+        return policy.ahead_pays(
+            self._proposal_s, self._trial_s, self.exe.max_in_flight, self.exe.refresh_after
+        )
 
     def _may_propose(self) -> bool:
         return policy.may_propose(
@@ -1227,48 +1260,120 @@ class Controller:
         if not self._may_propose():
             return
         want, done, open_ = self._wanted()
-        if want <= 0 or not self.strategy.model_free(done, open_):
-            return
+        if want <= 0 or not self.strategy.model_free(done, open_) or self._ahead_only(open_):
+            return  # no ready candidates from a design: ahead is for the model's proposals
         data = self.view.refresh()
         self._take(b, self._propose(data, want), data.as_of)
 
     async def _pump(self) -> None:
-        """Propose with a model, off the event loop, when slots are free; then dispatch."""
+        """Propose off the event loop, for the free slots, or once every slot is taken for
+        the ready candidates missing or stale (policy.proposals_wanted); then dispatch."""
         self._report()
         if not self._may_propose():
             return
-        want, _, _ = self._wanted()
+        stale = self._stale()
+        want, done, open_ = self._wanted(len(stale))
         if want <= 0:
             return
+        if self._ahead_only(open_) and (
+            self.strategy.model_free(done, open_) or not self._ahead_pays()
+        ):
+            # ready candidates from the initial design would only enlarge it, and where the
+            # model is slower than the drivers they would be stale by the time they are used
+            return
         self._proposing = True
+        began = time.monotonic()
         try:
-            data = self.view.refresh()
+            data = self.view.refresh(excluding=stale)
             proposal = await asyncio.to_thread(self._propose, data, want)
         except Exception as exc:
             self._stage_failed(None, "propose", exc)
             return
         finally:
             self._proposing = False
-        await self._record(proposal, data.as_of)
+        if proposal.strategy != "sobol":
+            self._proposal_s = time.monotonic() - began
+        await self._record(proposal, data.as_of, stale)
 
-    async def _record(self, proposal: Proposal, data_seq: int) -> None:
+    async def _record(
+        self, proposal: Proposal, data_seq: int, replaces: dict[str, int] | None = None
+    ) -> None:
+        ids: list[str] = []
+
+        def take(b: Batch, _: PendingReplies) -> None:
+            ids.extend(self._take(b, proposal, data_seq, replaces or {}))
+
         def work(b: Batch, out: PendingReplies) -> bool:
-            self._guarded(b, out, "propose", lambda b, _: self._take(b, proposal, data_seq))
+            self._guarded(b, out, "propose", take)
             self._guarded(b, out, "dispatch", self._dispatch)
             return True
 
-        await self._commit(work)
+        if await self._commit(work) and proposal.strategy != "sobol":
+            self._ready.update(dict.fromkeys(ids, data_seq))  # pruned once dispatched
         self._wake.set()
 
-    def _take(self, b: Batch, proposal: Proposal, data_seq: int) -> None:
+    def _take(
+        self, b: Batch, proposal: Proposal, data_seq: int, replaces: dict[str, int] | None = None
+    ) -> list[str]:
+        """Record a proposal; withdraw the ready candidates it ``replaces`` (trial -> its
+        results since) that no driver has taken meanwhile. Returns the new trials."""
         self._failures.pop("propose", None)
-        if proposal.candidates:
-            ids = ledger.record_proposal(b, proposal, data_seq)
-            if self.exe.approval == "manual" and self.reporter is not None:
-                for tid, c in zip(ids, proposal.candidates, strict=True):
-                    self.reporter.waiting(tid, c.parameters)
-        else:
-            self._take_nothing()
+        if not proposal.candidates:
+            self._take_nothing()  # stale candidates stay: nothing replaces them
+            return []
+        pid = f"P{b.store.next_number('proposals'):04d}"
+        ids = ledger.record_proposal(b, proposal, data_seq, replaces=list(replaces or ()))
+        for tid, news in (replaces or {}).items():
+            if ledger.record_withdrawal(b, tid, news, self.exe.refresh_after, pid):
+                log.info("ready candidate %s withdrawn: %d results old", tid, news)
+        if self.exe.approval == "manual" and self.reporter is not None:
+            for tid, c in zip(ids, proposal.candidates, strict=True):
+                self.reporter.waiting(tid, c.parameters)
+        return ids
+
+    def _stale(self) -> dict[str, int]:
+        """Ready model-made candidates with ``refresh_after`` or more results newer than
+        their data (trial -> how many), oldest first. Not under manual approval: what an
+        operator is shown must not change under their eyes."""
+        if not self._ready or self.exe.refresh_after <= 0 or self.exe.approval == "manual":
+            return {}
+        self.view.run_counts()  # the fold catches up
+        status, attempts = self.view.seen.status, self.view.seen.attempts
+        for tid in [t for t in self._ready if status.get(t) != lifecycle.PROPOSED]:
+            del self._ready[tid]
+        for tid in [t for t in self._ready if attempts.get(t)]:
+            del self._ready[tid]
+        if not self._ready:
+            return {}
+        seqs = [
+            seq
+            for (seq,) in self.store.conn.execute(
+                "SELECT seq FROM events WHERE seq > ? AND kind IN "
+                "('trial_completed', 'trial_imported', 'trial_amended') ORDER BY seq",
+                (min(self._ready.values()),),
+            )
+        ]
+        news = {t: len(seqs) - bisect_right(seqs, s) for t, s in self._ready.items()}
+        return {t: news[t] for t in policy.stale(self._ready, news, self.exe.refresh_after)}
+
+    def _ready_candidates(self) -> dict[str, int]:
+        """After a restart: the queued model-made candidates never dispatched, each with
+        the data_seq of its proposal (the last proposal_made before it was proposed)."""
+        ready: dict[str, int] = {}
+        conn = self.store.conn
+        for tid, proposal_id in conn.execute(
+            "SELECT id, proposal_id FROM trials WHERE status = 'proposed' AND attempts = 0 "
+            "AND origin = 'strategy' AND proposal_id IS NOT NULL"
+        ):
+            row = conn.execute(
+                "SELECT payload FROM events WHERE kind = 'proposal_made' AND seq < ("
+                "SELECT MIN(seq) FROM events WHERE trial_id = ?) ORDER BY seq DESC LIMIT 1",
+                (tid,),
+            ).fetchone()
+            p = json.loads(row[0]) if row is not None else {}
+            if p.get("id") == proposal_id and p.get("strategy") != "sobol" and p.get("data_seq"):
+                ready[tid] = int(p["data_seq"])
+        return ready
 
     def _take_nothing(self) -> None:
         """No new candidate and nothing in flight: a finite space has been used up."""

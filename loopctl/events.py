@@ -134,6 +134,9 @@ class ProposalMade:
     diagnostics: dict[str, Any]
     sobol_drawn: int = 0
     data_seq: int | None = None  # the last event the strategy saw, for replay
+    # ready candidates this proposal replaces: left out of its pending points (and withdrawn
+    # when it is recorded, unless a driver took them meanwhile); replay leaves them out too
+    replaces: list[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

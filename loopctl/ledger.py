@@ -7,9 +7,10 @@ models, which is why ask/tell and the controller write the same database.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from loopctl import costs, events, lifecycle
@@ -83,9 +84,15 @@ def _outcome(v: Any, where: str) -> dict[str, Any]:
 
 
 def record_proposal(
-    b: Batch, proposal: Proposal, data_seq: int, origin: str = "strategy"
+    b: Batch,
+    proposal: Proposal,
+    data_seq: int,
+    origin: str = "strategy",
+    replaces: Sequence[str] = (),
 ) -> list[str]:
-    """``data_seq``: the last event of the data the strategy saw, so audits can replay it."""
+    """``data_seq``: the last event of the data the strategy saw, so audits can replay it;
+    ``replaces``: the ready candidates left out of its pending points, because this
+    proposal was made to replace them (withdrawn by :func:`record_withdrawal`)."""
     store = b.store
     pnum = store.next_number("proposals")
     tnum = store.next_number("trials")
@@ -108,6 +115,7 @@ def record_proposal(
             "sobol_drawn": proposal.sobol_drawn,
             "data_seq": data_seq,
             "diagnostics": dict(proposal.diagnostics, candidates=candidates),
+            **({"replaces": list(replaces)} if replaces else {}),  # only when set
         },
     )
     for i, (tid, c) in enumerate(zip(ids, proposal.candidates, strict=True)):
@@ -327,6 +335,22 @@ def dispatchable(store: Store, spec: Spec) -> list[dict[str, Any]]:
     return queued
 
 
+def record_withdrawal(b: Batch, tid: str, news: int, refresh_after: int, by: str) -> bool:
+    """Withdraw a ready candidate that proposal ``by`` replaced, if it is still waiting for
+    its first dispatch (False, and nothing written, if a driver took it meanwhile). It is
+    abandoned, the terminal status of a trial that never ran for reasons not its own:
+    strategies stop seeing it as pending and the budget stops counting it."""
+    t = _trial(b.store, tid)
+    if t["status"] != lifecycle.PROPOSED or t["attempts"]:
+        return False
+    reason = (
+        f"withdrawn: a ready candidate {news} results old (execution.refresh_after "
+        f"{refresh_after}); replaced by proposal {by}"
+    )
+    record_abandon(b, tid, reason)
+    return True
+
+
 def record_abandon(b: Batch, tid: str, reason: str) -> None:
     t = _trial(b.store, tid)
     lifecycle.check("trial_abandoned", tid, t["status"])
@@ -512,10 +536,25 @@ class DataView:
         self._best: tuple[tuple[float, int], str] | None = None  # (sort key, trial)
         self._best_stale = False  # an amendment may have made the best worse: look again
 
-    def refresh(self, until: int | None = None) -> CampaignData:
-        """The data as of now, or as of event ``until`` (for replaying a past proposal)."""
+    def refresh(self, until: int | None = None, excluding: Iterable[str] = ()) -> CampaignData:
+        """The data as of now, or as of event ``until`` (for replaying a past proposal).
+
+        ``excluding``: open trials not to show as pending: ready candidates that the
+        proposal asked for now is to replace (see ``ProposalMade.replaces``)."""
         self._catch_up(until)
-        return self._data()
+        data = self._data()
+        drop = {self._pos[t] for t in excluding if t in self._pos}
+        if not drop:
+            return data
+        pending = self._lists[lifecycle.PROPOSED]
+        keep = [i for i, key in enumerate(pending.keys) if key not in drop]
+        fidelity = data.pending_fidelity
+        if self.spec.fidelities is not None:
+            levels = dict(zip(self._pending_fidelity.keys, fidelity, strict=True))
+            fidelity = tuple(levels[pending.keys[i]] for i in keep)
+        return dataclasses.replace(
+            data, pending=tuple(pending.items[i] for i in keep), pending_fidelity=fidelity
+        )
 
     def run_counts(self) -> dict[str, int]:
         """What :func:`run_counts` reads from the trials table, as of now, from the fold."""

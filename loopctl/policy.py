@@ -42,6 +42,7 @@ class Budget:
     wall_time: float | None = None  # seconds of this run; None or 0: no limit
     stop_at: float | None = None  # stop once the first objective's best reaches it
     sign: float = 1.0  # +1 when larger is better (the first objective's)
+    ahead: int = 0  # candidates kept ready beyond max_in_flight (execution.ahead)
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,56 @@ class Tally:
 
 def proposals_wanted(budget: Budget, tally: Tally) -> int:
     """Candidates to ask the strategy for now (zero or less: none). Open trials count
-    against both the budget and max_in_flight, so a campaign never proposes more than
-    it may run, nor piles up a queue that later data would have made stale."""
-    return min(budget.target - tally.completed - tally.open, budget.max_in_flight - tally.open)
+    against the budget, so a campaign never proposes more than it may run.
+
+    The batch is sized to the free capacity: while slots of ``max_in_flight`` have no open
+    trial, just those. Only once every slot is taken come the ready candidates
+    (:func:`ahead_wanted`), up to ``ahead`` waiting for a slot. Asking for both at once
+    made every batch larger where proposals are the bottleneck (evaluations faster than
+    a proposal: drivers wait for the model whatever the queue), and a campaign of 40
+    trials then had fewer, larger batches and a worse final regret."""
+    room = budget.target - tally.completed - tally.open
+    free = budget.max_in_flight - tally.open
+    return min(room, free) if free > 0 else ahead_wanted(budget, tally)
+
+
+def ahead_wanted(budget: Budget, tally: Tally) -> int:
+    """Ready candidates missing while every slot is taken (zero or less: none): at most
+    ``ahead`` wait for a slot (later data could make a longer queue stale; see
+    :func:`stale`), within the budget."""
+    return min(
+        budget.target - tally.completed - tally.open,
+        budget.max_in_flight + budget.ahead - tally.open,
+    )
+
+
+def ahead_pays(
+    proposal_s: float | None, trial_s: float | None, slots: int, refresh_after: int
+) -> bool:
+    """Whether ready candidates would still be fresh when used: a proposal of
+    ``proposal_s`` seconds sees about ``proposal_s * slots / trial_s`` results arrive while
+    it runs, and candidates that many results old are stale once that reaches
+    ``refresh_after``. Where proposals are slower than that (evaluations faster than a
+    proposal), drivers wait for the model with or without a queue, and ready candidates
+    would only be chosen on older data: measured on 40-trial Hartmann 6 campaigns with 1 s
+    evaluations, 8 seeds of 9 ended worse. Unknown durations (no proposal or result yet in
+    this run) do not hold ahead back; ``refresh_after`` 0 (never stale) never does."""
+    if proposal_s is None or trial_s is None or refresh_after <= 0:
+        return True
+    return proposal_s * slots < refresh_after * trial_s
+
+
+def stale(ready: Mapping[str, int], news: Mapping[str, int], refresh_after: int) -> list[str]:
+    """The ready candidates to propose again: those with at least ``refresh_after`` new
+    results (``news``: trial -> results recorded since the data it was proposed from) among
+    ``ready`` (trial -> that data's last event), oldest first; none when ``refresh_after``
+    is 0. A count of results is the measure because it is what changes the model: a
+    candidate proposed before them was chosen without knowing them."""
+    if refresh_after <= 0:
+        return []
+    return sorted(
+        (t for t in ready if news.get(t, 0) >= refresh_after), key=lambda t: (ready[t], t)
+    )
 
 
 def may_propose(stopping: bool, proposing: bool, now: float, propose_after: float) -> bool:

@@ -3,8 +3,10 @@
 Each proposal stores the sequence number of the last event its strategy saw
 (``data_seq``). Folding the log up to that event rebuilds exactly the data,
 pending points and seed it had; the same strategy then has to come up with the
-same candidates. Differences are measured in the encoded space, where every
-parameter spans about [0, 1].
+same candidates. A proposal made to replace stale ready candidates (propose-ahead,
+``execution.refresh_after``) names them in ``replaces``, and was made without them as
+pending points: the replay leaves them out too. Differences are measured in the encoded
+space, where every parameter spans about [0, 1].
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ def _replay_one(
         return entry | {"ok": None, "note": "not replayable: no data_seq recorded"}
     if view.seq > p["data_seq"]:  # proposals are in log order; restart the fold if needed
         view.reset()
-    data = view.refresh(until=p["data_seq"])
+    # a proposal that replaced ready candidates was made without them as pending points
+    data = view.refresh(until=p["data_seq"], excluding=p.get("replaces") or ())
     t0 = time.perf_counter()
     try:
         again = strategy.propose(data, len(p["trial_ids"]))

@@ -382,6 +382,25 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
             low=1,
         ),
         Field(
+            "ahead",
+            "integer",
+            "candidates kept ready beyond `max_in_flight` while trials run, proposed with the "
+            "running trials as pending points, so a driver that frees up gets one at once "
+            "instead of waiting for the model (0: propose only for free slots; not under manual "
+            "`approval`)",
+            default=2,
+            low=0,
+        ),
+        Field(
+            "refresh_after",
+            "integer",
+            "a ready model-made candidate is withdrawn and proposed again once this many "
+            "results have arrived since it was proposed (0: never)",
+            default=4,
+            low=0,
+            doc_type="results",
+        ),
+        Field(
             "retries",
             "integer",
             "extra attempts after a retryable failure, a vanished driver or a timeout",

@@ -50,10 +50,9 @@ def summarise_spec(spec: Spec) -> str:
         lines.append(
             f"strategy: {method} ({initial_design_size(spec)} initial trials, then {then})"
         )
-    lines.append(
-        f"execution: up to {spec.execution.max_in_flight} in flight, "
-        f"{spec.execution.retries} retries"
-    )
+    exe = spec.execution
+    ahead = f" (+{exe.ahead} ready ahead)" if exe.ahead and exe.approval == "auto" else ""
+    lines.append(f"execution: up to {exe.max_in_flight} in flight{ahead}, {exe.retries} retries")
     if spec.oracle:
         alloy = "CHGNet energies" if spec.oracle.kind == "chgnet" else "EMT alloy energies"
         what = spec.oracle.function or spec.oracle.table or alloy

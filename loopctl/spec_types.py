@@ -212,6 +212,10 @@ class Execution:
     """How trials are run: how many at once, timeouts, retries, heartbeats, approval."""
 
     max_in_flight: int = 2
+    # propose-ahead: candidates kept ready beyond max_in_flight, and after how many new
+    # results a ready model-made one is stale (withdrawn and proposed again; 0: never)
+    ahead: int = 2
+    refresh_after: int = 4
     trial_timeout: float | None = None  # seconds; with timeout_auto, only a last resort
     # `auto` (the default): the timeout follows the campaign's own trials, so a trial that a
     # live driver holds without ever answering is re-dispatched, whether trials take

@@ -171,3 +171,22 @@ def test_the_kept_view_is_a_fresh_fold_after_many_trials(tmp_path: Path, fidelit
         assert set(data.pending_fidelity) == {"cheap", "dear"}
         assert len(data.pending_fidelity) == len(data.pending)
         assert data.cost_left is not None
+
+
+def test_a_view_can_leave_ready_candidates_out_of_the_pending_points(tmp_path: Path) -> None:
+    """What a replacing proposal sees (ProposalMade.replaces): the same data, with the
+    candidates it replaces gone from the pending points, and the others in their order."""
+    camp = Campaign.create(branin(tmp_path), tmp_path / "x.db")
+    store, view = camp.store, camp.view
+    points = [{"x1": float(i), "x2": float(i)} for i in range(4)]
+    with store.batch() as b:
+        ids = ledger.record_proposal(
+            b, Proposal("test", "1", 0, [Candidate(p) for p in points]), data_seq=0
+        )
+    full = view.refresh()
+    assert full.pending == tuple(points)
+    less = view.refresh(excluding=[ids[2], ids[0], "T9999"])
+    assert less.pending == (points[1], points[3])
+    assert less.completed == full.completed and less.as_of == full.as_of
+    assert view.refresh() == full  # nothing left out unless asked
+    camp.close()

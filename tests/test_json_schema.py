@@ -148,8 +148,8 @@ outcome_constraints:
   - "y <= 0.5"
   - {name: z, op: ">=", bound: 1e-3, unit: EUR, description: money}
 budget: {trials: 10, wall_time: 3600, stop_at: 0.5, max_failed: 3}
-execution: {trial_timeout: none, max_in_flight: 3, retries: 1, heartbeat_interval: 0.5,
-            heartbeat_timeout: 5, approval: manual, max_drivers: 4}
+execution: {trial_timeout: none, max_in_flight: 3, ahead: 1, refresh_after: 3, retries: 1,
+            heartbeat_interval: 0.5, heartbeat_timeout: 5, approval: manual, max_drivers: 4}
 strategy:
   method: mobo
   initial_trials: 4
@@ -242,6 +242,7 @@ BAD = [
     ("budget", "trials", 0),
     ("budget", "trials", "ten"),
     ("execution", "max_in_flight", 0),
+    ("execution", "ahead", -1),
     ("execution", "heartbeat_interval", -1),
     ("execution", "trial_timeout", "soon"),
     ("execution", "approval", "maybe"),

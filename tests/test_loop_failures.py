@@ -19,7 +19,8 @@ from tests.specs import branin
 
 pytestmark = pytest.mark.slow
 
-EXE = {"heartbeat_interval": 0.2, "heartbeat_timeout": 2.0, "max_in_flight": 2}
+# ahead 0: a proposal for every two trials, so a campaign of four has the second one to fail
+EXE = {"heartbeat_interval": 0.2, "heartbeat_timeout": 2.0, "max_in_flight": 2, "ahead": 0}
 
 
 def spec(tmp: Path, trials: int = 4) -> Path:

@@ -288,3 +288,35 @@ def test_many_drivers_each_get_one_before_any_gets_a_second() -> None:
     got = policy.assign([f"t{i}" for i in range(200)], slots, 0, 200)
     # the 200 idle longest (the last listed), the longest idle first
     assert [a.driver for a in got] == [b"%04d" % i for i in range(999, 799, -1)]
+
+
+def test_ahead_keeps_candidates_ready_beyond_max_in_flight_within_the_budget() -> None:
+    ahead = Budget(target=10, max_in_flight=3, max_failed=4, ahead=2)
+    # free slots first, alone: the batch is sized to the free capacity
+    assert policy.proposals_wanted(ahead, Tally(completed=0, open=0)) == 3
+    assert policy.proposals_wanted(ahead, Tally(completed=0, open=1)) == 2
+    # every slot taken: the ready candidates missing
+    assert policy.proposals_wanted(ahead, Tally(completed=0, open=3)) == 2
+    assert policy.proposals_wanted(ahead, Tally(completed=0, open=4)) == 1
+    assert policy.proposals_wanted(ahead, Tally(completed=0, open=5)) == 0  # two ready
+    # the ready candidates count against the budget: none is proposed that could not run
+    assert policy.proposals_wanted(ahead, Tally(completed=6, open=3)) == 1
+    assert policy.proposals_wanted(ahead, Tally(completed=7, open=3)) == 0
+
+
+def test_stale_ready_candidates_are_those_with_enough_new_results_oldest_first() -> None:
+    ready = {"T3": 40, "T1": 20, "T2": 20}
+    news = {"T3": 1, "T1": 4, "T2": 5}
+    assert policy.stale(ready, news, 4) == ["T1", "T2"]
+    assert policy.stale(ready, news, 1) == ["T1", "T2", "T3"]
+    assert policy.stale(ready, news, 6) == []
+    assert policy.stale(ready, news, 0) == []  # 0: never refreshed
+
+
+def test_ready_candidates_only_where_they_would_be_fresh_when_used() -> None:
+    # 4 slots, trials of 10 s: a 2 s proposal sees about 0.8 results arrive, fresh
+    assert policy.ahead_pays(2.0, 10.0, 4, 4)
+    # trials of 1 s: a 2 s proposal sees about 8 results arrive, stale before use
+    assert not policy.ahead_pays(2.0, 1.0, 4, 4)
+    assert policy.ahead_pays(2.0, 1.0, 4, 0)  # never stale: always
+    assert policy.ahead_pays(None, 1.0, 4, 4) and policy.ahead_pays(2.0, None, 4, 4)
