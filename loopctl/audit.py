@@ -59,6 +59,7 @@ def audit(
         "receipts": kept,
         "problems": problems,
         "first_bad_event": verdict.problems[0]["event"] if verdict.problems else None,
+        "prior": prior_sources(store),
         "timeline": timeline(store),
         "trials": provenance(store),
     }
@@ -79,6 +80,37 @@ def timeline(store: Store) -> list[dict[str, Any]]:
         except (KeyError, TypeError, ValueError):  # a tampered event still gets a line
             text = f"{ev.kind} (payload does not fit this kind of event)"
         out.append({"seq": ev.seq, "time": _when(ev.time), "trial": ev.trial_id, "event": text})
+    return out
+
+
+def prior_sources(store: Store) -> list[dict[str, Any]]:
+    """The campaign's prior data as its stored spec keeps it (the rows themselves, so a
+    replay needs no file), with where they came from, and whether the file named is still
+    as it was when the campaign started (for the reader: nothing depends on it)."""
+    from loopctl.prior_file import file_sha256, resolve
+
+    spec = store.meta("spec") or {}
+    out = []
+    for item in spec.get("prior") or []:
+        entry = {
+            "file": item.get("file"),
+            "sha256": item.get("sha256"),
+            "campaign": item.get("campaign"),
+            "rows": len(item.get("rows") or []),
+            "dropped": item.get("dropped") or {},
+        }
+        file = item.get("file")
+        if file is None:
+            entry["file_now"] = "rows written out in the campaign file"
+        else:
+            path = resolve(file, store.meta("source") or "")
+            if not path.is_file():
+                entry["file_now"] = f"{path} is gone (the rows are stored here)"
+            elif item.get("sha256") and file_sha256(path) != item["sha256"]:
+                entry["file_now"] = f"{path} has changed since (the rows used are stored here)"
+            else:
+                entry["file_now"] = f"{path} unchanged"
+        out.append(entry)
     return out
 
 
@@ -118,6 +150,11 @@ def provenance(store: Store) -> list[dict[str, Any]]:
                 "predicted": cand.get("predicted"),
                 "why": (diag.get("auto") or {}).get("reason"),
             }
+            prior = diag.get("prior")
+            if isinstance(prior, dict):  # transfer: each source's learned correlation
+                entry["proposal"]["prior_correlation"] = [
+                    s.get("correlation") for s in prior.get("sources") or []
+                ]
         out.append(entry)
     return out
 
@@ -139,6 +176,19 @@ def format_audit(report: dict[str, Any], path: str) -> str:
     for p in report["problems"]:
         at = f"event {p['event']}" if p["event"] is not None else "no event"
         lines.append(f"  PROBLEM ({p['check']}, first bad: {at}): {p['message']}")
+    if report.get("prior"):
+        lines.append("")
+        lines.append("prior data (stored in the campaign; replay uses these rows):")
+        for p in report["prior"]:
+            dropped = sum(p["dropped"].values())
+            facts = [f"{p['rows']} rows"]
+            if p["sha256"]:
+                facts.append(f"sha256 {p['sha256']}")
+            if p["campaign"]:
+                facts.append(f"campaign {p['campaign']}")
+            if dropped:
+                facts.append(f"{dropped} rows dropped when read")
+            lines.append(f"  {p['file'] or '(inline rows)'}: {', '.join(facts)}; {p['file_now']}")
     lines.append("")
     lines.append("timeline:")
     for e in report["timeline"]:
@@ -167,5 +217,10 @@ def format_audit(report: dict[str, Any], path: str) -> str:
                 f"(data {str(pr.get('data_hash'))[:12]}), lengthscales "
                 f"{[round(x, 3) for x in pr['lengthscales']]}, acquisition "
                 f"{pr.get('acquisition')}, predicted {pr.get('predicted')}"
+                + (
+                    f", prior correlation {pr['prior_correlation']}"
+                    if pr.get("prior_correlation") is not None
+                    else ""
+                )
             )
     return "\n".join(lines)
