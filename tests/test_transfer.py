@@ -14,6 +14,7 @@ import random
 from typing import Any
 
 import numpy as np
+import pytest
 
 from loopctl.campaign import Campaign
 from loopctl.spec import parse_spec
@@ -72,6 +73,7 @@ def found(seed: int, prior: list[dict[str, float]] | None) -> tuple[bool, list[A
         c.close()
 
 
+@pytest.mark.slow
 def test_a_related_prior_helps_and_an_irrelevant_one_does_no_harm() -> None:
     cold = [found(s, None)[0] for s in SEEDS]
     related = [found(s, prior_rows("related", s)) for s in SEEDS]
