@@ -151,8 +151,9 @@ def summary(out: Path, budget: int) -> str:
     records = [json.loads(x) for x in (out / "runs.jsonl").read_text().splitlines() if x.strip()]
     lines = [
         "| pair (prior->target) | arm | seeds | trials to 90 % of best: median [IQR] | "
-        "not reached | correlation (last proposal, median) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "not reached | minus cold, same seed: median [IQR] (better/worse seeds) | "
+        "correlation (last proposal, median) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for pair in PAIRS:
         for arm in ARMS:
@@ -163,8 +164,20 @@ def summary(out: Path, budget: int) -> str:
             miss = sum(r["trials_to_90"] > budget for r in rs)
             cs = [r["correlation_last"] for r in rs if r["correlation_last"] is not None]
             corr = f"{statistics.median(cs):.2f}" if cs else "-"
+            cold = {
+                r["seed"]: r["trials_to_90"]
+                for r in records
+                if r["pair"] == pair and r["arm"] == "cold"
+            }
+            diff = [r["trials_to_90"] - cold[r["seed"]] for r in rs if r["seed"] in cold]
+            paired = "-"
+            if arm != "cold" and diff:
+                d_lo, d_med, d_hi = quartiles(diff)
+                better, worse = sum(d < 0 for d in diff), sum(d > 0 for d in diff)
+                paired = f"{d_med:+g} [{d_lo:+g} to {d_hi:+g}] ({better}/{worse})"
             lines.append(
-                f"| {pair} | {arm} | {len(rs)} | {med:g} [{lo:g}-{hi:g}] | {miss} | {corr} |"
+                f"| {pair} | {arm} | {len(rs)} | {med:g} [{lo:g}-{hi:g}] | {miss} | {paired} "
+                f"| {corr} |"
             )
     return "\n".join(lines)
 

@@ -2,11 +2,15 @@
 
 One multi-task GP (:mod:`.multitask`) over the campaign's own trials (the target task)
 and each prior source (a task each): it learns from the data how strongly each source
-agrees with this campaign, through the correlation between tasks, so a source that does
-not agree is given little weight, and one that does is used where this campaign has not
-yet measured. Each task's values are standardised on their own first, so a source whose
-values are shifted or scaled against this campaign's (another substrate, another
-instrument) can still be highly correlated with it.
+agrees with this campaign, through the correlation between tasks (and a noise per task:
+a source whose values look like noise gets little say whatever its correlation reads),
+and uses a source that agrees where this campaign has not yet measured. One correlation
+per source: a source that agrees on some inputs and not on others (Suzuki III->IV in
+bench/RESULTS-transfer.md) can mislead the first proposals.
+
+Each task's values are standardised on their own first, so a source whose values are
+shifted or scaled against this campaign's (another substrate, another instrument) can
+still be highly correlated with it.
 
 The acquisition is log-noisy expected improvement of the target task, over the same
 search as the campaign's single-task GP (:mod:`.search`: pools, choices, constraints,
