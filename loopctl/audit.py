@@ -59,6 +59,7 @@ def audit(
         "receipts": kept,
         "problems": problems,
         "first_bad_event": verdict.problems[0]["event"] if verdict.problems else None,
+        "prior": prior_sources(store),
         "timeline": timeline(store),
         "trials": provenance(store),
     }
@@ -79,6 +80,37 @@ def timeline(store: Store) -> list[dict[str, Any]]:
         except (KeyError, TypeError, ValueError):  # a tampered event still gets a line
             text = f"{ev.kind} (payload does not fit this kind of event)"
         out.append({"seq": ev.seq, "time": _when(ev.time), "trial": ev.trial_id, "event": text})
+    return out
+
+
+def prior_sources(store: Store) -> list[dict[str, Any]]:
+    """The campaign's prior data as its stored spec keeps it (the rows themselves, so a
+    replay needs no file), with where they came from, and whether the file named is still
+    as it was when the campaign started (for the reader: nothing depends on it)."""
+    from loopctl.prior_file import file_sha256, resolve
+
+    spec = store.meta("spec") or {}
+    out = []
+    for item in spec.get("prior") or []:
+        entry = {
+            "file": item.get("file"),
+            "sha256": item.get("sha256"),
+            "campaign": item.get("campaign"),
+            "rows": len(item.get("rows") or []),
+            "dropped": item.get("dropped") or {},
+        }
+        file = item.get("file")
+        if file is None:
+            entry["file_now"] = "rows written out in the campaign file"
+        else:
+            path = resolve(file, store.meta("source") or "")
+            if not path.is_file():
+                entry["file_now"] = f"{path} is gone (the rows are stored here)"
+            elif item.get("sha256") and file_sha256(path) != item["sha256"]:
+                entry["file_now"] = f"{path} has changed since (the rows used are stored here)"
+            else:
+                entry["file_now"] = f"{path} unchanged"
+        out.append(entry)
     return out
 
 
@@ -127,7 +159,15 @@ def provenance_of_proposal(p: dict[str, Any], trial_id: str) -> dict[str, Any]:
         "acquisition": cand.get("acquisition"),
         "predicted": cand.get("predicted"),
         "why": (diag.get("auto") or {}).get("reason"),
-    }
+    } | _prior_correlation(diag)
+
+
+def _prior_correlation(diag: dict[str, Any]) -> dict[str, Any]:
+    """Transfer campaigns: each prior source's learned correlation with this campaign."""
+    prior = diag.get("prior")
+    if not isinstance(prior, dict):
+        return {}
+    return {"prior_correlation": [s.get("correlation") for s in prior.get("sources") or []]}
 
 
 def format_audit(report: dict[str, Any], path: str) -> str:
@@ -147,6 +187,19 @@ def format_audit(report: dict[str, Any], path: str) -> str:
     for p in report["problems"]:
         at = f"event {p['event']}" if p["event"] is not None else "no event"
         lines.append(f"  PROBLEM ({p['check']}, first bad: {at}): {p['message']}")
+    if report.get("prior"):
+        lines.append("")
+        lines.append("prior data (stored in the campaign; replay uses these rows):")
+        for p in report["prior"]:
+            dropped = sum(p["dropped"].values())
+            facts = [f"{p['rows']} rows"]
+            if p["sha256"]:
+                facts.append(f"sha256 {p['sha256']}")
+            if p["campaign"]:
+                facts.append(f"campaign {p['campaign']}")
+            if dropped:
+                facts.append(f"{dropped} rows dropped when read")
+            lines.append(f"  {p['file'] or '(inline rows)'}: {', '.join(facts)}; {p['file_now']}")
     lines.append("")
     lines.append("timeline:")
     for e in report["timeline"]:
@@ -175,5 +228,10 @@ def format_audit(report: dict[str, Any], path: str) -> str:
                 f"(data {str(pr.get('data_hash'))[:12]}), lengthscales "
                 f"{[round(x, 3) for x in pr['lengthscales']]}, acquisition "
                 f"{pr.get('acquisition')}, predicted {pr.get('predicted')}"
+                + (
+                    f", prior correlation {pr['prior_correlation']}"
+                    if pr.get("prior_correlation") is not None
+                    else ""
+                )
             )
     return "\n".join(lines)

@@ -234,6 +234,13 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
             "at (below)",
             section="fidelities",
         ),
+        Field(
+            "prior",
+            "list",
+            "earlier campaigns' databases or CSVs of measurements: related tasks the model "
+            "learns from, not trials of this campaign (below)",
+            section="prior",
+        ),
     ),
     # every parameter has name and type, then the fields of its type
     "space": (
@@ -631,6 +638,48 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
             "the cost of one trial at this level, in any unit (the budget's `cost` is in it)",
             default=REQUIRED,
             positive=True,
+        ),
+    ),
+    "prior": (
+        Field(
+            "file",
+            "text",
+            "an earlier campaign's database (`.db`) or a CSV with a header: a column per "
+            "parameter and the objective; relative to this file",
+            doc_type="path",
+        ),
+        Field(
+            "columns",
+            "custom",
+            "parameter or objective -> column (CSV) or outcome (database), where the names differ",
+            doc_type="mapping",
+            doc_default="`{}`",
+            json={"type": ["object", "null"], "additionalProperties": {"type": "string"}},
+        ),
+        Field(
+            "rows",
+            "custom",
+            "the measurements written out, parameter values and the objective each (instead "
+            "of `file`); the database keeps a file's rows here",
+            doc_type="list",
+            json={"type": ["array", "null"], "minItems": 1, "items": {"type": "object"}},
+        ),
+        Field(
+            "sha256",
+            "text",
+            "the file's sha256; given, the file must still have it (loopctl records it)",
+        ),
+        Field(
+            "campaign",
+            "text",
+            "a database's campaign id (loopctl records it)",
+        ),
+        Field(
+            "dropped",
+            "custom",
+            "rows left out when the file was read, by reason (loopctl records it)",
+            doc_type="mapping",
+            json={"type": ["object", "null"], "additionalProperties": {"type": "integer"}},
         ),
     ),
     "pool": (

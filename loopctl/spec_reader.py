@@ -19,6 +19,7 @@ from loopctl.errors import SpecError
 from loopctl.expressions import parse_linear, parse_outcome, term_problem
 from loopctl.field_reader import Reader, kind_of, pair
 from loopctl.pool_file import read_pool
+from loopctl.prior_file import read_prior, stored
 from loopctl.schema import ELEMENT_SYMBOLS, EMT_ELEMENTS, SECTIONS, field_of, keys
 from loopctl.spec_types import (
     Budget,
@@ -37,6 +38,7 @@ from loopctl.spec_types import (
     OutcomeConstraint,
     Parameter,
     PoolSpec,
+    PriorSource,
     RangeParam,
     SecuritySpec,
     Spec,
@@ -100,6 +102,8 @@ def parse_spec(data: Any, source: str = "campaign", *, read_files: bool = True) 
     pool = read_pool(r, data.get("pool"), space, source, read_files=read_files)
     fidelities = _fidelities(r, data.get("fidelities"))
     _fidelity_checks(r, fidelities, budget, strategy, objectives)
+    prior = read_prior(r, data.get("prior"), space, objectives, source)
+    _prior_checks(r, data.get("prior"), fidelities, strategy, outcome_constraints)
     extra = [c.name for c in outcome_constraints if c.name not in {o.name for o in objectives}]
     if oracle is not None and extra:
         r.problem(
@@ -127,7 +131,7 @@ def parse_spec(data: Any, source: str = "campaign", *, read_files: bool = True) 
         r.problem("strategy.method", "Ax's Client cannot search a pool; use auto")
     if drivers.spawn and oracle is None:
         r.problem("drivers.spawn", "spawning oracle drivers needs an `oracle` section")
-    raw = _stored_form(r, data, pool) if not r.problems else {}
+    raw = _stored_form(r, data, pool, prior) if not r.problems else {}
     if r.problems:
         raise SpecError(r.problems, source=source)
     return Spec(
@@ -145,6 +149,7 @@ def parse_spec(data: Any, source: str = "campaign", *, read_files: bool = True) 
         outcome_constraints=tuple(outcome_constraints),
         pool=pool,
         fidelities=fidelities,
+        prior=prior,
         robot=dict(robot),
         description=description,
         raw=raw,
@@ -176,7 +181,9 @@ def _read(
     return r.field(d, path, field_of(section, key), fallback)
 
 
-def _stored_form(r: Reader, data: Mapping[str, Any], pool: PoolSpec | None) -> dict[str, Any]:
+def _stored_form(
+    r: Reader, data: Mapping[str, Any], pool: PoolSpec | None, prior: tuple[PriorSource, ...]
+) -> dict[str, Any]:
     """The campaign as the database keeps it and hashes it: plain JSON, as written.
 
     Parsing this form again gives the same form (validated values validate to
@@ -195,6 +202,10 @@ def _stored_form(r: Reader, data: Mapping[str, Any], pool: PoolSpec | None) -> d
         # the database keeps the candidates themselves: a resume or an audit must not
         # depend on a CSV that may have moved or changed since the campaign started
         raw["pool"] = {"file": pool.file, "rows": json.loads(canonical(pool.rows))}
+    if prior:
+        # so are a prior's measurements, with the file's hash and campaign id beside them
+        # (loopctl.prior_file says why)
+        raw["prior"] = json.loads(canonical(stored(prior)))
     return raw
 
 
@@ -470,6 +481,27 @@ def _fidelities(r: Reader, value: Any) -> Fidelities | None:
     if not target or target not in names:
         return None
     return Fidelities(tuple(levels), target)
+
+
+def _prior_checks(
+    r: Reader,
+    value: Any,
+    fidelities: Fidelities | None,
+    strategy: StrategySpec,
+    outcome_constraints: list[OutcomeConstraint],
+) -> None:
+    """What the transfer model (a multi-task GP of the one objective) cannot take yet."""
+    if value is None:
+        return
+    if fidelities is not None:
+        r.problem("prior", "a prior and `fidelities` cannot be combined (yet)")
+    if strategy.method not in ("auto", "botorch", "sobol"):
+        r.problem(
+            "strategy.method",
+            f"{strategy.method} cannot learn from a prior; use auto or botorch",
+        )
+    if outcome_constraints:
+        r.problem("prior", "a prior cannot be combined with outcome constraints (yet)")
 
 
 def _fidelity_checks(

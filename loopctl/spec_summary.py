@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from loopctl.spec import Spec
+    from loopctl.spec import PriorSource, Spec
 
 
 def summarise_spec(spec: Spec) -> str:
@@ -40,6 +40,8 @@ def summarise_spec(spec: Spec) -> str:
     if spec.fidelities is not None:
         levels = ", ".join(f"{lv.name} (cost {lv.cost:g})" for lv in spec.fidelities.levels)
         lines.append(f"fidelities: {levels}; the objective is judged at {spec.fidelities.target}")
+    for source in spec.prior:
+        lines.append(f"prior: {prior_line(source)}")
     method = spec.strategy.method
     if method == "sobol":
         lines.append("strategy: sobol (scrambled, seeded; random rows of a pool)")
@@ -58,3 +60,18 @@ def summarise_spec(spec: Spec) -> str:
         what = spec.oracle.function or spec.oracle.table or alloy
         lines.append(f"oracle: {spec.oracle.kind} ({what}); spawn {spec.drivers.spawn} drivers")
     return "\n".join(lines)
+
+
+def prior_line(source: PriorSource) -> str:
+    """``file: N rows (sha256 ..., campaign ...; K dropped: reasons)``, for validate and audit."""
+    facts = [f"{len(source.rows)} rows"]
+    if source.sha256:
+        facts.append(f"sha256 {source.sha256[:16]}")
+    if source.campaign:
+        facts.append(f"campaign {source.campaign}")
+    if source.dropped:
+        facts.append(
+            f"{sum(source.dropped.values())} dropped: "
+            + ", ".join(f"{n} {why}" for why, n in source.dropped.items())
+        )
+    return f"{source.label} ({'; '.join(facts)})"

@@ -144,6 +144,23 @@ class PoolSpec:
 
 
 @dataclass(frozen=True)
+class PriorSource:
+    """Measurements of an earlier campaign or a CSV, over the same or an overlapping space:
+    a task related to this campaign, not trials of it. ``rows`` are parameter values plus
+    the objective (the first objective's name), as kept in the database."""
+
+    rows: tuple[Mapping[str, Any], ...]
+    file: str | None = None  # as the campaign file names it
+    sha256: str | None = None  # of the file's bytes when it was read
+    campaign: str | None = None  # a loopctl database's campaign id
+    dropped: Mapping[str, int] = field(default_factory=dict)  # reason -> rows left out
+
+    @property
+    def label(self) -> str:
+        return self.file or f"{len(self.rows)} rows written out"
+
+
+@dataclass(frozen=True)
 class Objective:
     """An outcome to minimise or maximise, as drivers report it under ``name``."""
 
@@ -290,6 +307,7 @@ class Spec:
     outcome_constraints: tuple[OutcomeConstraint, ...] = ()
     pool: PoolSpec | None = None
     fidelities: Fidelities | None = None
+    prior: tuple[PriorSource, ...] = ()
     robot: Mapping[str, Any] = field(default_factory=dict)  # checked by the robot driver
     description: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)

@@ -187,6 +187,22 @@ fidelities:
   target: chgnet
 budget: {trials: 10, cost: 100}
 """,
+    """
+name: prior
+space:
+  - {name: x, type: range, bounds: [0, 1]}
+objectives: [{name: y, goal: minimize}]
+budget: {trials: 4}
+prior:
+  - file: not-read-when-rows-are-given.csv
+    columns: {x: position}
+    sha256: 0123abcd
+    campaign: 0123abcd
+    dropped: {"outside this campaign's space": 2}
+    rows:
+      - {position: 0.2, y: 1.5}
+      - {position: 0.7, y: 0.5}
+""",
 ]
 
 
@@ -202,7 +218,7 @@ def used_fields(data: Mapping[str, Any]) -> set[tuple[str, str]]:
         used |= {("fidelities", k) for k in data["fidelities"]}
         for item in data["fidelities"].get("levels", []):
             used |= {("fidelities.levels", k) for k in item}
-    for section in ("space", "objectives", "outcome_constraints"):
+    for section in ("space", "objectives", "outcome_constraints", "prior"):
         for item in data.get(section, []):
             if isinstance(item, Mapping):
                 used |= {(section, k) for k in item}
@@ -215,7 +231,7 @@ def test_the_two_use_every_field() -> None:
     assert used == table
 
 
-@pytest.mark.parametrize("text", EVERY_FIELD, ids=["every-field", "pool", "fidelities"])
+@pytest.mark.parametrize("text", EVERY_FIELD, ids=["every-field", "pool", "fidelities", "prior"])
 def test_campaigns_using_every_field_load_and_match(text: str) -> None:
     parse_spec_text(text)
     assert list(errors(SCHEMA, yaml.safe_load(text))) == []

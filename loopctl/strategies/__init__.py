@@ -52,6 +52,12 @@ def model_plan(spec: Spec) -> tuple[str, str]:
             f"{len(spec.fidelities.levels)} fidelities: a multi-task GP over the levels + "
             f"augmented EI of {spec.fidelities.target} per unit cost"
         )
+    if spec.prior:
+        k = len(spec.prior)
+        return "transfer", (
+            f"{k} prior source{'s' if k > 1 else ''}: a multi-task GP (this campaign and each "
+            "source a task, their correlation learned) + log-noisy EI of this campaign"
+        )
     if method == "nsga2":
         return "nsga2", f"{m} objectives: NSGA-II over the GPs' predictions"
     if m > MAX_EHVI_OBJECTIVES:
@@ -93,6 +99,10 @@ def _model_strategy(spec: Spec) -> tuple[ModelStrategy, str]:
         from loopctl.strategies.multifidelity import MultiFidelityStrategy
 
         return MultiFidelityStrategy(), why
+    if kind == "transfer":
+        from loopctl.strategies.transfer import TransferStrategy
+
+        return TransferStrategy(), why
     if kind == "nsga2":
         from loopctl.strategies.nsga2 import Nsga2Strategy
 

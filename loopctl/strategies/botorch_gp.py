@@ -64,7 +64,7 @@ class BotorchStrategy:
             )
             diagnostics["surrogate"] = chosen
             t1 = time.perf_counter()
-            acq, name = _acquisition(data, model, tr, ucb, notes)
+            acq, name = make_acquisition(data, model, tr, ucb, notes)
             acq = failure_aware(data, acq, not ucb, diagnostics)
             search = Search(data, acq, notes)
             picks = search.run(n)
@@ -116,9 +116,10 @@ def acquisition_choice(data: CampaignData) -> str:
     return "ei" if planned == "ucb" and "acquisition" not in options and learns else planned
 
 
-def _acquisition(
+def make_acquisition(
     data: CampaignData, model: Model, tr: surrogate.Training, ucb: bool, notes: list[str]
 ) -> tuple[AcquisitionFunction, str]:
+    """UCB, or log-noisy EI with ``tr``'s points as incumbents (also the transfer GP's)."""
     if ucb:
         if data.spec.outcome_constraints:
             notes.append("UCB cannot weigh outcome constraints; they are ignored by this proposal")

@@ -35,20 +35,17 @@ from typing import Any
 
 import botorch
 import torch
-from botorch.fit import fit_gpytorch_mll
 from botorch.models import MultiTaskGP
-from botorch.models.transforms import Normalize, Standardize
-from gpytorch.mlls import ExactMarginalLogLikelihood
+from botorch.models.transforms import Standardize
 from scipy.stats import qmc
 
 from loopctl.spec_types import Fidelities
-from loopctl.strategies import surrogate
+from loopctl.strategies import multitask, surrogate
 from loopctl.strategies.base import CampaignData, Candidate, Proposal
 
 DTYPE = torch.float64
 SOBOL_CANDIDATES = 1024  # continuous spaces: the candidate set the acquisition ranks
 CHUNK = 512  # candidates per posterior evaluation
-MAX_FIT_STEPS = 100
 
 
 class MultiFidelityStrategy:
@@ -90,7 +87,7 @@ class MultiFidelityStrategy:
         diagnostics: dict[str, Any] = {
             "acquisition": "augmented EI per unit cost (Huang et al. 2006)",
             "fidelity": why,
-            "task_covariance": _task_covariance(model),
+            "task_covariance": multitask.task_covariance(model),
             "n_train": len(data.completed),
             "n_train_per_level": {
                 level: sum(1 for o in data.completed if data.fidelity_of(o.fidelity) == level)
@@ -116,7 +113,6 @@ class MultiFidelityStrategy:
 
 
 def _fit(data: CampaignData, fid: Fidelities, notes: list[str]) -> tuple[MultiTaskGP, float]:
-    t0 = time.perf_counter()
     space = data.space
     sign = data.spec.objectives[0].sign
     name = data.spec.objectives[0].name
@@ -127,27 +123,7 @@ def _fit(data: CampaignData, fid: Fidelities, notes: list[str]) -> tuple[MultiTa
         dtype=DTYPE,
     )
     y = torch.tensor([[sign * o.outcomes[name][0]] for o in data.completed], dtype=DTYPE)
-    d = space.dim
-    model = MultiTaskGP(
-        torch.cat([x, task], dim=1),
-        y,
-        task_feature=d,
-        all_tasks=list(range(len(fid.levels))),
-        input_transform=Normalize(
-            d=d + 1, indices=list(range(d)), bounds=surrogate.tensor(space.bounds)
-        ),
-        outcome_transform=Standardize(m=1),
-    )
-    try:
-        # 100 L-BFGS steps, as for the mixed kernel (surrogate.fit_columns): the task
-        # covariance's likelihood is flat and the default ran to ten seconds at 200 points
-        fit_gpytorch_mll(
-            ExactMarginalLogLikelihood(model.likelihood, model),
-            optimizer_kwargs={"options": {"maxiter": MAX_FIT_STEPS}},
-        )
-    except Exception as exc:  # a failed fit still leaves a usable model at the prior's values
-        notes.append(f"fit failed, kept the prior's hyperparameters: {exc}")
-    return model, time.perf_counter() - t0
+    return multitask.fit(space, x, task, y, len(fid.levels), notes)
 
 
 def tasks(fid: Fidelities) -> list[str]:
@@ -298,17 +274,6 @@ def _choose(
         why["chosen"] = []
         why["why"] = "no candidate at any level fits what is left of the cost budget"
     return picks, why
-
-
-def _task_covariance(model: MultiTaskGP) -> list[list[float]] | None:
-    """The learned covariance between levels (in standardised units), as plain floats."""
-    for module in model.modules():
-        if hasattr(module, "covar_matrix") and hasattr(module, "num_tasks"):
-            with torch.no_grad():
-                m: Any = getattr(module, "covar_matrix")  # noqa: B009 - a property, not a method
-                dense = m.to_dense() if hasattr(m, "to_dense") else m
-            return [[round(float(v), 6) for v in row] for row in dense.tolist()]
-    return None
 
 
 def _data_hash(data: CampaignData) -> str:
