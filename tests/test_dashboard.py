@@ -8,6 +8,7 @@ Screenshots of every view are written under the test's temp folder (``*.png``)."
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import shutil
@@ -354,3 +355,32 @@ def test_why_chosen_and_read_only_beyond_loopback(
         or not browser.find_element(By.ID, "controls").is_displayed()
     )
     assert count(db, "SELECT COUNT(*) FROM events WHERE kind = 'campaign_paused'") == 0
+
+
+def test_three_objectives_have_a_front_and_a_growing_hypervolume(tmp_path: Path) -> None:
+    """No browser: the data behind the front card, with a trial that every objective ranks
+    below another (it must be off the front) and the rest mutually non-dominated."""
+    from loopctl import Campaign
+    from loopctl.dashboard.data import Campaign as Page
+
+    spec = {
+        "name": "three",
+        "seed": 0,
+        "space": [{"name": n, "type": "range", "bounds": [0, 1]} for n in "ab"],
+        "objectives": [
+            {"name": "f", "goal": "minimize"},
+            {"name": "g", "goal": "minimize"},
+            {"name": "h", "goal": "maximize"},
+        ],
+        "budget": {"trials": 10},
+        "strategy": {"method": "sobol"},
+    }
+    db = tmp_path / "three.db"
+    values = [(1, 2, 3), (2, 1, 3), (2, 2, 2), (0.5, 3, 1), (3, 3, 4)]  # (2, 2, 2): dominated
+    with Campaign.create(spec, db) as c:
+        for t, (f, g, h) in zip(c.ask(len(values)), values, strict=True):
+            c.tell(t.id, {"f": f, "g": g, "h": h})
+    front = Page(str(db)).series()["pareto"]
+    assert sorted(front["on_front"]) == [0, 1, 3, 4]
+    hv = front["hv"]
+    assert hv[-1] > 0 and all(b >= a for a, b in itertools.pairwise(hv))

@@ -148,7 +148,7 @@ class Campaign:
 
     def series(self) -> dict[str, Any]:
         """Completed trials in order, columnar: number, id, how chosen, every objective and
-        every flat parameter column; the Pareto front and hypervolume for two objectives."""
+        every flat parameter column; the Pareto front and hypervolume for several objectives."""
         spec = self.spec
         with self.store() as store:
             strategies = dict(store.conn.execute("SELECT id, strategy FROM proposals"))
@@ -177,29 +177,30 @@ class Campaign:
         out["objectives"] = objs
         out["goals"] = {o.name: o.goal for o in spec.objectives}
         out["params"] = cols
-        if len(spec.objectives) == 2:
+        if len(spec.objectives) >= 2:
             out["pareto"] = self._front(objs)
         return out
 
     def _front(self, objs: dict[str, list[float | None]]) -> dict[str, Any]:
-        """Which completed trials are on the two-objective front, and the hypervolume of the
-        observed front as trials completed (reference point: the worst value seen of each)."""
-        o1, o2 = self.spec.objectives[0], self.spec.objectives[1]
-        a, b = objs[o1.name], objs[o2.name]
-        idx = [i for i in range(len(a)) if a[i] is not None and b[i] is not None]
-        pts = [(-o1.sign * float(a[i] or 0), -o2.sign * float(b[i] or 0)) for i in idx]
+        """Which completed trials are on the Pareto front of every objective (the page draws
+        it over the first two), and the hypervolume of the observed front as trials
+        completed (reference point: the worst value seen of each objective)."""
+        cols = [(objs[o.name], o.sign) for o in self.spec.objectives]
+        idx = [i for i in range(len(cols[0][0])) if all(c[i] is not None for c, _ in cols)]
+        pts = [tuple(-sign * float(c[i] or 0) for c, sign in cols) for i in idx]
         if not pts:
             return {"on_front": [], "hv": [], "hv_at": []}
         on = pareto.pareto_mask(pts)
-        ref = (max(p[0] for p in pts), max(p[1] for p in pts))
+        ref = tuple(max(p[j] for p in pts) for j in range(len(cols)))
+        volume = pareto.hypervolume_2d if len(cols) == 2 else pareto.hypervolume
         step = max(1, len(pts) // HV_POINTS)
-        front: list[tuple[float, float]] = []
+        front: list[tuple[float, ...]] = []
         hv, at = [], []
         for k, p in enumerate(pts):
             if not any(pareto.dominates(q, p) or q == p for q in front):
                 front = [q for q in front if not pareto.dominates(p, q)] + [p]
             if (k + 1) % step == 0 or k == len(pts) - 1:
-                hv.append(pareto.hypervolume_2d(front, ref))
+                hv.append(volume(front, ref))
                 at.append(k + 1)
         return {"on_front": [idx[i] for i, f in enumerate(on) if f], "hv": hv, "hv_at": at}
 

@@ -176,9 +176,9 @@ function renderSeries(d) {
     const p = plot({ w: 420, h: 300, x: range(xa), y: range(yb), xlabel: `${a} (${d.goals[a]})`, ylabel: `${b} (${d.goals[b]})`, legend: true });
     dots(p, xa.filter((_, i) => !on.has(i)), yb.filter((_, i) => !on.has(i)), "#90a4ae", 3, "dominated");
     const f = d.pareto.on_front.slice().sort((i, j) => xa[i] - xa[j]);
-    el("path", { d: f.map((i, k) => `${k ? "L" : "M"}${p.X(xa[i]).toFixed(1)} ${p.Y(yb[i]).toFixed(1)}`).join(""), stroke: COLORS.front, fill: "none", "stroke-dasharray": "3 2" }, p.g);
+    if (objs.length === 2) el("path", { d: f.map((i, k) => `${k ? "L" : "M"}${p.X(xa[i]).toFixed(1)} ${p.Y(yb[i]).toFixed(1)}`).join(""), stroke: COLORS.front, fill: "none", "stroke-dasharray": "3 2" }, p.g);
     dots(p, f.map((i) => xa[i]), f.map((i) => yb[i]), COLORS.front, 4, "front").setAttribute("id", "front-points");
-    legend(p, [["Pareto front", COLORS.front], ["dominated", "#90a4ae"]]);
+    legend(p, [[objs.length === 2 ? "Pareto front" : `front of all ${objs.length} objectives`, COLORS.front], ["dominated", "#90a4ae"]]);
     $("front").replaceChildren(p.svg);
     const hv = d.pareto.hv, at = d.pareto.hv_at;
     const q = plot({ w: 420, h: 300, x: range([0, ...at]), y: range([0, ...hv]), xlabel: "completed trials", ylabel: "hypervolume (ref: worst seen)" });
