@@ -175,10 +175,8 @@ def _warp_or_not(
     Only a single modelled column is compared (a warped constraint column would need its
     own choice), only when the warp is not the identity, and up to MAX_FIT observations.
     """
-    if warp != "auto" or tr.y.shape[1] != 1 or tr.warp(0).linear:
-        return warped, tr, why
-    if len(tr.y) > surrogate.MAX_FIT:  # fitted on a subset: the warp is kept, as is the GP
-        return warped, tr, why
+    # beyond MAX_FIT the GP is fitted on a subset, whose rows leave-one-out would need
+    if warp != "auto" or tr.y.shape[1] != 1 or tr.warp(0).linear or len(tr.y) > surrogate.MAX_FIT:
         return warped, tr, why
     plain_tr = surrogate.training_data(data, [], warp=False).head(1)
     plain = surrogate.fit_columns(data, plain_tr, [0], notes, kind)
