@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,18 +50,16 @@ def send_command(db: str, body: dict[str, Any]) -> str:
     return _over_socket(endpoint, body)
 
 
-def heartbeats(db: str, timeout_ms: int = 1_000) -> list[dict[str, Any]] | None:
-    """The drivers connected to the running controller, each with the seconds since it
-    was last heard from; None when no controller answers (none runs, or it is busy).
+def heartbeats(
+    controller: Mapping[str, Any], timeout_ms: int = 1_000
+) -> list[dict[str, Any]] | None:
+    """The drivers connected to the running controller that ``controller`` (the campaign's
+    `controller` record) describes, each with the seconds since it was last heard from;
+    None when no controller answers (none runs, or it is busy).
 
     Heartbeats live only in the controller's memory (writing each one would cost a commit
     per beat), so this asks it; it never takes the campaign's lock.
     """
-    try:
-        with Store.open(db, readonly=True) as store:
-            controller = store.meta("controller") or {}
-    except Exception:
-        return None
     endpoint = controller.get("operator")
     if not controller.get("running") or not endpoint:
         return None

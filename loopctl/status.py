@@ -59,7 +59,7 @@ def campaign_status(path: str) -> dict[str, Any]:
         if running:  # zmq only then: `status` of a stopped campaign stays light
             from loopctl.command import heartbeats
 
-            out["heartbeats"] = heartbeats(path)
+            out["heartbeats"] = heartbeats(controller)
         if spec.fidelities is not None:
             out["fidelities"] = fidelity_status(store, spec.fidelities, spec.budget.cost)
         if len(spec.objectives) == 1:

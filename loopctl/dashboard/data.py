@@ -83,7 +83,8 @@ class Campaign:
             # never the lock probe `status` makes: see loopctl.dashboard.liveness
             running = controller_running(self.path, bool(controller.get("running")))
             # heartbeats live in the controller's memory only: it is asked for them
-            heard = {d["name"]: d["seconds_since_heard"] for d in heartbeats(self.path) or []}
+            live = heartbeats(controller) if running else None
+            heard = {d["name"]: d["seconds_since_heard"] for d in live or []}
             drivers = [
                 {
                     "name": d["name"],
@@ -94,7 +95,7 @@ class Campaign:
                     "connected_at": d["connected_at"],
                     "updated_at": d["updated_at"],
                     "last_trial_activity": last_seen.get(d["name"]),
-                    "seconds_since_heard": heard.get(d["name"]) if running else None,
+                    "seconds_since_heard": heard.get(d["name"]),
                     "trials": by_driver.get(d["name"], {}),
                 }
                 for d in store.drivers()
