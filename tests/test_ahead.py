@@ -104,9 +104,11 @@ def test_replay_reproduces_ready_made_and_replacing_proposals(
     db = tmp_path / "r.db"
     ctl = procs.controller(_spec(tmp_path, 12, 1), db, ipc)
     # slower than a proposal: replacements land before the next result, and ready
-    # candidates pay (policy.ahead_pays: a proposal under 3 s here)
-    for i in range(2):
-        procs.driver(ipc, f"d{i}", "--latency", "6.0")
+    # candidates pay (policy.ahead_pays: a proposal under 3 s here). Unequal latencies:
+    # drivers in lockstep each take a ready candidate at the same result, leaving none to
+    # go stale (it happened once in a fresh-clone CI)
+    for i, latency in enumerate(("6.0", "9.0")):
+        procs.driver(ipc, f"d{i}", "--latency", latency)
     assert procs.exit_code(ctl, 240) == 0, procs.tail(ctl)
     evs = _events(db)
     replacing = [p for _, k, _, p in evs if k == "proposal_made" and p.get("replaces")]
