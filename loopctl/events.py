@@ -758,12 +758,17 @@ assert set(CATALOGUE) == set(EventKind), "every event kind needs its entry"
 # ---------------------------------------------------------------------- using it
 
 
+# by the kind's string (an EventKind, a StrEnum, finds its entry too): a dict look-up
+# instead of an enum construction, for every event appended, projected and folded
+_BY_NAME: dict[str, Kind] = {k.value: entry for k, entry in CATALOGUE.items()}
+
+
 def kind_of(kind: str) -> Kind:
     """The catalogue entry of a kind; an unknown kind is an error, never skipped."""
-    try:
-        return CATALOGUE[EventKind(kind)]
-    except ValueError:
-        raise PayloadError(f"unknown event kind {kind!r}") from None
+    entry = _BY_NAME.get(kind) if isinstance(kind, str) else None
+    if entry is None:
+        raise PayloadError(f"unknown event kind {kind!r}")
+    return entry
 
 
 _ABSENT = object()
@@ -796,14 +801,17 @@ def parse(kind: str, payload: Mapping[str, Any]) -> Any:
     return entry.payload(**{k: v for k, v in payload.items() if k in names})
 
 
-def project(conn: sqlite3.Connection, ev: Event) -> None:
+def project(conn: sqlite3.Connection, ev: Event, checked: Kind | None = None) -> None:
     """Apply one event to the derived tables. Pure fold: no checks of the lifecycle, no
-    clock, no I/O else; a payload that does not fit its kind raises :class:`PayloadError`."""
-    where = f"event {ev.seq}"
-    try:
-        entry = check_payload(ev.kind, ev.payload)
-    except PayloadError as exc:
-        raise PayloadError(f"{where}: {exc}") from None
+    clock, no I/O else; a payload that does not fit its kind raises :class:`PayloadError`.
+    ``checked``: the entry :func:`check_payload` returned for this very payload (the store
+    has just checked what it appends), so that it is not checked twice."""
+    entry = checked
+    if entry is None:
+        try:
+            entry = check_payload(ev.kind, ev.payload)
+        except PayloadError as exc:
+            raise PayloadError(f"event {ev.seq}: {exc}") from None
     entry.project(conn, ev)
 
 

@@ -126,8 +126,11 @@ def record_proposal(
     return ids
 
 
-def record_dispatch(b: Batch, tid: str, driver: str, deadline: float | None) -> int:
-    t = _trial(b.store, tid)
+def record_dispatch(
+    b: Batch, tid: str, driver: str, deadline: float | None, row: dict[str, Any] | None = None
+) -> int:
+    """``row``: the trial as the caller has just read it in this batch (else read here)."""
+    t = row if row is not None else _trial(b.store, tid)
     lifecycle.check("trial_dispatched", tid, t["status"])
     attempt = t["attempts"] + 1
     b.add("trial_dispatched", tid, {"driver": driver, "attempt": attempt, "deadline": deadline})
@@ -142,10 +145,12 @@ def record_result(
     driver: str,
     metadata: Mapping[str, Any] | None = None,
     cost: float | None = None,
+    row: dict[str, Any] | None = None,
 ) -> bool:
     """Record a result; False (and nothing written) when the trial already has one.
-    ``cost``: what the driver measured the trial cost (campaigns with fidelities)."""
-    t = _trial(b.store, tid)
+    ``cost``: what the driver measured the trial cost (campaigns with fidelities);
+    ``row``: the trial as the caller has just read it in this batch (else read here)."""
+    t = row if row is not None else _trial(b.store, tid)
     if t["status"] == lifecycle.COMPLETED:
         return False
     if t["attempts"] == 0:
@@ -575,15 +580,21 @@ class DataView:
         return _best_entry(self.store, self.spec, tid, value)
 
     def _catch_up(self, until: int | None = None) -> None:
+        # a writer's own events since the view's last, as it appended them: no read of the
+        # log (the controller's view, after every batch); else from the database
+        news: Iterable[Event] | None = None
         if self.seq:
-            row = self.store.conn.execute(
-                "SELECT hash FROM events WHERE seq = ?", (self.seq,)
-            ).fetchone()
-            if row is None or row[0] != self.last_hash:
-                self.reset()
+            news = self.store.appended(self.seq, self.last_hash)
+            if news is None:
+                row = self.store.conn.execute(
+                    "SELECT hash FROM events WHERE seq = ?", (self.seq,)
+                ).fetchone()
+                if row is None or row[0] != self.last_hash:
+                    self.reset()
         if not self.seq and until is None:
             self._load_tables()
-        for ev in self.store.events(since=self.seq):
+            news = None
+        for ev in news if news is not None else self.store.events(since=self.seq):
             if until is not None and ev.seq > until:
                 break
             self._fold(ev)

@@ -19,6 +19,7 @@ import socket
 import sqlite3
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +40,7 @@ FORMAT_VERSION = 2
 GENESIS = "0" * 64
 SYNC_MODES = ("FULL", "NORMAL", "EXTRA")
 PARAMS_CACHED = 4096  # trials whose parsed parameters a store keeps (Store.parameters)
+TAIL = 1024  # events a writer keeps after appending them, for its views (Store.appended)
 # events that number a new row: kind -> the table whose numbers they take
 _NUMBERED = {"trial_proposed": "trials", "trial_imported": "trials", "proposal_made": "proposals"}
 
@@ -123,6 +125,9 @@ class Store:
         # numbering a trial then costs no scan of the table; dropped with _last on rollback
         self._numbers: dict[str, int] = {}
         self._params: dict[str, tuple[str, dict[str, Any]]] = {}
+        # the events this writer appended last, as it wrote them: views fold them from here
+        # instead of reading them back; emptied with _last whenever a write is rolled back
+        self._tail: deque[Event] = deque(maxlen=TAIL)
         self.synchronous = "FULL"
         self._files: dict[str, int] = {}  # writer: path -> inode of the files it writes
 
@@ -394,7 +399,7 @@ class Store:
             ).fetchone()
             self._last = (row[0], row[1]) if row else (0, GENESIS)
         seq, prev = self._last[0] + 1, self._last[1]
-        check_payload(kind, payload, writing=True)
+        entry = check_payload(kind, payload, writing=True)
         kind = str(kind)  # an EventKind is written as its value
         t = time.time()
         payload_json = canonical(payload)
@@ -404,9 +409,11 @@ class Store:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (seq, t, kind, trial_id, payload_json, h),
         )
+        # the payload as a reader of the log gets it (a fresh object, JSON's types)
         ev = Event(seq, t, kind, trial_id, json.loads(payload_json), h)
-        project(self.conn, ev)
+        project(self.conn, ev, entry)
         self._last = (seq, h)
+        self._tail.append(ev)
         table = _NUMBERED.get(kind)
         if table is not None and table in self._numbers:
             self._numbers[table] = max(self._numbers[table], int(ev.payload["number"]))
@@ -416,6 +423,30 @@ class Store:
         """What was appended may have been rolled back: read the head and numbers again."""
         self._last = None
         self._numbers.clear()
+        self._tail.clear()
+
+    def appended(self, seq: int, h: str) -> list[Event] | None:
+        """The events this writer appended after event ``seq``, if that event (with hash
+        ``h``) is still the one it knows and it has kept every event since; None when the
+        caller must read the log instead (a reader's store, a rollback, a long gap)."""
+        if self._last is None or not self._tail:
+            return None
+        last = self._last[0]
+        if last == seq:
+            return [] if self._last[1] == h else None
+        tail = self._tail
+        first = tail[0].seq
+        if not first - 1 <= seq < last:
+            return None
+        if seq >= first and tail[seq - first].hash != h:
+            return None
+        if seq == first - 1:  # the one before the tail: its hash is the first's predecessor
+            return None if seq and not self._known(seq, h) else list(tail)
+        return list(tail)[seq - first + 1 :]
+
+    def _known(self, seq: int, h: str) -> bool:
+        row = self.conn.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()
+        return row is not None and row[0] == h
 
     # ------------------------------------------------------------------ reading
 
@@ -576,6 +607,7 @@ class Batch:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.events: list[Event] = []
+        self.rolled_back = False  # some savepoint in it was: memory may be ahead of the file
 
     def add(self, kind: str, trial_id: str | None, payload: Mapping[str, Any]) -> Event:
         ev = self.store._append(kind, trial_id, payload)
@@ -593,6 +625,7 @@ class Batch:
         except BaseException:
             conn.execute("ROLLBACK TO message")
             conn.execute("RELEASE message")
+            self.rolled_back = True
             del self.events[mark:]
             self.store._forget()
             raise

@@ -173,3 +173,40 @@ def test_read_only_file_is_clear_and_untouched(tmp_path: Path) -> None:
         st = loopctl("status", str(db), "--json")  # reading still works
         assert '"completed": 3' in st.stdout
     assert db.read_bytes() == content
+
+
+def test_a_writer_hands_its_views_the_events_it_appended_as_the_log_has_them(
+    tmp_path: Path,
+) -> None:
+    """Store.appended, what the controller's view folds instead of reading the log back:
+    the same events as the log, and None (read the log) whenever it cannot be sure."""
+    db = tmp_path / "c.db"
+    with Campaign.create(branin(tmp_path, strategy={"method": "sobol"}), db) as c:
+        store = c.store
+        for t in c.ask(3):
+            c.tell(t.id, {"y": 1.0})
+        head, head_hash = store.conn.execute(
+            "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        assert store.appended(head, head_hash) == []
+        assert store.appended(head, "0" * 64) is None  # not the event it knows
+        for since in (0, 1, head - 3, head - 1):
+            h = store.conn.execute("SELECT hash FROM events WHERE seq = ?", (since,)).fetchone()
+            got = store.appended(since, h[0] if h else "")
+            assert got == list(store.events(since=since))
+        # a handler rolled back after a view read its event: that event is gone
+        with store.batch() as b:
+            with pytest.raises(RuntimeError), b.savepoint():
+                b.add("campaign_paused", None, {"operator": "ana"})
+                gone = b.events[-1]
+                raise RuntimeError("handler failed halfway")
+            assert store.appended(gone.seq, gone.hash) is None
+            b.add("campaign_paused", None, {"operator": "bo"})
+        news = store.appended(head, head_hash)
+        assert news is not None and len(news) == 1
+        again = news[0]
+        assert again == next(store.events(since=head))
+        assert again.seq == gone.seq and again.hash != gone.hash
+        assert store.appended(gone.seq, gone.hash) is None
+    with Store.open(db, readonly=True) as reader:  # appended nothing: always the log
+        assert reader.appended(head, head_hash) is None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,18 @@ def _engine(seed: int, dim: int, start: int) -> qmc.Sobol:
             engine.fast_forward(start)
         _kept.engine = ((seed, dim), engine)
     return engine
+
+
+def _points(engine: qmc.Sobol, space: Any, needed: Callable[[], int]) -> Iterator[Any]:
+    """The sequence's next points as values, drawn in blocks of as many as are still
+    ``needed`` when a block runs out: the same points as one draw at a time (scipy's engine
+    gives them bit for bit), in one call per proposal instead of one per point, and never
+    one more than the proposal uses, so the engine stands where the next one starts."""
+    while True:
+        # the very first point alone: scipy warns of a first draw of other than 2**k points
+        k = 1 if engine.num_generated == 0 else max(1, needed())
+        for u in engine.random(k):
+            yield space.from_unit(u)
 
 
 class SobolStrategy:
@@ -63,8 +76,8 @@ class SobolStrategy:
             limit = len(space.pool)
         else:
             engine = _engine(data.spec.seed, dim, data.sobol_drawn)
-            source = (space.from_unit(engine.random(1)[0]) for _ in iter(int, 1))
             limit = (4096 if space.inequalities else 64) * (n + 1)
+            source = _points(engine, space, lambda: min(n - len(candidates), limit - drawn))
         # the tests come before each draw, so the engine stands at the next proposal's start
         while len(candidates) < n and drawn < limit:
             values = next(source, None)
