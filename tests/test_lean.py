@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from loopctl.canonical import canonical
+from loopctl.store import event_header
 from tests.conftest import ENV, ROOT, scaled
 
 
@@ -61,3 +68,24 @@ def test_without_refuses_inside_and_restores_after() -> None:
         "print(colorsys.rgb_to_hsv(1.0, 0.0, 0.0))\n"
     )
     assert got.splitlines() == ["refused", "/", "(0.0, 1.0, 1.0)"], got
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    seq=st.one_of(st.integers(), st.booleans(), st.floats(), st.text()),
+    t=st.one_of(st.floats(allow_nan=False), st.integers(), st.text(), st.none()),
+    kind=st.one_of(st.text(), st.integers(), st.none()),
+    trial_id=st.one_of(st.none(), st.text(), st.integers()),
+)
+def test_event_header_is_the_canonical_text(seq: Any, t: Any, kind: Any, trial_id: Any) -> None:
+    """Written out directly for speed, the header an event's hash covers must be the very
+    text canonical() makes of it, for what the log holds and for what a tampered row may
+    hold (other types: those go through canonical() itself, which refuses infinities)."""
+    header = {"seq": seq, "time": t, "kind": kind, "trial_id": trial_id}
+    try:
+        want = canonical(header)
+    except ValueError:
+        with pytest.raises(ValueError):
+            event_header(seq, t, kind, trial_id)
+        return
+    assert event_header(seq, t, kind, trial_id) == want
