@@ -263,34 +263,36 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=7, help="timed runs per command")
     ap.add_argument("--root", action="append", help="checkout to measure (repeatable)")
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--only-memory", action="store_true", help="no databases, no timing")
     ap.add_argument("--memory-trials", type=int, default=40)
     args = ap.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     roots = [Path(r).resolve() for r in args.root or [str(HERE)]]
     print(f"load before: {load()}", flush=True)
-    dbs = {n: database(out, n, env_for(roots[-1], out)) for n in args.sizes}
+    if not args.only_memory:
+        dbs = {n: database(out, n, env_for(roots[-1], out)) for n in args.sizes}
 
-    times = time_commands(roots, dbs, args.runs, out)
-    print(f"\nload after timing: {load()}\n")
-    print("| checkout | launcher | command | trials | median s | min s | target s |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for (checkout, lname, cname, size), ts in times.items():
-        target = TARGETS.get(size, float("nan"))
-        med = statistics.median(ts)
-        flag = "" if med <= target else " (over)"
-        print(
-            f"| {checkout} | {lname} | {cname} | {size} | {med:.3f}{flag} | {min(ts):.3f} | "
-            f"{target} |"
-        )
+        times = time_commands(roots, dbs, args.runs, out)
+        print(f"\nload after timing: {load()}\n")
+        print("| checkout | launcher | command | trials | median s | min s | target s |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for (checkout, lname, cname, size), ts in times.items():
+            target = TARGETS.get(size, float("nan"))
+            med = statistics.median(ts)
+            flag = "" if med <= target else " (over)"
+            print(
+                f"| {checkout} | {lname} | {cname} | {size} | {med:.3f}{flag} | {min(ts):.3f} | "
+                f"{target} |"
+            )
 
-    print("\nimport time of `status` (the smallest database), ms of each package's own code:")
-    _, db = dbs[min(dbs)]
-    for root in roots:
-        total, per = import_profile(root, ["status", str(db)], out)
-        heavy = [name for name, _ in per if name in HEAVY]
-        top = ", ".join(f"{name} {ms:.0f}" for name, ms in per[:8])
-        print(f"- {root.name}: {total:.0f} ms in all; heavy: {heavy or 'none'}; top: {top}")
+        print("\nimport time of `status` (the smallest database), ms of each package's own code:")
+        _, db = dbs[min(dbs)]
+        for root in roots:
+            total, per = import_profile(root, ["status", str(db)], out)
+            heavy = [name for name, _ in per if name in HEAVY]
+            top = ", ".join(f"{name} {ms:.0f}" for name, ms in per[:8])
+            print(f"- {root.name}: {total:.0f} ms in all; heavy: {heavy or 'none'}; top: {top}")
 
     if not args.skip_memory:
         print(f"\ncontroller of a {args.memory_trials}-trial default-strategy campaign:")
