@@ -219,7 +219,7 @@ def _differences(scratch: sqlite3.Connection, store: Store) -> list[Difference]:
     Both sides are read in key order and compared as they come, so a check holds two
     rows at a time rather than two copies of every table (100,000 imported trials
     took 330 MB that way). Rows are compared as tuples of the same columns, named only
-    where they differ: a dict per row on each side was a third of a 10,000-trial check."""
+    where they differ: a dict per row on each side was about a third of the comparison."""
     out: list[Difference] = []
     for table, key in DERIVED.items():
         columns = _columns(scratch, table)
