@@ -12,6 +12,12 @@ import hashlib
 import json
 from typing import Any
 
+# what json.dumps(obj, **these options) builds for every call; one instance keeps no state
+# between calls, and made once it halves the cost of a small object (an event's header)
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
 
 def canonical(obj: Any) -> str:
     """Sorted keys, no spaces, UTF-8 as is; NaN and infinity are refused, never stored.
@@ -19,9 +25,7 @@ def canonical(obj: Any) -> str:
     Floats are written with ``repr``, which reads back to the same float, so
     ``canonical(json.loads(canonical(x))) == canonical(x)`` for anything storable.
     """
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    return _ENCODER.encode(obj)
 
 
 def sha256_hex(text: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import socket
 import sqlite3
@@ -22,6 +23,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from json.encoder import encode_basestring as _json_string  # what canonical() writes strings with
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -49,8 +51,25 @@ def event_hash(
     prev_hash: str, seq: int, t: float, kind: str, trial_id: str | None, payload_json: str
 ) -> str:
     """sha256(prev_hash + canonical event); seq, time and kind are covered too."""
-    body = canonical({"seq": seq, "time": t, "kind": kind, "trial_id": trial_id})
-    return sha256_hex(prev_hash + body + payload_json)
+    return sha256_hex(prev_hash + event_header(seq, t, kind, trial_id) + payload_json)
+
+
+def event_header(seq: int, t: float, kind: str, trial_id: str | None) -> str:
+    """``canonical({"seq": seq, "time": t, "kind": kind, "trial_id": trial_id})``, written
+    out directly for the values the log holds (a fifth of the time: every check of the
+    chain makes one per event); anything else, as a tampered row may hold, goes through
+    :func:`canonical` itself."""
+    if (
+        type(seq) is int
+        and type(t) is float
+        and type(kind) is str
+        and (trial_id is None or type(trial_id) is str)
+        and math.isfinite(t)
+    ):
+        tid = "null" if trial_id is None else _json_string(trial_id)
+        head = f'{{"kind":{_json_string(kind)},"seq":{seq},"time":{float.__repr__(t)},'
+        return f'{head}"trial_id":{tid}}}'
+    return canonical({"seq": seq, "time": t, "kind": kind, "trial_id": trial_id})
 
 
 SCHEMA = """

@@ -27,7 +27,11 @@ import torch
 from botorch.models.model import Model
 from botorch.posteriors.gpytorch import GPyTorchPosterior
 from gpytorch.distributions import MultitaskMultivariateNormal, MultivariateNormal
-from sklearn.ensemble import RandomForestRegressor
+
+from loopctl.import_guard import without
+
+with without("pandas"):  # scikit-learn would load pandas and pyarrow (65 MB) for nothing
+    from sklearn.ensemble import RandomForestRegressor
 
 TREES = 100
 VARIANCE_FLOOR = 1e-6  # relative to the outcome's variance: all trees agreeing is not certainty
