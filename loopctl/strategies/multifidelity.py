@@ -73,9 +73,10 @@ class MultiFidelityStrategy:
             surrogate.set_threads(len(data.completed))
             model, fit_s = _fit(data, fid, fit_notes)
             t1 = time.perf_counter()
-            rows = _candidates(data) + _local_candidates(data, fid, model)
+            shared = _candidates(data)  # scored at every level
+            rows = shared + _local_candidates(data, fid, model)  # at the target only
             scored = _score(data, fid, model, rows)
-            picks, why = _choose(data, fid, scored, rows, n)
+            picks, why = _choose(data, fid, scored, rows, n, len(shared))
             opt_s = time.perf_counter() - t1
         notes = fit_notes + list(
             dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught)
@@ -151,20 +152,25 @@ def _candidates(data: CampaignData) -> list[Mapping[str, Any]]:
 def _local_candidates(
     data: CampaignData, fid: Fidelities, model: MultiTaskGP
 ) -> list[Mapping[str, Any]]:
-    """Seeded perturbations of the measured points the model rates best at the target.
+    """Seeded perturbations of the target-level points the model rates best there.
 
     Without them the acquisition only ranks a fixed Sobol sample, whose spacing in 3-d
     (1,024 points: ~0.1 of each range) is coarser than the target's optimum needs: the
     target regret then stalls at the sample's resolution. Around each of the
     ``LOCAL_CENTRES`` best points ``LOCAL_PER_CENTRE`` Gaussian steps of a tenth, a
     thirtieth and a hundredth of each range (continuous spaces only; pools have their rows).
+    They are offered at the target level only: refining the cheap level's optimum, which a
+    biased level puts elsewhere, spent the budget there (AugmentedBranin, s = 0.5).
     """
     space = data.space
     if space.pool or not data.completed:
         return []
     order = tasks(fid)
     t = order.index(fid.target)
-    seen = surrogate.tensor(space.encode_many([o.parameters for o in data.completed]))
+    at_target = [o for o in data.completed if data.fidelity_of(o.fidelity) == fid.target]
+    if not at_target:
+        return []
+    seen = surrogate.tensor(space.encode_many([o.parameters for o in at_target]))
     with torch.no_grad():
         col = torch.full((len(seen), 1), float(t), dtype=DTYPE)
         mean = model.posterior(torch.cat([seen, col], 1)).mean.reshape(-1)
@@ -256,9 +262,11 @@ def _choose(
     scored: Mapping[str, list[dict[str, float]]],
     rows: Sequence[Mapping[str, Any]],
     n: int,
+    shared: int,
 ) -> tuple[list[tuple[int, str, dict[str, float]]], dict[str, Any]]:
     """The best ``n`` (candidate, level) pairs with distinct parameters that the cost
-    budget allows, skipping pairs already measured or under way; and why."""
+    budget allows, skipping pairs already measured or under way; and why. Rows from
+    ``shared`` on (the local steps) are offered at the target level only."""
     space = data.space
     taken: set[tuple[Any, str]] = set()
     for o in data.completed:
@@ -275,7 +283,7 @@ def _choose(
             (-s["acq"], fid.names.index(level), i, level)
             for level, per in scored.items()
             for i, s in enumerate(per)
-            if (keys[i], level) not in taken
+            if (keys[i], level) not in taken and (i < shared or level == fid.target)
         ),
     )
     left = math.inf if data.cost_left is None else data.cost_left
@@ -292,7 +300,11 @@ def _choose(
         left -= cost
     per_level: dict[str, Any] = {}
     for level, per in scored.items():
-        free = [i for i in range(len(per)) if (keys[i], level) not in taken]
+        free = [
+            i
+            for i in range(len(per))
+            if (keys[i], level) not in taken and (i < shared or level == fid.target)
+        ]
         if not free:
             per_level[level] = None
             continue
