@@ -581,7 +581,7 @@ class Controller:
                 self._guarded(b, out, "dispatch", self._dispatch)
                 return True
 
-            if not await self._commit(work, resync=True):
+            if not await self._commit(work):
                 replies = [
                     protocol.make(
                         "ERROR",
@@ -1417,7 +1417,6 @@ class Controller:
         self,
         work: Callable[[Batch, PendingReplies], bool],
         unrecorded: Callable[[PendingReplies], None] | None = None,
-        resync: bool = False,
     ) -> bool:
         """Run ``work`` in one transaction, then send the replies it collected.
 
@@ -1426,21 +1425,20 @@ class Controller:
         unacknowledged results and re-send them, so a full or locked disk delays a
         campaign but loses nothing. If the transaction cannot even begin (another
         program holds the write lock), ``work`` never runs and ``unrecorded`` answers
-        instead. Unless the batch committed whole (no part of it rolled back), the drivers'
-        holdings in memory are then read back from the database, so a rolled-back dispatch
-        cannot leave a slot taken that no trial fills; a whole commit has recorded every
-        change made to them in memory, which then needs no reading back (``resync``: read
-        them back all the same, after work that does not keep them, an operator's).
+        instead. Whatever happened, the drivers' holdings in memory are then read back
+        from the database, so a rolled-back dispatch cannot leave a slot taken that no
+        trial fills. (Reading them back only after a batch that did not commit whole saved
+        a little CPU per result, but then any path that changes a holding in the database
+        without the same change in memory leaves a slot taken for good: not worth the risk.)
         """
         out = PendingReplies()
-        began = whole = False
+        began = False
         try:
             try:
                 with self.store.batch() as b:
                     began = True
                     changed = work(b, out)
                     faults.inject("commit")
-                whole = not b.rolled_back
             except StoreError as exc:
                 log.error("%s", exc)
                 if not began and unrecorded is not None:
@@ -1458,8 +1456,7 @@ class Controller:
             self._check_done()
             return changed
         finally:
-            if resync or not whole:
-                self._resync()
+            self._resync()
 
     def _resync(self) -> None:
         running: dict[str, set[str]] = {}

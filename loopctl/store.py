@@ -626,7 +626,6 @@ class Batch:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.events: list[Event] = []
-        self.rolled_back = False  # some savepoint in it was: memory may be ahead of the file
 
     def add(self, kind: str, trial_id: str | None, payload: Mapping[str, Any]) -> Event:
         ev = self.store._append(kind, trial_id, payload)
@@ -644,7 +643,6 @@ class Batch:
         except BaseException:
             conn.execute("ROLLBACK TO message")
             conn.execute("RELEASE message")
-            self.rolled_back = True
             del self.events[mark:]
             self.store._forget()
             raise
