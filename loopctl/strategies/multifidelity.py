@@ -278,12 +278,16 @@ def _choose(
         for level in fid.names:
             taken.add((space.key(p), level))
     keys = [space.key(r) for r in rows]
+
+    def offered(i: int, level: str) -> bool:  # not yet measured or under way at that level
+        return (keys[i], level) not in taken and (i < shared or level == fid.target)
+
     ranked = sorted(
         (
             (-s["acq"], fid.names.index(level), i, level)
             for level, per in scored.items()
             for i, s in enumerate(per)
-            if (keys[i], level) not in taken and (i < shared or level == fid.target)
+            if offered(i, level)
         ),
     )
     left = math.inf if data.cost_left is None else data.cost_left
@@ -300,11 +304,7 @@ def _choose(
         left -= cost
     per_level: dict[str, Any] = {}
     for level, per in scored.items():
-        free = [
-            i
-            for i in range(len(per))
-            if (keys[i], level) not in taken and (i < shared or level == fid.target)
-        ]
+        free = [i for i in range(len(per)) if offered(i, level)]
         if not free:
             per_level[level] = None
             continue
