@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loopctl.drivers.executor import ExecutorDriver
+from loopctl.drivers.executor import ExecutorDriver, log
 from loopctl.errors import LoopctlError
 
 
@@ -42,6 +42,8 @@ class DaskDriver(ExecutorDriver):
                     n_workers=local, threads_per_worker=1, dashboard_address=None
                 )
             self.client = Client(self._cluster)
+            # printed so that a user can watch it (a Client, the dashboard) or reach a worker
+            log.info("local Dask cluster: scheduler at %s", self._cluster.scheduler_address)
         elif scheduler is not None:
             self.client = Client(scheduler)
         else:
