@@ -302,3 +302,15 @@ def test_the_digests_see_types_and_exact_values() -> None:
         conn.execute("UPDATE observations SET value = ?", (v,))
         seen.append(tables_digest(conn))
     assert len(set(seen)) == 4, seen
+
+
+def test_a_checkpoint_of_another_loopctl_is_not_used(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its fold need not be this one's: signed by the same key, but checked in full again."""
+    with monkeypatch.context() as m:
+        m.setattr(verified, "fold_id", lambda: "0.0.1 3.11 another fold")
+        assert verified.record(str(db), _point(db))
+    v = checked(db)
+    assert v.ok and "made by another loopctl version" in v.tables, v.tables
+    assert checked(db).tables.startswith("unchanged")
