@@ -30,12 +30,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
+import marshal
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 from loopctl import verified
@@ -158,9 +157,9 @@ def _utc(t: float) -> str:
 
 
 def log_digest(conn: sqlite3.Connection) -> str:
-    """sha256 of every event row, every column, in order (see :func:`_pickled`)."""
+    """sha256 of every event row, every column, in order (see :func:`_marshalled`)."""
     h = hashlib.sha256()
-    _pickled(h, conn.execute("SELECT * FROM events ORDER BY seq"), "events")
+    _marshalled(h, conn.execute("SELECT * FROM events ORDER BY seq"), "events")
     return h.hexdigest()
 
 
@@ -178,21 +177,20 @@ def tables_digest(conn: sqlite3.Connection) -> str:
         except sqlite3.Error as exc:
             h.update(f"{table}: {exc}".encode())
             continue
-        _pickled(h, cur, table, made)
+        _marshalled(h, cur, table, made)
     return h.hexdigest()
 
 
-def _pickled(h: Any, cur: sqlite3.Cursor, *head: Any) -> None:
-    """Feed ``head``, the column names and every row of ``cur`` to the hash ``h``, pickled
-    without a memo: every value goes in with its type and exact bits (a float's eight
-    bytes, not a rounded text), and the bytes depend on the values only, never on which
-    objects hold them. Equal rows give equal digests; a changed value, row or column,
-    another. In C but for one call per 4,096 rows: a tenth of recomputing the chain."""
-    pickler = pickle.Pickler(SimpleNamespace(write=h.update), protocol=5)
-    pickler.fast = True
-    pickler.dump((*head, [c[0] for c in cur.description]))
+def _marshalled(h: Any, cur: sqlite3.Cursor, *head: Any) -> None:
+    """Feed ``head``, the column names and every row of ``cur`` to the hash ``h``, in
+    marshal's version 2 (no references between objects): every value goes in with its type
+    and exact bits (a float's eight bytes, not a rounded text), and the bytes depend on the
+    values only, never on which objects hold them. Equal rows give equal digests; a changed
+    value, row or column, another. In C but for one call per 4,096 rows: under half the
+    time of recomputing the chain; and marshal, unlike pickle, costs no import."""
+    h.update(marshal.dumps((*head, [c[0] for c in cur.description]), 2))
     while rows := cur.fetchmany(4096):
-        pickler.dump(rows)
+        h.update(marshal.dumps(rows, 2))
 
 
 def _skip(table: str) -> str:

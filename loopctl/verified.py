@@ -134,7 +134,7 @@ def fold_id() -> str:
     """Which check a checkpoint was proven with: loopctl's version, the source of the
     modules that make and compare the fold (the event catalogue with its projections, the
     lifecycle, the tables' schema, the comparison) and Python's version (the digests
-    pickle the rows). A checkpoint of any other is not used: what another loopctl's fold
+    marshal the rows). A checkpoint of any other is not used: what another loopctl's fold
     made need not be what this one makes. (About a millisecond: four files read.)"""
     h = hashlib.sha256()
     integrity = importlib.import_module("loopctl.integrity")  # which imports this module
