@@ -7,9 +7,10 @@ yet between two commands the usual change is none at all. So once a check passes
 *checkpoint* is recorded: the log's length, its last event's hash, and digests of every
 event row and of the derived tables' contents. A later check reads both again: if the log
 still ends at the same event and both digests are the same, the log and the tables are,
-to the byte, what was proven consistent, and the verdict stands (0.3 s instead of 1.7 s
-for 34,000 events). Anything else (new events, any change to an event, a table or the
-checkpoint, no checkpoint) means the full check, with today's messages.
+to the byte, what was proven consistent, and the verdict stands (for 34,000 events at load
+12, 0.37 s, against 0.38 s for recomputing the chain alone and over a second for the fold).
+Anything else (new events, any change to an event, a table or the checkpoint, no
+checkpoint) means the full check, with the messages it always gave.
 
 The checkpoint sits in the file it vouches for, so whoever can edit the file could write
 one that matches an edited log. It is therefore signed (HMAC-SHA256) with a key of the
