@@ -15,8 +15,9 @@ cannot make them disagree with each other:
 * the derived tables (``trials``, ``observations``, ``proposals``, ``drivers``, ``meta``)
   against a fold of the log into a scratch database, row by row -- unless a verified
   checkpoint (:mod:`loopctl.verified`) shows that neither the log nor the tables changed
-  since a full check proved them consistent: then the fold (most of the time: over a
-  second for 34,000 events) is skipped and a digest of the tables compared instead.
+  since a full check proved them consistent: then that check's verdict stands, and the
+  chain's recomputation and the fold (over a second for 34,000 events) give way to
+  digests of the events and of the tables.
 
 A problem names the first event whose effect no longer matches: for a differing value, the
 event that set that column, not merely the last event to touch its row (a trial's edited
@@ -153,7 +154,10 @@ def _why_full(found: verified.Found, full: bool, events: int, head: str) -> str:
 
 
 def _utc(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    try:  # the time is the checkpoint's, unsigned (said, never relied on): anything goes
+        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, TypeError, ValueError):
+        return f"an unreadable time ({t!r:.40})"
 
 
 def log_digest(conn: sqlite3.Connection) -> str:
