@@ -1,7 +1,7 @@
 """Lean processes: how long the reading commands take, what they import, and how much
 memory a campaign's controller holds at its peak.
 
-    python bench/lean.py [--out DIR] [--sizes 100 10000] [--runs 7]
+    python bench/lean.py [--out DIR] [--sizes 100 10000] [--runs 7] [--cold]
                          [--root CHECKOUT ...] [--skip-memory] [--memory-trials 40]
 
 Builds (or reuses, in ``--out``) one campaign database per size with the real controller
@@ -11,6 +11,11 @@ trials in about half a minute), then times whole commands, interpreter start inc
 campaign file: its cost does not depend on the database), each through the venv's
 ``loopctl`` console script and through ``python -m loopctl``, as the median of ``--runs``
 runs interleaved across commands and checkouts so that a burst of load hits them all.
+A reading command leaves a verified checkpoint in the database (loopctl.verified) after
+its first, full, check, and the later ones use it: the warm-up run makes it, so the times
+are of a campaign read before. ``--cold`` also times the last checkout with the checkpoints
+dropped before every run (a first read, or a campaign still running: the full check, and
+the checkpoint's write).
 
 Every ``--root`` is a checkout whose ``loopctl`` package is measured (``PYTHONPATH``), so a
 before/after comparison runs in one go on the same load: ``git archive BASE loopctl
@@ -148,24 +153,48 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
     return took
 
 
+def forget_checkpoints(db: Path) -> None:
+    """Drop the verified checkpoints (loopctl.verified) a reading command left: its next
+    run makes the full check, as the first read of a campaign, or one still running, does."""
+    conn = sqlite3.connect(db)
+    try:
+        conn.execute("DELETE FROM verified")
+        conn.commit()
+    except sqlite3.OperationalError:  # no such table: none was ever written
+        pass
+    finally:
+        conn.close()
+
+
 def time_commands(
-    roots: list[Path], dbs: dict[int, tuple[Path, Path]], runs: int, out: Path
+    roots: list[Path], dbs: dict[int, tuple[Path, Path]], runs: int, out: Path, cold: bool
 ) -> dict[tuple[str, str, str, int], list[float]]:
-    """(checkout, launcher, command, size) -> seconds of each run."""
+    """(checkout, launcher, command, size) -> seconds of each run. ``cold``: also the last
+    checkout with no checkpoint in the database at each run (named ``NAME cold``)."""
     plan = [
-        (root, lname, cname, size, [*launch, *argv])
+        (root, "", lname, cname, size, db, [*launch, *argv])
         for root in roots
         for lname, launch in launchers().items()
         for size, (spec, db) in dbs.items()
         for cname, argv in commands(spec, db).items()
     ]
-    for root, _, _, _, argv in plan:  # warm: byte code compiled, pages in the file cache
+    if cold:
+        plan += [
+            (root, " cold", lname, cname, size, db, argv)
+            for root, _, lname, cname, size, db, argv in plan
+            if root == roots[-1] and cname != "validate"  # validate reads no database
+        ]
+    for root, _, _, _, _, _, argv in plan:  # warm: byte code, pages in the file cache
         timed(argv, env_for(root, out))
     got: dict[tuple[str, str, str, int], list[float]] = {}
     for _ in range(runs):
-        for root, lname, cname, size, argv in plan:
-            key = (root.name or str(root), lname, cname, size)
+        for root, temp, lname, cname, size, db, argv in plan:
+            if temp:
+                forget_checkpoints(db)
+            key = ((root.name or str(root)) + temp, lname, cname, size)
             got.setdefault(key, []).append(timed(argv, env_for(root, out)))
+            if temp:  # checkpointed again, whatever the cold run managed, for the warm ones
+                timed(argv, env_for(root, out))
     return got
 
 
@@ -262,6 +291,12 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 10_000])
     ap.add_argument("--runs", type=int, default=7, help="timed runs per command")
     ap.add_argument("--root", action="append", help="checkout to measure (repeatable)")
+    ap.add_argument(
+        "--cold",
+        action="store_true",
+        help="also time the last checkout with the database's verified checkpoints dropped "
+        "before every run (a first read; a campaign still running)",
+    )
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--only-memory", action="store_true", help="no databases, no timing")
     ap.add_argument("--memory-trials", type=int, default=40)
@@ -273,7 +308,7 @@ def main() -> None:
     if not args.only_memory:
         dbs = {n: database(out, n, env_for(roots[-1], out)) for n in args.sizes}
 
-        times = time_commands(roots, dbs, args.runs, out)
+        times = time_commands(roots, dbs, args.runs, out, args.cold)
         print(f"\nload after timing: {load()}\n")
         print("| checkout | launcher | command | trials | median s | min s | target s |")
         print("| --- | --- | --- | --- | --- | --- | --- |")

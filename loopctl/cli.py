@@ -343,7 +343,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from loopctl.store import Store
 
     with Store.open(args.db, readonly=True) as store:
-        report = audit(store, args.expect_head, args.receipts)
+        report = audit(store, args.expect_head, args.receipts, full=args.full)
         if args.replay and report["ok"]:
             from loopctl.integrity import stored_spec
             from loopctl.replay import format_replay, replay

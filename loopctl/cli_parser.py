@@ -344,6 +344,12 @@ def _reading_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "by proposal, whether the same candidates come out (loads the models: slower)",
     )
     c.add_argument(
+        "--full",
+        action="store_true",
+        help="fold the whole log again and compare every table row, even if nothing changed "
+        "since the last full check (by default a verified checkpoint then stands in for it)",
+    )
+    c.add_argument(
         "--expect-head",
         metavar="HASH",
         help="a head hash printed by an earlier audit and kept elsewhere: fail unless this "

@@ -23,11 +23,12 @@ def _iso(t: float | None) -> str | None:
 def trial_rows(store: Store, spec: Spec) -> list[dict[str, Any]]:
     """One row per trial: id, state, parameters, outcomes (with sem), driver, timestamps."""
     obs = store.observations()
-    strategies = {p["id"]: p["strategy"] for p in store.proposals()}
-    entered = {
-        tid: json.loads(payload).get("metadata") or {}
-        for tid, payload in store.conn.execute(
-            "SELECT trial_id, payload FROM events "
+    # the strategy only, not every proposal's diagnostics parsed (a sixth of an export)
+    strategies = dict(store.conn.execute("SELECT id, strategy FROM proposals"))
+    entered = {  # the metadata only, not each whole result parsed
+        tid: (json.loads(meta) if meta else None) or {}
+        for tid, meta in store.conn.execute(
+            "SELECT trial_id, json_extract(payload, '$.metadata') FROM events "
             "WHERE kind IN ('trial_completed', 'trial_imported')"
         )
     }
@@ -36,6 +37,7 @@ def trial_rows(store: Store, spec: Spec) -> list[dict[str, Any]]:
     extra = sorted({k for m in entered.values() for k in m if k not in standard})
     fid = spec.fidelities
     spent = costs.from_store(store.conn, fid) if fid is not None else {}
+    metrics = spec.metric_names  # a property that builds its list: once, not per trial
     rows = []
     for t in store.trials():
         row: dict[str, Any] = {
@@ -49,8 +51,10 @@ def trial_rows(store: Store, spec: Spec) -> list[dict[str, Any]]:
             row["fidelity"] = c.fidelity or fid.target
             row["cost"] = costs.trial_cost(fid, c)
         row.update(flat(spec.space, t["parameters"]))
-        for name in spec.metric_names:
-            value, sem = obs.get(t["id"], {}).get(name, (None, None))
+        meta = entered.get(t["id"], {})
+        measured = obs.get(t["id"], {})
+        for name in metrics:
+            value, sem = measured.get(name, (None, None))
             row[name] = value
             row[f"{name}_sem"] = sem
         row.update(
@@ -61,12 +65,12 @@ def trial_rows(store: Store, spec: Spec) -> list[dict[str, Any]]:
                 "started_at": _iso(t["started_at"]),
                 "finished_at": _iso(t["finished_at"]),
                 "reason": t["reason"],
-                "operator": entered.get(t["id"], {}).get("operator"),
-                "notes": entered.get(t["id"], {}).get("notes"),
-                "entered_at": entered.get(t["id"], {}).get("entered_at"),
+                "operator": meta.get("operator"),
+                "notes": meta.get("notes"),
+                "entered_at": meta.get("entered_at"),
             }
         )
-        row.update({k: entered.get(t["id"], {}).get(k) for k in extra if k not in row})
+        row.update({k: meta.get(k) for k in extra if k not in row})
         rows.append(row)
     return rows
 
@@ -81,11 +85,13 @@ def _safe(v: Any) -> Any:
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
+    """The columns of the first row, in its order (every row has the same keys)."""
     buf = io.StringIO()
     if rows:
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        w.writeheader()
-        w.writerows({k: _safe(v) for k, v in r.items()} for r in rows)
+        names = list(rows[0])
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(names)
+        w.writerows([_safe(v) for v in map(r.get, names)] for r in rows)
     return buf.getvalue()
 
 

@@ -17,14 +17,20 @@ from tests.conftest import loopctl
 from tests.specs import branin
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
+@pytest.fixture(params=["new", "checked"])
+def db(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """A small campaign; ``checked``: read once already, so that the edits every test
+    makes come after a verified checkpoint (loopctl.verified), and must be caught alike."""
     path = tmp_path / "a.db"
     with Campaign.create(branin(tmp_path, strategy={"method": "sobol"}), path) as c:
         for t in c.ask(4):
             c.tell(t.id, {"y": t.parameters["x1"] ** 2})
         (t,) = c.ask()
         c.fail(t.id, "film did not form")
+    if request.param == "checked":
+        loopctl("status", str(path))
+        said = loopctl("audit", str(path)).stdout
+        assert "tables: unchanged since checked in full" in said, said[:500]
     return path
 
 
@@ -205,7 +211,7 @@ def test_an_edited_event_is_named_itself_not_the_one_after(
     report = json.loads(r.stdout)
     assert report["first_bad_event"] == seq, report["problems"]
     text = loopctl("audit", str(db), check=False).stdout
-    assert f"first bad: event {seq})" in text.splitlines()[3], text[:2000]
+    assert f"first bad: event {seq})" in text.splitlines()[4], text[:2000]
     r = loopctl("status", str(db), check=False)  # the readers name the same event
     assert r.returncode == 1 and f"(first bad: event {seq})" in r.stderr, r.stderr
 

@@ -215,12 +215,15 @@ def test_a_finished_campaign_is_intact_for_every_reader(
 # ------------------------------------------------------------------ edits are caught
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
+@pytest.fixture(params=["new", "checked"])
+def db(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """``checked``: read once already, so that the edit comes after a verified checkpoint."""
     path = tmp_path / "e.db"
     with Campaign.create(branin(tmp_path, strategy={"method": "sobol"}), path) as c:
         for t in c.ask(3):
             c.tell(t.id, {"y": t.parameters["x1"] ** 2})
+    if request.param == "checked":
+        assert main(["status", str(path)]) == 0
     return path
 
 
