@@ -292,6 +292,12 @@ class Controller:
         self.stop_reason: str | None = None
         self.finished = False
         self._tell_drivers = False  # send SHUTDOWN when stopping (finished, or a fatal error)
+        # after SHUTDOWN went out (see _linger): every driver that speaks is told SHUTDOWN,
+        # and the names still awaited are those it may not have reached
+        self._over = False
+        self._awaited: set[str] = set()
+        self._lost_at: dict[str, float] = {}  # driver name -> when it was last lost
+        self._names: dict[bytes, str] = {}  # a connection not (or no longer) in drivers -> name
         self._proposing = False
         self._propose_after = 0.0  # monotonic time before which no proposal is tried
         self._failures: dict[str, int] = {}  # stage -> failures in a row
@@ -386,6 +392,8 @@ class Controller:
                 await self._wake.wait()
                 self._wake.clear()
                 await self._pump()
+            if self._tell_drivers and not tasks[0].done():
+                await self._linger()
         except Exception as exc:
             self._died("main loop", exc)
         finally:
@@ -430,11 +438,71 @@ class Controller:
         for t in self.store.trials(lifecycle.RUNNING):
             ledger.record_in_doubt(b, t["id"], until)
 
+    def linger_bound(self) -> float:
+        """The longest an SDK driver that lost its connection takes to say HELLO again:
+        it notices silence within a heartbeat timeout (2 s before it was welcomed, or its
+        back-off if longer), then waits out its back-off (at most BACKOFF_MAX, jittered)."""
+        notice = max(self.exe.heartbeat_timeout, protocol.BACKOFF_MAX)
+        return notice + protocol.BACKOFF_MAX * (1 + protocol.JITTER) + self.exe.heartbeat_interval
+
+    async def _linger(self) -> None:
+        """Tell every driver SHUTDOWN while still listening, and wait (up to
+        :meth:`linger_bound`) for those it may not have reached: a driver whose connection
+        had closed (a send to it failed: it is between two sockets) or that was lost
+        within that bound (it may be reconnecting). Until then, any message from any peer
+        is answered SHUTDOWN (a report is recorded and acknowledged first), so a driver
+        that reconnects after the end learns that the campaign is over instead of knocking
+        for ever. Drivers that got SHUTDOWN cost no wait: their BYE is not needed."""
+        self._over = True
+        now = time.monotonic()
+        bound = self.linger_bound()
+        present = {d.name for d in self.drivers.values()}
+        awaited = {n for n, t in self._lost_at.items() if now - t < bound and n not in present}
+        for d in list(self.drivers.values()):
+            try:
+                self._post(d.identity, self._shutdown_message())
+            except zmq.ZMQError as exc:
+                log.info("SHUTDOWN to %s not delivered (%s)", d.name, exc)
+                awaited.add(d.name)
+        self._awaited = awaited
+        if not awaited:
+            return
+        log.info(
+            "campaign over; waiting up to %.0f s for %s to reconnect and be told",
+            bound,
+            ", ".join(sorted(awaited)),
+        )
+        deadline = now + bound
+        while self._awaited and (left := deadline - time.monotonic()) > 0:
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), left)
+            except TimeoutError:
+                break
+        if self._awaited:
+            log.warning(
+                "not told that the campaign is over (they did not come back within %.0f s): %s",
+                bound,
+                ", ".join(sorted(self._awaited)),
+            )
+        else:
+            log.info("every driver has been told that the campaign is over")
+
+    def _shutdown_message(self) -> protocol.Message:
+        return protocol.make("SHUTDOWN", reason=self.stop_reason or "stopped")
+
+    def _said_bye(self, name: str | None) -> None:
+        """A BYE after the end: its driver has heard SHUTDOWN (a SHUTDOWN sent is not
+        enough: the driver may be closing that socket to reconnect)."""
+        if name is not None and name in self._awaited:
+            self._awaited.discard(name)
+            log.info("told %s that the campaign is over", name)
+
     async def _shutdown(self) -> None:
         assert self.sock is not None
         self._refusals.flush(force=True)
         self._handshakes.flush(force=True)
-        if self._tell_drivers:
+        if self._tell_drivers and not self._over:
             for d in list(self.drivers.values()):
                 await self._send(d.identity, protocol.make("SHUTDOWN", reason=self.stop_reason))
         try:
@@ -742,6 +810,10 @@ class Controller:
         user: str | None,
     ) -> None:
         now = time.monotonic()
+        if self._over and msg.type == "HELLO":  # nothing to welcome it to: nothing recorded
+            self._names[identity] = msg.body["name"]
+            out.put(identity, self._shutdown_message())
+            return
         if msg.type == "HELLO":
             self._hello(b, identity, msg, out, user)
             return
@@ -753,6 +825,12 @@ class Controller:
                 "there",
             )
         d = self.drivers.get(identity)
+        if d is None and self._over:  # a reconnect would only be told SHUTDOWN: tell it now
+            if msg.type == "BYE":  # its answer to SHUTDOWN
+                self._said_bye(self._names.get(identity))
+            else:
+                out.put(identity, self._shutdown_message())
+            return
         if d is None:
             raise ProtocolError(
                 "hello_first",
@@ -774,6 +852,11 @@ class Controller:
             self._lose(b, d, "driver_left", msg.get("reason") or "driver said BYE")
         elif msg.type == "READY":
             d.ready = True
+        if self._over:  # its report, if any, is recorded and acknowledged first
+            if msg.type == "BYE":
+                self._said_bye(d.name)
+            else:
+                out.put(identity, self._shutdown_message())
 
     def _hello(
         self,
@@ -1092,6 +1175,9 @@ class Controller:
                     "re-queued" if status == lifecycle.PROPOSED else "abandoned",
                 )
         d.trials.clear()
+        if kind == "driver_lost":  # it may be reconnecting: see _linger
+            self._lost_at[d.name] = time.monotonic()
+            self._names[d.identity] = d.name
         b.add(kind, None, {"name": d.name, "reason": reason})
         self.drivers.pop(d.identity, None)
         log.info("driver %s %s: %s", d.name, "left" if kind == "driver_left" else "lost", reason)
