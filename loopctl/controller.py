@@ -62,7 +62,7 @@ from loopctl.receipts import REPORTS
 from loopctl.security import Curve, fingerprint, secure_server
 from loopctl.space import Space
 from loopctl.spec import AUTO_TIMEOUT_FACTOR, AUTO_TIMEOUT_FIRST, AUTO_TIMEOUT_FLOOR, Spec
-from loopctl.store import Batch, Store
+from loopctl.store import Batch, Event, Store
 from loopctl.strategies.base import CampaignData, Proposal, Strategy
 
 log = logging.getLogger("loopctl.controller")
@@ -71,6 +71,7 @@ MAX_GROUP = 512  # frames handled in one transaction at most
 MAX_CONSECUTIVE = 3  # failures of one stage in a row before the controller gives up
 BACKOFF = (1.0, 2.0, 4.0)  # seconds before a failed proposal is tried again
 HELLO_BURST, HELLO_WINDOW = 10, 10.0  # HELLOs one peer may send in that many seconds
+_HELD = frozenset({lifecycle.RUNNING, lifecycle.IN_DOUBT})  # a driver's, while in these
 
 
 class Reporter(Protocol):
@@ -1057,6 +1058,10 @@ class Controller:
         """The trial of a RESULT, FAILED or RELEASE, once it is sure to be this campaign's and this
         driver's to report: sent to it in this session or held by it at HELLO (a restarted
         driver delivering from its outbox), and dispatched to its name at some point."""
+        return self._reported(d, msg)[0]
+
+    def _reported(self, d: DriverConn, msg: protocol.Message) -> tuple[str, dict[str, Any]]:
+        """:meth:`_reported_trial`, with the trial's row as it read it (in the open batch)."""
         tid: str = msg.body["trial"]
         theirs = (msg.body["campaign_id"], msg.body["spec_hash"])
         if theirs != (self.campaign_id, self.spec_hash):
@@ -1071,33 +1076,40 @@ class Controller:
         if t is None:
             raise TrialError("unknown_trial", f"no trial {tid!r} in this campaign")
         if t["status"] in lifecycle.TERMINAL and t["driver"] == d.name:
-            return tid  # its own report again (after a reconnect): acknowledged, not recorded
-        if not ((tid in d.given or tid in d.holds) and self.store.sent_to(tid, d.name)):
+            return tid, t  # its own report again (after a reconnect): acknowledged, not recorded
+        # a running trial's driver is the one its last trial_dispatched named: then it was
+        # dispatched to this name, and the log need not be searched to know it
+        dispatched_here = t["driver"] == d.name and t["status"] in _HELD
+        if not (
+            (tid in d.given or tid in d.holds)
+            and (dispatched_here or self.store.sent_to(tid, d.name))
+        ):
             raise TrialError(
                 "not_holder",
                 f"trial {tid} is not held by driver {d.name}: a driver reports only trials "
                 "sent to it (or, after a restart, listed in its HELLO); nothing was recorded",
             )
-        return tid
+        return tid, t
 
     def _result(self, b: Batch, d: DriverConn, msg: protocol.Message, out: PendingReplies) -> None:
-        tid = self._reported_trial(d, msg)
-        before = self.store.trial(tid)
+        tid, before = self._reported(d, msg)
         new = ledger.record_result(
-            b, self.spec, tid, msg.body["outcomes"], d.name, msg.get("metadata"), msg.get("cost")
+            b,
+            self.spec,
+            tid,
+            msg.body["outcomes"],
+            d.name,
+            msg.get("metadata"),
+            msg.get("cost"),
+            row=before,
         )
         d.trials.discard(tid)
-        out.put(d.identity, self._ack(tid, d, msg))
-        if new and before is not None and before["started_at"] is not None:
+        out.put(d.identity, self._ack(tid, d, msg, b.events[-1] if new else None))
+        if new and before["started_at"] is not None:
             took = time.time() - before["started_at"]
             self._longest = took if self._longest is None else max(self._longest, took)
             self._trial_s = took if self._trial_s is None else 0.7 * self._trial_s + 0.3 * took
-        if (
-            new
-            and before is not None
-            and before["status"] == lifecycle.RUNNING
-            and before["driver"] != d.name
-        ):
+        if new and before["status"] == lifecycle.RUNNING and before["driver"] != d.name:
             self._cancel_elsewhere(tid, d, out, "completed by another driver")
         if new and self.reporter is not None:
             o = self.spec.objectives[0].name
@@ -1133,13 +1145,19 @@ class Controller:
             d.ready = False
         out.put(d.identity, self._ack(tid, d, msg))
 
-    def _ack(self, tid: str, d: DriverConn, msg: protocol.Message) -> protocol.Message:
+    def _ack(
+        self, tid: str, d: DriverConn, msg: protocol.Message, recorded: Event | None = None
+    ) -> protocol.Message:
         """An ACK with its receipt: the sequence number and hash of the event that recorded
         this report (read inside the open batch, so also for a report sent again, which
         gets the receipt of its first recording). The driver keeps receipts; `audit
         --receipts` later finds any acknowledged report that is no longer in the log, which
-        the log alone cannot show (a restored backup or a lost WAL is consistent in itself)."""
+        the log alone cannot show (a restored backup or a lost WAL is consistent in itself).
+        ``recorded``: the event this very report was just recorded by (no need to look)."""
         body: dict[str, Any] = {"trial": tid, "ref": msg.id, "campaign_id": self.campaign_id}
+        if recorded is not None:
+            body.update(seq=recorded.seq, hash=recorded.hash, event=recorded.kind)
+            return protocol.make("ACK", **body)
         row = self.store.conn.execute(
             f"SELECT seq, hash, kind FROM events WHERE trial_id = ? AND kind IN ({REPORTS}) "
             "AND json_extract(payload, '$.driver') = ? ORDER BY seq DESC LIMIT 1",
@@ -1245,7 +1263,8 @@ class Controller:
         queued = ledger.dispatchable(self.store, self.spec)
         if not queued:
             return
-        running = len(self.store.trials(lifecycle.RUNNING, lifecycle.IN_DOUBT))
+        counts = self.view.run_counts()  # the fold, caught up on this batch's events too
+        running = counts.get(lifecycle.RUNNING, 0) + counts.get(lifecycle.IN_DOUBT, 0)
         timeout = self.trial_timeout()
         slots = [
             policy.Slot(d.identity, d.free, d.last_task, d.ready, d.fidelities)
@@ -1259,7 +1278,7 @@ class Controller:
             d, tid = self.drivers[a.driver], a.trial
             d.last_task = time.monotonic()
             deadline = policy.deadline(time.time(), timeout)
-            attempt = ledger.record_dispatch(b, tid, d.name, deadline)
+            attempt = ledger.record_dispatch(b, tid, d.name, deadline, row=trials[tid])
             d.trials.add(tid)
             d.given.add(tid)
             d.sent_to[tid] = d.identity
@@ -1494,7 +1513,9 @@ class Controller:
         program holds the write lock), ``work`` never runs and ``unrecorded`` answers
         instead. Whatever happened, the drivers' holdings in memory are then read back
         from the database, so a rolled-back dispatch cannot leave a slot taken that no
-        trial fills.
+        trial fills. (Reading them back only after a batch that did not commit whole saved
+        a little CPU per result, but then any path that changes a holding in the database
+        without the same change in memory leaves a slot taken for good: not worth the risk.)
         """
         out = PendingReplies()
         began = False
@@ -1604,8 +1625,20 @@ class Controller:
     # ------------------------------------------------------------------ output
 
     async def _flush(self, out: PendingReplies) -> None:
-        for identity, msg in out.messages:
-            await self._send(identity, msg)
+        """The batch's replies, with one look at the socket's events after the last of them
+        rather than after each (see :meth:`_send`): what that look is for is the socket's
+        state once the sends are done."""
+        if not out.messages:
+            return
+        try:
+            for identity, msg in out.messages:
+                try:
+                    self._post(identity, msg, look=False)
+                except zmq.ZMQError as exc:  # as in _send
+                    log.debug("send to %s failed: %s", identity.hex(), exc)
+        finally:
+            assert self.sock is not None
+            self.sock.get(zmq.EVENTS)
 
     async def _send(self, identity: bytes, msg: protocol.Message) -> None:
         """ROUTER sends never block (NOBLOCK: a full or vanished peer costs the message,
@@ -1623,14 +1656,16 @@ class Controller:
         except zmq.ZMQError as exc:  # peer gone (or its queue full): heartbeats settle it
             log.debug("send to %s failed: %s", identity.hex(), exc)
 
-    def _post(self, identity: bytes, msg: protocol.Message) -> None:
+    def _post(self, identity: bytes, msg: protocol.Message, look: bool = True) -> None:
         """One non-blocking send; raises EHOSTUNREACH for a peer that is not connected
-        (ROUTER_MANDATORY) and EAGAIN for one whose queue is full."""
+        (ROUTER_MANDATORY) and EAGAIN for one whose queue is full. ``look``: at the
+        socket's events afterwards (the caller does, after its last send, when False)."""
         assert self._raw is not None and self.sock is not None
         try:
             self._raw.send_multipart([identity, protocol.encode(msg)], flags=zmq.NOBLOCK)
         finally:
-            self.sock.get(zmq.EVENTS)  # zmq.asyncio's get() schedules a waiting recv if readable
+            if look:  # zmq.asyncio's get() schedules a waiting recv if readable
+                self.sock.get(zmq.EVENTS)
 
     def _report(self) -> None:
         if self.reporter is None:
