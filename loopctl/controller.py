@@ -297,6 +297,7 @@ class Controller:
         # and the names still awaited are those it may not have reached
         self._over = False
         self._awaited: set[str] = set()
+        self._cut = False  # a signal during that wait ends it
         self._lost_at: dict[str, float] = {}  # driver name -> when it was last lost
         self._names: dict[bytes, str] = {}  # a connection not (or no longer) in drivers -> name
         self._proposing = False
@@ -356,7 +357,7 @@ class Controller:
         self.strategy.prepare()  # before any driver is served: see Strategy.prepare
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.request_stop, f"signal {signal.Signals(sig).name}")
+            loop.add_signal_handler(sig, self._signalled, f"signal {signal.Signals(sig).name}")
         self.started = time.monotonic()
         with self.store.batch() as b:
             b.add(
@@ -418,6 +419,14 @@ class Controller:
             self._tell_drivers = finished or shutdown
         self._wake.set()
 
+    def _signalled(self, reason: str) -> None:
+        """SIGINT/SIGTERM: stop; after the end, stop waiting for drivers (see _linger)."""
+        if self._over:
+            log.info("%s: no longer waiting for drivers to be told", reason)
+            self._cut = True
+            self._wake.set()
+        self.request_stop(reason)
+
     def _watchdog(self, task: asyncio.Task[None]) -> None:
         """A long-lived task ended: without it the campaign would stall with nothing said."""
         if self._closing or task.cancelled():
@@ -453,7 +462,8 @@ class Controller:
         within that bound (it may be reconnecting). Until then, any message from any peer
         is answered SHUTDOWN (a report is recorded and acknowledged first), so a driver
         that reconnects after the end learns that the campaign is over instead of knocking
-        for ever. Drivers that got SHUTDOWN cost no wait: their BYE is not needed."""
+        for ever. Drivers that got SHUTDOWN cost no wait: their BYE is not needed. A
+        signal ends the wait (see _signalled)."""
         self._over = True
         now = time.monotonic()
         bound = self.linger_bound()
@@ -474,7 +484,7 @@ class Controller:
             ", ".join(sorted(awaited)),
         )
         deadline = now + bound
-        while self._awaited and (left := deadline - time.monotonic()) > 0:
+        while self._awaited and not self._cut and (left := deadline - time.monotonic()) > 0:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), left)
@@ -482,8 +492,8 @@ class Controller:
                 break
         if self._awaited:
             log.warning(
-                "not told that the campaign is over (they did not come back within %.0f s): %s",
-                bound,
+                "not told that the campaign is over (%s): %s",
+                "a signal ended the wait" if self._cut else f"not back within {bound:.0f} s",
                 ", ".join(sorted(self._awaited)),
             )
         else:
