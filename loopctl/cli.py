@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sqlite3
 import sys
@@ -223,7 +224,8 @@ def cmd_driver_dask(args: argparse.Namespace) -> int:
 
 
 def _sdk_options(args: argparse.Namespace) -> dict[str, Any]:
-    """What every driver kind takes from the command line: name, outbox, CURVE keys."""
+    """What every driver kind takes from the command line: name, outbox, CURVE keys,
+    levels served, and how long to wait for a controller."""
     if (args.key is None) != (args.server_key is None):
         raise LoopctlError("--key and --server-key go together (CURVE needs both)")
     return {
@@ -231,7 +233,14 @@ def _sdk_options(args: argparse.Namespace) -> dict[str, Any]:
         "outbox": args.outbox,
         "curve": (args.key, args.server_key) if args.key else None,
         "fidelities": args.fidelity,
+        "give_up_after": _seconds(args.give_up_after, "--give-up-after"),
     }
+
+
+def _seconds(value: float, flag: str) -> float:
+    if not (math.isfinite(value) and value >= 0):
+        raise LoopctlError(f"{flag} must be a number of seconds >= 0 (0: never), not {value:g}")
+    return value
 
 
 def cmd_operator(args: argparse.Namespace) -> int:

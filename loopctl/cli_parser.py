@@ -494,6 +494,9 @@ def _controller_options(c: argparse.ArgumentParser) -> None:
     )
 
 
+GIVE_UP_AFTER = 600.0
+
+
 def _driver_options(c: argparse.ArgumentParser, capacity: bool = True) -> None:
     c.add_argument(
         "--connect",
@@ -526,6 +529,15 @@ def _driver_options(c: argparse.ArgumentParser, capacity: bool = True) -> None:
     c.add_argument(
         "--outbox",
         help="folder for unacknowledged results (default: ~/.local/state/loopctl/outbox/NAME)",
+    )
+    c.add_argument(
+        "--give-up-after",
+        type=float,
+        default=GIVE_UP_AFTER,  # loopctl.protocol.GIVE_UP_AFTER (test_cli checks they agree)
+        metavar="SECONDS",
+        help="exit (status 4) after this long without a word from any controller, e.g. one "
+        "that ended while this driver was reconnecting; unacknowledged results stay in "
+        f"the outbox for the next run (default: {GIVE_UP_AFTER:g}; 0: never)",
     )
 
 

@@ -62,7 +62,7 @@ from loopctl.receipts import REPORTS
 from loopctl.security import Curve, fingerprint, secure_server
 from loopctl.space import Space
 from loopctl.spec import AUTO_TIMEOUT_FACTOR, AUTO_TIMEOUT_FIRST, AUTO_TIMEOUT_FLOOR, Spec
-from loopctl.store import Batch, Store
+from loopctl.store import Batch, Event, Store
 from loopctl.strategies.base import CampaignData, Proposal, Strategy
 
 log = logging.getLogger("loopctl.controller")
@@ -71,6 +71,7 @@ MAX_GROUP = 512  # frames handled in one transaction at most
 MAX_CONSECUTIVE = 3  # failures of one stage in a row before the controller gives up
 BACKOFF = (1.0, 2.0, 4.0)  # seconds before a failed proposal is tried again
 HELLO_BURST, HELLO_WINDOW = 10, 10.0  # HELLOs one peer may send in that many seconds
+_HELD = frozenset({lifecycle.RUNNING, lifecycle.IN_DOUBT})  # a driver's, while in these
 
 
 class Reporter(Protocol):
@@ -292,6 +293,13 @@ class Controller:
         self.stop_reason: str | None = None
         self.finished = False
         self._tell_drivers = False  # send SHUTDOWN when stopping (finished, or a fatal error)
+        # after SHUTDOWN went out (see _linger): every driver that speaks is told SHUTDOWN,
+        # and the names still awaited are those it may not have reached
+        self._over = False
+        self._awaited: set[str] = set()
+        self._cut = False  # a signal during that wait ends it
+        self._lost_at: dict[str, float] = {}  # driver name -> when it was last lost
+        self._names: dict[bytes, str] = {}  # a connection not (or no longer) in drivers -> name
         self._proposing = False
         self._propose_after = 0.0  # monotonic time before which no proposal is tried
         self._failures: dict[str, int] = {}  # stage -> failures in a row
@@ -349,7 +357,7 @@ class Controller:
         self.strategy.prepare()  # before any driver is served: see Strategy.prepare
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.request_stop, f"signal {signal.Signals(sig).name}")
+            loop.add_signal_handler(sig, self._signalled, f"signal {signal.Signals(sig).name}")
         self.started = time.monotonic()
         with self.store.batch() as b:
             b.add(
@@ -386,6 +394,8 @@ class Controller:
                 await self._wake.wait()
                 self._wake.clear()
                 await self._pump()
+            if self._tell_drivers and not tasks[0].done():
+                await self._linger()
         except Exception as exc:
             self._died("main loop", exc)
         finally:
@@ -409,6 +419,14 @@ class Controller:
             self._tell_drivers = finished or shutdown
         self._wake.set()
 
+    def _signalled(self, reason: str) -> None:
+        """SIGINT/SIGTERM: stop; after the end, stop waiting for drivers (see _linger)."""
+        if self._over:
+            log.info("%s: no longer waiting for drivers to be told", reason)
+            self._cut = True
+            self._wake.set()
+        self.request_stop(reason)
+
     def _watchdog(self, task: asyncio.Task[None]) -> None:
         """A long-lived task ended: without it the campaign would stall with nothing said."""
         if self._closing or task.cancelled():
@@ -430,11 +448,72 @@ class Controller:
         for t in self.store.trials(lifecycle.RUNNING):
             ledger.record_in_doubt(b, t["id"], until)
 
+    def linger_bound(self) -> float:
+        """The longest an SDK driver that lost its connection takes to say HELLO again:
+        it notices silence within a heartbeat timeout (2 s before it was welcomed, or its
+        back-off if longer), then waits out its back-off (at most BACKOFF_MAX, jittered)."""
+        notice = max(self.exe.heartbeat_timeout, protocol.BACKOFF_MAX)
+        return notice + protocol.BACKOFF_MAX * (1 + protocol.JITTER) + self.exe.heartbeat_interval
+
+    async def _linger(self) -> None:
+        """Tell every driver SHUTDOWN while still listening, and wait (up to
+        :meth:`linger_bound`) for those it may not have reached: a driver whose connection
+        had closed (a send to it failed: it is between two sockets) or that was lost
+        within that bound (it may be reconnecting). Until then, any message from any peer
+        is answered SHUTDOWN (a report is recorded and acknowledged first), so a driver
+        that reconnects after the end learns that the campaign is over instead of knocking
+        for ever. Drivers that got SHUTDOWN cost no wait: their BYE is not needed. A
+        signal ends the wait (see _signalled)."""
+        self._over = True
+        now = time.monotonic()
+        bound = self.linger_bound()
+        present = {d.name for d in self.drivers.values()}
+        awaited = {n for n, t in self._lost_at.items() if now - t < bound and n not in present}
+        for d in list(self.drivers.values()):
+            try:
+                self._post(d.identity, self._shutdown_message())
+            except zmq.ZMQError as exc:
+                log.info("SHUTDOWN to %s not delivered (%s)", d.name, exc)
+                awaited.add(d.name)
+        self._awaited = awaited
+        if not awaited:
+            return
+        log.info(
+            "campaign over; waiting up to %.0f s for %s to reconnect and be told",
+            bound,
+            ", ".join(sorted(awaited)),
+        )
+        deadline = now + bound
+        while self._awaited and not self._cut and (left := deadline - time.monotonic()) > 0:
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), left)
+            except TimeoutError:
+                break
+        if self._awaited:
+            log.warning(
+                "not told that the campaign is over (%s): %s",
+                "a signal ended the wait" if self._cut else f"not back within {bound:.0f} s",
+                ", ".join(sorted(self._awaited)),
+            )
+        else:
+            log.info("every driver has been told that the campaign is over")
+
+    def _shutdown_message(self) -> protocol.Message:
+        return protocol.make("SHUTDOWN", reason=self.stop_reason or "stopped")
+
+    def _said_bye(self, name: str | None) -> None:
+        """A BYE after the end: its driver has heard SHUTDOWN (a SHUTDOWN sent is not
+        enough: the driver may be closing that socket to reconnect)."""
+        if name is not None and name in self._awaited:
+            self._awaited.discard(name)
+            log.info("told %s that the campaign is over", name)
+
     async def _shutdown(self) -> None:
         assert self.sock is not None
         self._refusals.flush(force=True)
         self._handshakes.flush(force=True)
-        if self._tell_drivers:
+        if self._tell_drivers and not self._over:
             for d in list(self.drivers.values()):
                 await self._send(d.identity, protocol.make("SHUTDOWN", reason=self.stop_reason))
         try:
@@ -742,6 +821,10 @@ class Controller:
         user: str | None,
     ) -> None:
         now = time.monotonic()
+        if self._over and msg.type == "HELLO":  # nothing to welcome it to: nothing recorded
+            self._names[identity] = msg.body["name"]
+            out.put(identity, self._shutdown_message())
+            return
         if msg.type == "HELLO":
             self._hello(b, identity, msg, out, user)
             return
@@ -753,6 +836,12 @@ class Controller:
                 "there",
             )
         d = self.drivers.get(identity)
+        if d is None and self._over:  # a reconnect would only be told SHUTDOWN: tell it now
+            if msg.type == "BYE":  # its answer to SHUTDOWN
+                self._said_bye(self._names.get(identity))
+            else:
+                out.put(identity, self._shutdown_message())
+            return
         if d is None:
             raise ProtocolError(
                 "hello_first",
@@ -774,6 +863,11 @@ class Controller:
             self._lose(b, d, "driver_left", msg.get("reason") or "driver said BYE")
         elif msg.type == "READY":
             d.ready = True
+        if self._over:  # its report, if any, is recorded and acknowledged first
+            if msg.type == "BYE":
+                self._said_bye(d.name)
+            else:
+                out.put(identity, self._shutdown_message())
 
     def _hello(
         self,
@@ -974,6 +1068,10 @@ class Controller:
         """The trial of a RESULT, FAILED or RELEASE, once it is sure to be this campaign's and this
         driver's to report: sent to it in this session or held by it at HELLO (a restarted
         driver delivering from its outbox), and dispatched to its name at some point."""
+        return self._reported(d, msg)[0]
+
+    def _reported(self, d: DriverConn, msg: protocol.Message) -> tuple[str, dict[str, Any]]:
+        """:meth:`_reported_trial`, with the trial's row as it read it (in the open batch)."""
         tid: str = msg.body["trial"]
         theirs = (msg.body["campaign_id"], msg.body["spec_hash"])
         if theirs != (self.campaign_id, self.spec_hash):
@@ -988,33 +1086,40 @@ class Controller:
         if t is None:
             raise TrialError("unknown_trial", f"no trial {tid!r} in this campaign")
         if t["status"] in lifecycle.TERMINAL and t["driver"] == d.name:
-            return tid  # its own report again (after a reconnect): acknowledged, not recorded
-        if not ((tid in d.given or tid in d.holds) and self.store.sent_to(tid, d.name)):
+            return tid, t  # its own report again (after a reconnect): acknowledged, not recorded
+        # a running trial's driver is the one its last trial_dispatched named: then it was
+        # dispatched to this name, and the log need not be searched to know it
+        dispatched_here = t["driver"] == d.name and t["status"] in _HELD
+        if not (
+            (tid in d.given or tid in d.holds)
+            and (dispatched_here or self.store.sent_to(tid, d.name))
+        ):
             raise TrialError(
                 "not_holder",
                 f"trial {tid} is not held by driver {d.name}: a driver reports only trials "
                 "sent to it (or, after a restart, listed in its HELLO); nothing was recorded",
             )
-        return tid
+        return tid, t
 
     def _result(self, b: Batch, d: DriverConn, msg: protocol.Message, out: PendingReplies) -> None:
-        tid = self._reported_trial(d, msg)
-        before = self.store.trial(tid)
+        tid, before = self._reported(d, msg)
         new = ledger.record_result(
-            b, self.spec, tid, msg.body["outcomes"], d.name, msg.get("metadata"), msg.get("cost")
+            b,
+            self.spec,
+            tid,
+            msg.body["outcomes"],
+            d.name,
+            msg.get("metadata"),
+            msg.get("cost"),
+            row=before,
         )
         d.trials.discard(tid)
-        out.put(d.identity, self._ack(tid, d, msg))
-        if new and before is not None and before["started_at"] is not None:
+        out.put(d.identity, self._ack(tid, d, msg, b.events[-1] if new else None))
+        if new and before["started_at"] is not None:
             took = time.time() - before["started_at"]
             self._longest = took if self._longest is None else max(self._longest, took)
             self._trial_s = took if self._trial_s is None else 0.7 * self._trial_s + 0.3 * took
-        if (
-            new
-            and before is not None
-            and before["status"] == lifecycle.RUNNING
-            and before["driver"] != d.name
-        ):
+        if new and before["status"] == lifecycle.RUNNING and before["driver"] != d.name:
             self._cancel_elsewhere(tid, d, out, "completed by another driver")
         if new and self.reporter is not None:
             o = self.spec.objectives[0].name
@@ -1050,13 +1155,19 @@ class Controller:
             d.ready = False
         out.put(d.identity, self._ack(tid, d, msg))
 
-    def _ack(self, tid: str, d: DriverConn, msg: protocol.Message) -> protocol.Message:
+    def _ack(
+        self, tid: str, d: DriverConn, msg: protocol.Message, recorded: Event | None = None
+    ) -> protocol.Message:
         """An ACK with its receipt: the sequence number and hash of the event that recorded
         this report (read inside the open batch, so also for a report sent again, which
         gets the receipt of its first recording). The driver keeps receipts; `audit
         --receipts` later finds any acknowledged report that is no longer in the log, which
-        the log alone cannot show (a restored backup or a lost WAL is consistent in itself)."""
+        the log alone cannot show (a restored backup or a lost WAL is consistent in itself).
+        ``recorded``: the event this very report was just recorded by (no need to look)."""
         body: dict[str, Any] = {"trial": tid, "ref": msg.id, "campaign_id": self.campaign_id}
+        if recorded is not None:
+            body.update(seq=recorded.seq, hash=recorded.hash, event=recorded.kind)
+            return protocol.make("ACK", **body)
         row = self.store.conn.execute(
             f"SELECT seq, hash, kind FROM events WHERE trial_id = ? AND kind IN ({REPORTS}) "
             "AND json_extract(payload, '$.driver') = ? ORDER BY seq DESC LIMIT 1",
@@ -1092,6 +1203,9 @@ class Controller:
                     "re-queued" if status == lifecycle.PROPOSED else "abandoned",
                 )
         d.trials.clear()
+        if kind == "driver_lost":  # it may be reconnecting: see _linger
+            self._lost_at[d.name] = time.monotonic()
+            self._names[d.identity] = d.name
         b.add(kind, None, {"name": d.name, "reason": reason})
         self.drivers.pop(d.identity, None)
         log.info("driver %s %s: %s", d.name, "left" if kind == "driver_left" else "lost", reason)
@@ -1159,7 +1273,8 @@ class Controller:
         queued = ledger.dispatchable(self.store, self.spec)
         if not queued:
             return
-        running = len(self.store.trials(lifecycle.RUNNING, lifecycle.IN_DOUBT))
+        counts = self.view.run_counts()  # the fold, caught up on this batch's events too
+        running = counts.get(lifecycle.RUNNING, 0) + counts.get(lifecycle.IN_DOUBT, 0)
         timeout = self.trial_timeout()
         slots = [
             policy.Slot(d.identity, d.free, d.last_task, d.ready, d.fidelities)
@@ -1173,7 +1288,7 @@ class Controller:
             d, tid = self.drivers[a.driver], a.trial
             d.last_task = time.monotonic()
             deadline = policy.deadline(time.time(), timeout)
-            attempt = ledger.record_dispatch(b, tid, d.name, deadline)
+            attempt = ledger.record_dispatch(b, tid, d.name, deadline, row=trials[tid])
             d.trials.add(tid)
             d.given.add(tid)
             d.sent_to[tid] = d.identity
@@ -1408,7 +1523,9 @@ class Controller:
         program holds the write lock), ``work`` never runs and ``unrecorded`` answers
         instead. Whatever happened, the drivers' holdings in memory are then read back
         from the database, so a rolled-back dispatch cannot leave a slot taken that no
-        trial fills.
+        trial fills. (Reading them back only after a batch that did not commit whole saved
+        a little CPU per result, but then any path that changes a holding in the database
+        without the same change in memory leaves a slot taken for good: not worth the risk.)
         """
         out = PendingReplies()
         began = False
@@ -1518,8 +1635,20 @@ class Controller:
     # ------------------------------------------------------------------ output
 
     async def _flush(self, out: PendingReplies) -> None:
-        for identity, msg in out.messages:
-            await self._send(identity, msg)
+        """The batch's replies, with one look at the socket's events after the last of them
+        rather than after each (see :meth:`_send`): what that look is for is the socket's
+        state once the sends are done."""
+        if not out.messages:
+            return
+        try:
+            for identity, msg in out.messages:
+                try:
+                    self._post(identity, msg, look=False)
+                except zmq.ZMQError as exc:  # as in _send
+                    log.debug("send to %s failed: %s", identity.hex(), exc)
+        finally:
+            assert self.sock is not None
+            self.sock.get(zmq.EVENTS)
 
     async def _send(self, identity: bytes, msg: protocol.Message) -> None:
         """ROUTER sends never block (NOBLOCK: a full or vanished peer costs the message,
@@ -1537,14 +1666,16 @@ class Controller:
         except zmq.ZMQError as exc:  # peer gone (or its queue full): heartbeats settle it
             log.debug("send to %s failed: %s", identity.hex(), exc)
 
-    def _post(self, identity: bytes, msg: protocol.Message) -> None:
+    def _post(self, identity: bytes, msg: protocol.Message, look: bool = True) -> None:
         """One non-blocking send; raises EHOSTUNREACH for a peer that is not connected
-        (ROUTER_MANDATORY) and EAGAIN for one whose queue is full."""
+        (ROUTER_MANDATORY) and EAGAIN for one whose queue is full. ``look``: at the
+        socket's events afterwards (the caller does, after its last send, when False)."""
         assert self._raw is not None and self.sock is not None
         try:
             self._raw.send_multipart([identity, protocol.encode(msg)], flags=zmq.NOBLOCK)
         finally:
-            self.sock.get(zmq.EVENTS)  # zmq.asyncio's get() schedules a waiting recv if readable
+            if look:  # zmq.asyncio's get() schedules a waiting recv if readable
+                self.sock.get(zmq.EVENTS)
 
     def _report(self) -> None:
         if self.reporter is None:

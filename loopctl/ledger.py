@@ -126,8 +126,11 @@ def record_proposal(
     return ids
 
 
-def record_dispatch(b: Batch, tid: str, driver: str, deadline: float | None) -> int:
-    t = _trial(b.store, tid)
+def record_dispatch(
+    b: Batch, tid: str, driver: str, deadline: float | None, row: dict[str, Any] | None = None
+) -> int:
+    """``row``: the trial as the caller has just read it in this batch (else read here)."""
+    t = row if row is not None else _trial(b.store, tid)
     lifecycle.check("trial_dispatched", tid, t["status"])
     attempt = t["attempts"] + 1
     b.add("trial_dispatched", tid, {"driver": driver, "attempt": attempt, "deadline": deadline})
@@ -142,10 +145,12 @@ def record_result(
     driver: str,
     metadata: Mapping[str, Any] | None = None,
     cost: float | None = None,
+    row: dict[str, Any] | None = None,
 ) -> bool:
     """Record a result; False (and nothing written) when the trial already has one.
-    ``cost``: what the driver measured the trial cost (campaigns with fidelities)."""
-    t = _trial(b.store, tid)
+    ``cost``: what the driver measured the trial cost (campaigns with fidelities);
+    ``row``: the trial as the caller has just read it in this batch (else read here)."""
+    t = row if row is not None else _trial(b.store, tid)
     if t["status"] == lifecycle.COMPLETED:
         return False
     if t["attempts"] == 0:

@@ -21,6 +21,13 @@ from loopctl.errors import ProtocolError
 VERSION = 1
 MAX_FRAME = 1 << 20  # 1 MiB: a result is small; anything bigger is a mistake or an attack
 MAX_DEPTH = 32  # nesting of arrays/objects: a real message needs 4; deeper ones are refused
+# a driver that hears nothing reconnects after a back-off from BACKOFF_MIN doubling up to
+# BACKOFF_MAX seconds (each with up to JITTER more): what the controller waits for at the
+# end of a campaign is bounded by these (see Controller._linger)
+BACKOFF_MIN, BACKOFF_MAX, JITTER = 0.25, 8.0, 0.2
+# seconds a driver goes on knocking without hearing from any controller before it exits
+# (status 4), its unacknowledged reports kept in its outbox for its next run
+GIVE_UP_AFTER = 600.0
 
 Check = Callable[[Any], bool]
 

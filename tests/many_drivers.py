@@ -22,7 +22,11 @@ def main(endpoint: str, n: int, outboxes: Path) -> int:
     codes: dict[int, int] = {}
 
     def serve(i: int) -> None:
-        drv = OracleDriver(endpoint, name=f"m{i:02d}", outbox=outboxes / f"m{i:02d}")
+        # a driver never told that the campaign ended gives up (status 4, said in the log)
+        # instead of keeping the process, and so the test, waiting until its timeout
+        drv = OracleDriver(
+            endpoint, name=f"m{i:02d}", outbox=outboxes / f"m{i:02d}", give_up_after=60
+        )
         codes[i] = drv.run()
 
     threads = [threading.Thread(target=serve, args=(i,), name=f"m{i:02d}") for i in range(n)]

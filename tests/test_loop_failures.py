@@ -69,6 +69,10 @@ def test_a_one_off_fault_is_logged_and_the_campaign_goes_on(
     plan, kind = STAGES[stage]
     db = tmp_path / "f.db"
     ctl = procs.controller(spec(tmp_path), db, ipc, env={"LOOPCTL_FAULTS": plan})
+    # the driver starts once the controller serves: one knocking before may leave a stale
+    # HELLO from its first socket, and the fault may then hit that one, whose answer nobody
+    # reads (seen once: the driver never heard `internal`)
+    procs.serving(ctl, db)
     drv = procs.driver(ipc, "honest", "--latency", "0.05")
     assert procs.exit_code(ctl, 90) == 0, procs.log("controller.log")
     assert procs.exit_code(drv, 20) == 0

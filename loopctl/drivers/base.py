@@ -37,7 +37,8 @@ from loopctl.security import secure_client
 
 log = logging.getLogger("loopctl.driver")
 
-EXIT_OK, EXIT_CANNOT_EVALUATE, EXIT_REFUSED = 0, 2, 3
+EXIT_OK, EXIT_CANNOT_EVALUATE, EXIT_REFUSED, EXIT_NO_CONTROLLER = 0, 2, 3, 4
+GIVE_UP_AFTER = protocol.GIVE_UP_AFTER
 
 
 class TrialFailed(Exception):
@@ -180,10 +181,17 @@ class Driver:
         outbox: str | Path | None = None,
         curve: tuple[str | Path, str | Path] | None = None,
         fidelities: Sequence[str] | None = None,
+        give_up_after: float | None = GIVE_UP_AFTER,
     ) -> None:
         """``curve``: (this driver's secret key file, the controller's public key file).
         ``fidelities``: the campaign's levels this driver serves (None: all of them); the
-        level of the trial under way is :meth:`current_fidelity`."""
+        level of the trial under way is :meth:`current_fidelity`. ``give_up_after``:
+        seconds without a word from any controller after which :meth:`run` returns
+        EXIT_NO_CONTROLLER (None or 0: never): a controller that ended while this driver
+        was reconnecting cannot tell it the campaign is over."""
+        if give_up_after is not None and not (_finite(give_up_after) and give_up_after >= 0):
+            raise ValueError(f"give_up_after must be seconds >= 0, not {give_up_after!r}")
+        self.give_up_after = give_up_after or None
         self.connect = connect
         self.curve = curve
         self.fidelities = list(fidelities) if fidelities else None
@@ -246,12 +254,17 @@ class Driver:
     # ------------------------------------------------------------------ main loop
 
     def run(self) -> int:
-        """Serve until SHUTDOWN (exit 0) or a refusal (non-zero)."""
-        backoff = 0.25
+        """Serve until SHUTDOWN (exit 0), a refusal (non-zero), or ``give_up_after``
+        seconds without hearing from any controller (EXIT_NO_CONTROLLER)."""
+        backoff = protocol.BACKOFF_MIN
         self._open()
-        last_heard = last_beat = time.monotonic()
+        last_heard = last_beat = heard = time.monotonic()  # heard: by any socket of ours
         while True:
             now = time.monotonic()
+            if self.give_up_after is not None and now - heard > self.give_up_after:
+                self._drain_done()  # an evaluation that has just ended is kept too
+                if not self._running:  # one under way finishes first, into the outbox
+                    return self._give_up(now - heard)
             if self._welcomed and now - last_beat >= self.heartbeat_interval:
                 self._send(protocol.make("HEARTBEAT"))
                 last_beat = now
@@ -261,8 +274,17 @@ class Driver:
                 log.warning(
                     "controller silent for %.1f s; reconnecting in %.2f s", silence, backoff
                 )
-                time.sleep(jitter(backoff))
-                backoff = min(backoff * 2, 8.0)
+                wait = jitter(backoff)
+                backoff = min(backoff * 2, protocol.BACKOFF_MAX)
+                assert self._sock is not None
+                # listen on the old socket through the back-off: an answer that arrives
+                # meanwhile (the WELCOME of a controller that came up just as we gave up
+                # on it) is taken, not thrown away with the socket; a fast campaign could
+                # otherwise end before the HELLO on our next socket is heard
+                if self._sock.poll(int(wait * 1000)):
+                    log.info("the controller answered after all; staying on this connection")
+                    last_heard = time.monotonic()
+                    continue
                 self._reopen()
                 last_heard = time.monotonic()
             # the driver itself asked to go (e.g. a person quit): once the evaluation that
@@ -283,7 +305,7 @@ class Driver:
             if self._sock not in ready:
                 continue
             frame = self._sock.recv()
-            last_heard = time.monotonic()
+            last_heard = heard = time.monotonic()
             try:
                 msg = protocol.decode(frame, protocol.FROM_CONTROLLER)
             except ProtocolError as exc:
@@ -291,10 +313,24 @@ class Driver:
                 continue
             code = self._on(msg)
             if msg.type == "WELCOME":
-                backoff = 0.25
+                backoff = protocol.BACKOFF_MIN
             if code is not None:
                 self._close()
                 return code
+
+    def _give_up(self, silent: float) -> int:
+        """No controller for ``give_up_after``: say so and exit, keeping every report it
+        has not acknowledged (they go with the HELLO of this driver's next run)."""
+        kept = self.outbox.items()
+        where = f"; {len(kept)} unacknowledged reports kept in {self.outbox.path}" if kept else ""
+        text = (
+            f"{self.name}: no controller answered at {self.connect} for {silent:.0f} s "
+            f"(give_up_after {self.give_up_after:g} s); giving up{where}"
+        )
+        log.error("%s", text)
+        print(f"error: {text}", flush=True)
+        self._close()
+        return EXIT_NO_CONTROLLER
 
     def _on(self, msg: protocol.Message) -> int | None:
         t = msg.type
@@ -577,4 +613,4 @@ def _state_dir() -> Path:
 
 def jitter(seconds: float) -> float:
     """Spread reconnects so drivers restarted together do not knock in lockstep."""
-    return seconds * (0.8 + 0.4 * random.random())
+    return seconds * (1 - protocol.JITTER + 2 * protocol.JITTER * random.random())

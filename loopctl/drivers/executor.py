@@ -28,7 +28,14 @@ from concurrent.futures import Executor, wait
 from pathlib import Path
 from typing import Any
 
-from loopctl.drivers.base import CannotEvaluate, Driver, PutBack, Result, TrialFailed
+from loopctl.drivers.base import (
+    GIVE_UP_AFTER,
+    CannotEvaluate,
+    Driver,
+    PutBack,
+    Result,
+    TrialFailed,
+)
 from loopctl.drivers.oracle import FAILURES, oracle_from_settings, parse_latency
 
 log = logging.getLogger("loopctl.driver")
@@ -116,6 +123,7 @@ class ExecutorDriver(Driver):
         outbox: str | Path | None = None,
         curve: tuple[str, str] | None = None,
         fidelities: Sequence[str] | None = None,
+        give_up_after: float | None = GIVE_UP_AFTER,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
@@ -126,6 +134,7 @@ class ExecutorDriver(Driver):
             outbox=outbox,
             curve=curve,
             fidelities=fidelities,
+            give_up_after=give_up_after,
         )
         self.executor = executor
         self.lost, self.broken = lost, broken

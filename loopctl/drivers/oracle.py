@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from loopctl.drivers.base import CannotEvaluate, Driver, Result, TrialFailed
+from loopctl.drivers.base import GIVE_UP_AFTER, CannotEvaluate, Driver, Result, TrialFailed
 from loopctl.drivers.oracle_models import OracleConfigError, build_oracle
 
 # what a flaky calculation reports; the first kind is worth retrying, the second is not
@@ -33,6 +33,7 @@ class OracleDriver(Driver):
         outbox: str | Path | None = None,
         curve: tuple[str, str] | None = None,
         fidelities: Sequence[str] | None = None,
+        give_up_after: float | None = GIVE_UP_AFTER,
     ) -> None:
         super().__init__(
             connect,
@@ -41,6 +42,7 @@ class OracleDriver(Driver):
             outbox=outbox,
             curve=curve,
             fidelities=fidelities,
+            give_up_after=give_up_after,
         )
         self.overrides = dict(overrides or {})
         self._fn: Callable[[dict[str, Any]], dict[str, float]] | None = None
