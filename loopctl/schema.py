@@ -515,6 +515,14 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
             doc_default="`auto` with EI, `true` with UCB",
         ),
         Field(
+            "select_by",
+            "choice",
+            "`surrogate: auto`: choose the model by `loo` (leave-one-out) or `prequential` "
+            "(one-step-ahead over the last trials) log density",
+            choices=("loo", "prequential"),
+            doc_default="`loo`",
+        ),
+        Field(
             "prior_mean",
             "choice",
             "the GP's prior mean: a `fitted` constant, or the `average` of the observations",

@@ -21,7 +21,9 @@ from tests.conftest import loopctl
 Objective = Callable[[dict[str, Any]], float]
 
 
-def grid_spec(seed: int, initial: int, surrogate_kind: str = "auto") -> dict[str, Any]:
+def grid_spec(
+    seed: int, initial: int, surrogate_kind: str = "auto", select_by: str = "loo"
+) -> dict[str, Any]:
     rows = [{"a": a, "b": b} for a in range(10) for b in range(10)]
     return {
         "name": "surrogates",
@@ -33,7 +35,7 @@ def grid_spec(seed: int, initial: int, surrogate_kind: str = "auto") -> dict[str
         "strategy": {
             "method": "auto",
             "initial_trials": initial,
-            "options": {"surrogate": surrogate_kind},
+            "options": {"surrogate": surrogate_kind, "select_by": select_by},
         },
     }
 
@@ -66,16 +68,23 @@ def held_out_error(c: Campaign, kind: str, fn: Objective) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("rule", ["loo", "prequential"])
 @pytest.mark.parametrize(("fn", "expected"), [(smooth, "gp"), (plateau, "forest")])
-def test_auto_chooses_the_surrogate_that_predicts_better(fn: Objective, expected: str) -> None:
+def test_auto_chooses_the_surrogate_that_predicts_better(
+    fn: Objective, expected: str, rule: str
+) -> None:
     for seed in range(2):
-        c = Campaign.create(grid_spec(seed, initial=40))
+        c = Campaign.create(grid_spec(seed, initial=40, select_by=rule))
         for t in c.ask(40):
             c.tell(t.id, {"y": fn(t.parameters)})
         c.ask(1)
         choice = c.store.proposals()[-1]["diagnostics"]["surrogate"]
         assert choice["chosen"] == expected, choice
-        assert set(choice["scores"]) == {"gp", "forest"} and "leave-one-out" in choice["reason"]
+        assert set(choice["scores"]) == {"gp", "forest"}
+        said = "leave-one-out" if rule == "loo" else "one-step-ahead log density per point"
+        assert said in choice["reason"], choice
+        decided_by = selection.RULES[rule]
+        assert all(decided_by in v for v in choice["scores"].values())
         other = "forest" if expected == "gp" else "gp"
         # the choice is right by a measure it never saw: the rest of the pool
         assert held_out_error(c, expected, fn) < held_out_error(c, other, fn)
@@ -108,6 +117,33 @@ def test_gp_leave_one_out_equals_refitting_without_the_point() -> None:
         assert var[i] == pytest.approx(float(post.variance) * std**2)
 
 
+def test_gp_one_step_ahead_equals_conditioning_on_the_earlier_points_only() -> None:
+    c = Campaign.create(grid_spec(0, initial=12, surrogate_kind="gp"))
+    for t in c.ask(12):
+        c.tell(t.id, {"y": smooth(t.parameters)})
+    data = c.view.refresh()
+    tr = surrogate.training_data(data, [])
+    gp: Any = surrogate.fit_columns(data, tr, [0], [])
+    mean, var = selection.gp_one_step_ahead(gp, 5)
+    assert mean.shape == var.shape == (5,)
+    std, shift = float(gp.outcome_transform.stdvs), float(gp.outcome_transform.means)
+    for k, i in enumerate(range(7, 12)):
+        earlier: Any = SingleTaskGP(
+            tr.x[:i],
+            (tr.y[:i] - shift) / std,
+            input_transform=gp.input_transform,
+            outcome_transform=None,
+        )
+        state = {k2: v for k2, v in gp.state_dict().items() if "transform" not in k2}
+        earlier.load_state_dict(state, strict=False)
+        earlier.eval()
+        with torch.no_grad():
+            post = earlier.posterior(tr.x[i : i + 1], observation_noise=True)
+        assert mean[k] == pytest.approx(float(post.mean) * std + shift)
+        assert var[k] == pytest.approx(float(post.variance) * std**2)
+    c.close()
+
+
 def test_forest_spread_is_calibrated_on_its_out_of_bag_errors() -> None:
     rng = np.random.default_rng(0)
     x = torch.as_tensor(rng.uniform(size=(60, 2)))
@@ -125,11 +161,12 @@ def test_forest_spread_is_calibrated_on_its_out_of_bag_errors() -> None:
 
 
 @pytest.mark.slow
-def test_replay_reproduces_proposals_of_the_new_surrogates(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rule", ["loo", "prequential"])
+def test_replay_reproduces_proposals_of_the_new_surrogates(tmp_path: Path, rule: str) -> None:
     """auto picks the GP below ten observations and the forest on this plateau after."""
     path = tmp_path / "auto.db"
     chosen: list[Any] = []
-    with Campaign.create(grid_spec(0, initial=4), path) as c:
+    with Campaign.create(grid_spec(0, initial=4, select_by=rule), path) as c:
         for _ in range(14):  # batches of two: the forest believes its pending point
             for t in c.ask(2):
                 c.tell(t.id, {"y": plateau(t.parameters)})

@@ -40,10 +40,10 @@ VARIANCE_FLOOR = 1e-6  # relative to the outcome's variance: all trees agreeing 
 class ForestModel(Model):
     """One forest per outcome column, fitted on the encoded training data."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, seed: int) -> None:
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, seed: int, trees: int = TREES) -> None:
         super().__init__()
-        self.train_x, self.train_y, self.seed = x, y, seed
-        self.forests = [_forest(x, y[:, j], seed) for j in range(y.shape[1])]
+        self.train_x, self.train_y, self.seed, self.trees = x, y, seed, trees
+        self.forests = [_forest(x, y[:, j], seed, trees) for j in range(y.shape[1])]
         spread = y.var(dim=0) if len(y) > 1 else torch.ones(y.shape[1], dtype=y.dtype)
         self.floor = VARIANCE_FLOOR * torch.where(spread > 0, spread, torch.ones_like(spread))
         self.scale = torch.ones(y.shape[1], dtype=y.dtype)
@@ -97,7 +97,7 @@ class ForestModel(Model):
         """The believer: refitted with ``X`` measured at ``Y`` (its own predictions)."""
         x = torch.cat([self.train_x, X.reshape(-1, X.shape[-1])])
         y = torch.cat([self.train_y, Y.reshape(-1, self.train_y.shape[-1])])
-        return ForestModel(x, y, self.seed)
+        return ForestModel(x, y, self.seed, self.trees)
 
     def importances(self) -> list[list[float]]:
         """Per outcome, how much each encoded input reduces the trees' error."""
@@ -118,8 +118,8 @@ def _calibrate(squared_errors: np.ndarray, spread: np.ndarray) -> tuple[float, f
     return float(np.exp(best.x[0])), float(np.exp(best.x[1]) * level)
 
 
-def _forest(x: torch.Tensor, y: torch.Tensor, seed: int) -> RandomForestRegressor:
-    forest = RandomForestRegressor(n_estimators=TREES, random_state=seed % 2**32, n_jobs=1)
+def _forest(x: torch.Tensor, y: torch.Tensor, seed: int, trees: int) -> RandomForestRegressor:
+    forest = RandomForestRegressor(n_estimators=trees, random_state=seed % 2**32, n_jobs=1)
     forest.fit(x.detach().cpu().numpy(), y.detach().cpu().numpy())
     return forest
 
