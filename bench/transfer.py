@@ -199,6 +199,7 @@ def summary(out: Path, budget: int) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--first-seed", type=int, default=0, help="run seeds FIRST..SEEDS-1 only")
     ap.add_argument("--budget", type=int, default=40)
     ap.add_argument("--pairs", default=",".join(PAIRS), help="A-B,...; `all`: the twelve")
     ap.add_argument("--arms", default=",".join(ARMS))
@@ -219,7 +220,7 @@ def main() -> None:
     with log.open("a") as f:
         pairs = ALL_PAIRS if args.pairs == "all" else tuple(args.pairs.split(","))
         # seed by seed over the pairs: a run stopped early leaves every pair the same seeds
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.seeds):
             for pair in pairs:
                 for arm in args.arms.split(","):
                     if (pair, arm, seed) in done:
