@@ -9,9 +9,13 @@ table (the backtest's look-up oracle: the pool is B's distinct rows, replicates 
 
 - ``cold``: no prior; loopctl's GP with log-noisy EI (``acquisition: ei``, so that the
   arms differ in the model only, the transfer GP's acquisition being EI);
-- ``warm``: ``prior`` = A's full table (every row, yield as measured): a multi-task GP;
+- ``warm``: ``prior`` = A's full table (every row, yield as measured): a multi-task GP,
+  always used (``prior_gate: false``);
+- ``gated``: the same prior under the leave-one-out gate (``prior_gate: true``, the
+  default: :mod:`loopctl.strategies.prior_gate`);
 - ``shuffled``: ``prior`` = A's table with the yields shuffled among its rows (seeded):
-  a prior that says nothing, which must not make the campaign worse.
+  a prior that says nothing, which must not make the campaign worse (``shuffled-gated``:
+  under the gate).
 
 The space is the union of the four cases' ranges (so no prior row is dropped). Each run
 asks one trial at a time (2 initial trials, as the Liang et al. protocol the other
