@@ -6,7 +6,9 @@ agrees with this campaign, through the correlation between tasks (and a noise pe
 a source whose values look like noise gets little say whatever its correlation reads),
 and uses a source that agrees where this campaign has not yet measured. One correlation
 per source: a source that agrees on some inputs and not on others (Suzuki III->IV in
-bench/RESULTS-transfer.md) can mislead the first proposals.
+bench/RESULTS-transfer.md) can mislead the first proposals, so each proposal first asks the
+campaign's own trials whether the prior predicts them better than the plain GP does
+(:mod:`.prior_gate`); if not, the plain GP's proposal is made, and the decision recorded.
 
 Each task's values are standardised on their own first, so a source whose values are
 shifted or scaled against this campaign's (another substrate, another instrument) can
