@@ -9,9 +9,13 @@ table (the backtest's look-up oracle: the pool is B's distinct rows, replicates 
 
 - ``cold``: no prior; loopctl's GP with log-noisy EI (``acquisition: ei``, so that the
   arms differ in the model only, the transfer GP's acquisition being EI);
-- ``warm``: ``prior`` = A's full table (every row, yield as measured): a multi-task GP;
+- ``warm``: ``prior`` = A's full table (every row, yield as measured): a multi-task GP,
+  always used (``prior_gate: false``);
+- ``gated``: the same prior under the leave-one-out gate (``prior_gate: true``, the
+  default: :mod:`loopctl.strategies.prior_gate`);
 - ``shuffled``: ``prior`` = A's table with the yields shuffled among its rows (seeded):
-  a prior that says nothing, which must not make the campaign worse.
+  a prior that says nothing, which must not make the campaign worse (``shuffled-gated``:
+  under the gate).
 
 The space is the union of the four cases' ranges (so no prior row is dropped). Each run
 asks one trial at a time (2 initial trials, as the Liang et al. protocol the other
@@ -49,7 +53,9 @@ from loopctl.spec import parse_spec  # noqa: E402
 DATA = ROOT.parent / "shared" / "data" / "olympus_suzuki_reizman"
 CASES = ("i", "ii", "iii", "iv")
 PAIRS = ("I-II", "II-III", "III-IV", "IV-I")
-ARMS = ("cold", "warm", "shuffled")
+NUMERALS = ("I", "II", "III", "IV")
+ALL_PAIRS = tuple(f"{a}-{b}" for a in NUMERALS for b in NUMERALS if a != b)
+ARMS = ("cold", "warm", "gated", "shuffled", "shuffled-gated")
 INPUTS = ("ligand", "res_time", "temperature", "catalyst_loading")
 LEVEL = 0.9  # of the best yield in the target table
 
@@ -95,7 +101,7 @@ def campaign(target: str, out: Path) -> Path:
 
 def prior_rows(case: str, arm: str, seed: int) -> list[dict[str, Any]]:
     rows = table(case)
-    if arm == "shuffled":
+    if arm.startswith("shuffled"):
         ys = [r["yield"] for r in rows]
         random.Random(1000 + seed).shuffle(ys)
         rows = [{**r, "yield": y} for r, y in zip(rows, ys, strict=True)]
@@ -108,12 +114,17 @@ def run(pair: str, arm: str, seed: int, budget: int, out: Path) -> dict[str, Any
     raw = dict(scenario.raw) | {"seed": seed, "budget": {"trials": budget}}
     if arm != "cold":
         raw["prior"] = [{"rows": prior_rows(a, arm, seed)}]
+        strategy = dict(raw["strategy"])
+        gated = arm.endswith("gated")
+        strategy["options"] = dict(strategy.get("options") or {}) | {"prior_gate": gated}
+        raw["strategy"] = strategy
     spec = parse_spec(raw, scenario.source)
     goal = LEVEL * float(scenario.values.max())
     c = Campaign.create(spec, None)
     found, t0 = budget + 1, time.perf_counter()
     yields: list[float] = []
     correlation = None
+    gates: list[bool] = []
     try:
         while len(yields) < budget:
             trial = c.ask(1)[0]
@@ -128,6 +139,11 @@ def run(pair: str, arm: str, seed: int, budget: int, out: Path) -> dict[str, Any
         last = c.store.proposals()[-1]["diagnostics"]
         sources = (last.get("prior") or {}).get("sources") or [{}]
         correlation = sources[0].get("correlation")
+        gates = [
+            bool(p["diagnostics"]["prior"]["gate"]["use_prior"])
+            for p in c.store.proposals()
+            if "prior" in p["diagnostics"]
+        ]
     finally:
         c.close()
     return {
@@ -138,6 +154,7 @@ def run(pair: str, arm: str, seed: int, budget: int, out: Path) -> dict[str, Any
         "best": max(yields),
         "goal": goal,
         "correlation_last": correlation,
+        "prior_used": gates,
         "seconds": time.perf_counter() - t0,
     }
 
@@ -155,7 +172,8 @@ def summary(out: Path, budget: int) -> str:
         "correlation (last proposal, median) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for pair in PAIRS:
+    seen = {r["pair"] for r in records}
+    for pair in [p for p in ALL_PAIRS if p in seen]:
         for arm in ARMS:
             rs = [r for r in records if r["pair"] == pair and r["arm"] == arm]
             if not rs:
@@ -185,8 +203,9 @@ def summary(out: Path, budget: int) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--first-seed", type=int, default=0, help="run seeds FIRST..SEEDS-1 only")
     ap.add_argument("--budget", type=int, default=40)
-    ap.add_argument("--pairs", default=",".join(PAIRS))
+    ap.add_argument("--pairs", default=",".join(PAIRS), help="A-B,...; `all`: the twelve")
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--out", type=Path, default=Path("bench-transfer"))
     ap.add_argument("--summary", action="store_true", help="print the table of finished runs")
@@ -203,8 +222,10 @@ def main() -> None:
                 r = json.loads(line)
                 done.add((r["pair"], r["arm"], r["seed"]))
     with log.open("a") as f:
-        for pair in args.pairs.split(","):
-            for seed in range(args.seeds):
+        pairs = ALL_PAIRS if args.pairs == "all" else tuple(args.pairs.split(","))
+        # seed by seed over the pairs: a run stopped early leaves every pair the same seeds
+        for seed in range(args.first_seed, args.seeds):
+            for pair in pairs:
                 for arm in args.arms.split(","):
                     if (pair, arm, seed) in done:
                         continue

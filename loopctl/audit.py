@@ -189,7 +189,13 @@ def _prior_correlation(diag: dict[str, Any]) -> dict[str, Any]:
     prior = diag.get("prior")
     if not isinstance(prior, dict):
         return {}
-    return {"prior_correlation": [s.get("correlation") for s in prior.get("sources") or []]}
+    out: dict[str, Any] = {
+        "prior_correlation": [s.get("correlation") for s in prior.get("sources") or []]
+    }
+    gate = prior.get("gate")
+    if isinstance(gate, dict) and "use_prior" in gate:
+        out["prior_used"] = bool(gate["use_prior"])
+    return out
 
 
 def format_audit(report: dict[str, Any], path: str) -> str:
@@ -254,6 +260,11 @@ def format_audit(report: dict[str, Any], path: str) -> str:
                 + (
                     f", prior correlation {pr['prior_correlation']}"
                     if pr.get("prior_correlation") is not None
+                    else ""
+                )
+                + (
+                    f", prior {'used' if pr['prior_used'] else 'set aside (the cold GP chose)'}"
+                    if pr.get("prior_used") is not None
                     else ""
                 )
             )

@@ -536,6 +536,13 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
             default=False,
         ),
         Field(
+            "prior_gate",
+            "boolean",
+            "with a `prior`: use it only while it predicts this campaign's trials (each left "
+            "out) at least as well as the plain GP does; `false`: always",
+            default=True,
+        ),
+        Field(
             "nsga2_bound",
             "choice",
             "`nsga2`: optimise an optimistic bound (`ucb`) or the posterior `mean`",

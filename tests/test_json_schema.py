@@ -155,7 +155,7 @@ strategy:
   initial_trials: 4
   options: {acquisition: ucb, surrogate: forest, beta: 2, center_point: false,
             learn_failures: true, warp_outcomes: false, winsorize: true, nsga2_bound: mean,
-            prior_mean: average, select_by: prequential}
+            prior_mean: average, select_by: prequential, prior_gate: false}
 oracle: {kind: function, function: branin, table: t.csv, latency: 0.1, noise: 0.01,
          fail_rate: 0.2, options: {nearest: true}}
 drivers: {spawn: 2, kind: oracle}

@@ -6,7 +6,9 @@ agrees with this campaign, through the correlation between tasks (and a noise pe
 a source whose values look like noise gets little say whatever its correlation reads),
 and uses a source that agrees where this campaign has not yet measured. One correlation
 per source: a source that agrees on some inputs and not on others (Suzuki III->IV in
-bench/RESULTS-transfer.md) can mislead the first proposals.
+bench/RESULTS-transfer.md) can mislead the first proposals, so each proposal first asks the
+campaign's own trials whether the prior predicts them better than the plain GP does
+(:mod:`.prior_gate`); if not, the plain GP's proposal is made, and the decision recorded.
 
 Each task's values are standardised on their own first, so a source whose values are
 shifted or scaled against this campaign's (another substrate, another instrument) can
@@ -32,9 +34,9 @@ import numpy as np
 import torch
 
 from loopctl.spec_types import PriorSource
-from loopctl.strategies import multitask, surrogate
+from loopctl.strategies import multitask, prior_gate, surrogate
 from loopctl.strategies.base import CampaignData, Candidate, Proposal
-from loopctl.strategies.botorch_gp import make_acquisition, warning_texts
+from loopctl.strategies.botorch_gp import BotorchStrategy, make_acquisition, warning_texts
 from loopctl.strategies.feasibility import failure_aware
 from loopctl.strategies.search import Search
 
@@ -58,6 +60,7 @@ class TransferStrategy:
         t0 = time.perf_counter()
         notes: list[str] = []
         diagnostics: dict[str, Any] = {}
+        picks: list[Any] = []
         with torch.random.fork_rng(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             torch.manual_seed(data.seed)
@@ -77,36 +80,66 @@ class TransferStrategy:
                 output_tasks=[0],
                 categorical=True,
             )
+            gate = None
+            if data.spec.strategy.options.get("prior_gate", True):
+                gate = prior_gate.decide(data, model, train.target, train.scale, notes)
             t1 = time.perf_counter()
-            if data.spec.strategy.options.get("acquisition", "ei") != "ei":
-                notes.append("with a prior the acquisition is log-noisy EI")
-            tr = surrogate.Training(
-                train.x[train.target], train.y[train.target], None, train.names, 1
-            )
-            acq, acq_name = make_acquisition(data, model, tr, False, notes)
-            acq = failure_aware(data, acq, True, diagnostics)
-            search = Search(data, acq, notes)
-            picks = search.run(n)
+            if gate is None or gate.use_prior:
+                if data.spec.strategy.options.get("acquisition", "ei") != "ei":
+                    notes.append("with a prior the acquisition is log-noisy EI")
+                tr = surrogate.Training(
+                    train.x[train.target], train.y[train.target], None, train.names, 1
+                )
+                acq, acq_name = make_acquisition(data, model, tr, False, notes)
+                acq = failure_aware(data, acq, True, diagnostics)
+                search = Search(data, acq, notes)
+                picks = search.run(n)
+                preds = _predict(data, model, train, [p.values for p in picks])
             opt_s = time.perf_counter() - t1
-            preds = _predict(data, model, train, [p.values for p in picks])
         notes += warning_texts(caught)
         cov = multitask.task_covariance(model)
         corr = multitask.correlations(cov) or []
+        prior = {
+            "sources": [
+                _describe(s, len(rows), corr[k + 1] if len(corr) > k + 1 else None)
+                for k, (s, rows) in enumerate(zip(sources, prior_rows, strict=True))
+            ],
+            "task_covariance": cov,
+            "gate": gate.diagnostics()
+            if gate is not None
+            else {"use_prior": True, "reason": "prior_gate: false, the prior is always used"},
+            "why": "a multi-task GP: this campaign is task 0, each prior source a task "
+            "of its own; correlation is each source's learned agreement with this campaign",
+        }
+        common = {
+            "n_prior": int((~train.target).sum()),
+            "data_hash": data_hash(data),
+        }
+        if gate is not None and not gate.use_prior:
+            # what the campaign would propose without a prior, exactly (its own seed and rules)
+            cold = BotorchStrategy().propose(data, n)
+            cold_notes = list(cold.diagnostics.get("warnings", []))
+            return Proposal(
+                strategy=self.name,
+                version=cold.version,
+                seed=data.seed,
+                candidates=cold.candidates,
+                diagnostics=cold.diagnostics
+                | common
+                | {
+                    "prior": prior,
+                    "fit_time_s": fit_s + float(cold.diagnostics.get("fit_time_s", 0.0)),
+                    "time_total_s": time.perf_counter() - t0,
+                    "warnings": notes + [w for w in cold_notes if w not in notes],
+                },
+            )
         diagnostics |= {
-            "prior": {
-                "sources": [
-                    _describe(s, len(rows), corr[k + 1] if len(corr) > k + 1 else None)
-                    for k, (s, rows) in enumerate(zip(sources, prior_rows, strict=True))
-                ],
-                "task_covariance": cov,
-                "why": "a multi-task GP: this campaign is task 0, each prior source a task "
-                "of its own; correlation is each source's learned agreement with this campaign",
-            },
+            "prior": prior,
             "lengthscales": _lengthscales(model),
             "acquisition": acq_name,
             "acq_values": [p.acq for p in picks],
             "n_train": len(data.completed),
-            "n_prior": int((~train.target).sum()),
+            **common,
             "n_failed": len(data.failed),
             "n_pending": len(data.pending),
             "num_restarts": search.restarts,
@@ -115,7 +148,6 @@ class TransferStrategy:
             "fit_time_s": fit_s,
             "opt_time_s": opt_s,
             "time_total_s": time.perf_counter() - t0,
-            "data_hash": data_hash(data),
             "warnings": notes,
         }
         candidates = [
