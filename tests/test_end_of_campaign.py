@@ -128,11 +128,13 @@ def test_a_signal_ends_the_wait_for_a_driver_that_does_not_come_back(
 def _lose_b_while_a_works(
     procs: Procs, ipc: str, db: Path, ctl: subprocess.Popen[str]
 ) -> tuple[subprocess.Popen[str], subprocess.Popen[str]]:
-    """a and b connected, b stopped (SIGSTOP) and lost while a's 2 trials (3 s each)
-    are still to finish: the end comes after b's loss, and well within the controller's
-    wait for a driver lost that recently (18 s with these heartbeats)."""
+    """a and b connected, b stopped (SIGSTOP) and lost while the 2 trials (3 s each) are
+    still to finish: the end comes after b's loss (b's trial, if it took one, is a's after
+    it), and well within the controller's wait for a driver lost that recently (18 s with
+    these heartbeats). b is as slow as a: a quick b could finish both trials before a even
+    connects."""
     a = procs.driver(ipc, "a", "--latency", "3")
-    b = procs.driver(ipc, "b")
+    b = procs.driver(ipc, "b", "--latency", "3")
     connected = "SELECT COUNT(*) FROM events WHERE kind = 'driver_connected'"
     procs.wait_for(lambda: count(db, connected) >= 2, 60, "a and b to connect", ctl, a, b)
     b.send_signal(signal.SIGSTOP)
