@@ -129,21 +129,13 @@ def gp_one_step_ahead(model: Model, last: int) -> tuple[np.ndarray, np.ndarray]:
     if not last:
         return np.zeros(0), np.zeros(0)
     gp: Any = model
-    gp.train()
-    try:
-        with torch.no_grad():
-            prior = gp(*gp.train_inputs)
-            noisy = gp.likelihood(prior, gp.train_inputs)
-            cov, mu, targets = noisy.covariance_matrix, noisy.mean, gp.train_targets
-            if cov.dim() == 3:  # a batched model: the first outcome column
-                cov, mu, targets = cov[0], mu[0], targets[0]
-            chol = torch.linalg.cholesky(cov)
-            white = torch.linalg.solve_triangular(chol, (targets - mu).unsqueeze(-1), upper=False)
-            diag = torch.diagonal(chol)
-            mean = targets - diag * white.squeeze(-1)
-            var = diag**2
-    finally:
-        gp.eval()
+    cov, mu, targets = _noisy_prior(gp)
+    with torch.no_grad():
+        chol = torch.linalg.cholesky(cov)
+        white = torch.linalg.solve_triangular(chol, (targets - mu).unsqueeze(-1), upper=False)
+        diag = torch.diagonal(chol)
+        mean = targets - diag * white.squeeze(-1)
+        var = diag**2
     std, shift = _outcome_std(gp), _outcome_mean(gp)
     return (mean * std + shift).numpy()[-last:], (var * std**2).numpy()[-last:]
 
@@ -166,26 +158,32 @@ def gp_leave_one_out(model: Model) -> tuple[np.ndarray, np.ndarray]:
     """Every leave-one-out mean and variance of the first output, in the units of the
     training data, from one inverse of the kernel matrix (hyperparameters kept)."""
     gp: Any = model
-    gp.train()
-    try:
-        with torch.no_grad():
-            prior = gp(*gp.train_inputs)
-            noisy = gp.likelihood(prior, gp.train_inputs)
-            cov = noisy.covariance_matrix
-            mu = noisy.mean
-            targets = gp.train_targets
-            if cov.dim() == 3:  # a batched model: the first outcome column
-                cov, mu, targets = cov[0], mu[0], targets[0]
-            inv = torch.cholesky_inverse(torch.linalg.cholesky(cov))
-            alpha = inv @ (targets - mu)
-            diag = torch.diagonal(inv)
-            loo_mean = targets - alpha / diag
-            loo_var = 1.0 / diag
-    finally:
-        gp.eval()
+    cov, mu, targets = _noisy_prior(gp)
+    with torch.no_grad():
+        inv = torch.cholesky_inverse(torch.linalg.cholesky(cov))
+        alpha = inv @ (targets - mu)
+        diag = torch.diagonal(inv)
+        loo_mean = targets - alpha / diag
+        loo_var = 1.0 / diag
     std = _outcome_std(gp)
     shift = _outcome_mean(gp)
     return (loo_mean * std + shift).numpy(), (loo_var * std**2).numpy()
+
+
+def _noisy_prior(gp: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The prior covariance of the noisy training outcomes, their prior mean and the
+    training targets (the first outcome column of a batched model), in the model's units:
+    what both closed-form scores (leave-one-out, one step ahead) start from."""
+    gp.train()
+    try:
+        with torch.no_grad():
+            noisy = gp.likelihood(gp(*gp.train_inputs), gp.train_inputs)
+            cov, mu, targets = noisy.covariance_matrix, noisy.mean, gp.train_targets
+    finally:
+        gp.eval()
+    if cov.dim() == 3:
+        cov, mu, targets = cov[0], mu[0], targets[0]
+    return cov, mu, targets
 
 
 def _outcome_std(gp: Any) -> torch.Tensor:
