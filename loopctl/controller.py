@@ -502,10 +502,13 @@ class Controller:
     def _shutdown_message(self) -> protocol.Message:
         return protocol.make("SHUTDOWN", reason=self.stop_reason or "stopped")
 
-    def _said_bye(self, name: str | None) -> None:
-        """A BYE after the end: its driver has heard SHUTDOWN (a SHUTDOWN sent is not
-        enough: the driver may be closing that socket to reconnect)."""
-        if name is not None and name in self._awaited:
+    def _after_end(self, out: PendingReplies, identity: bytes, kind: str, name: str | None) -> None:
+        """Any message after the end is answered SHUTDOWN, but a BYE, its answer: that
+        driver has heard SHUTDOWN (one sent is not enough: the driver may be closing that
+        socket to reconnect) and is no longer awaited."""
+        if kind != "BYE":
+            out.put(identity, self._shutdown_message())
+        elif name is not None and name in self._awaited:
             self._awaited.discard(name)
             log.info("told %s that the campaign is over", name)
 
@@ -515,7 +518,7 @@ class Controller:
         self._handshakes.flush(force=True)
         if self._tell_drivers and not self._over:
             for d in list(self.drivers.values()):
-                await self._send(d.identity, protocol.make("SHUTDOWN", reason=self.stop_reason))
+                await self._send(d.identity, self._shutdown_message())
         try:
             with self.store.batch() as b:
                 if self._fatal is not None:
@@ -823,7 +826,7 @@ class Controller:
         now = time.monotonic()
         if self._over and msg.type == "HELLO":  # nothing to welcome it to: nothing recorded
             self._names[identity] = msg.body["name"]
-            out.put(identity, self._shutdown_message())
+            self._after_end(out, identity, msg.type, msg.body["name"])
             return
         if msg.type == "HELLO":
             self._hello(b, identity, msg, out, user)
@@ -837,10 +840,7 @@ class Controller:
             )
         d = self.drivers.get(identity)
         if d is None and self._over:  # a reconnect would only be told SHUTDOWN: tell it now
-            if msg.type == "BYE":  # its answer to SHUTDOWN
-                self._said_bye(self._names.get(identity))
-            else:
-                out.put(identity, self._shutdown_message())
+            self._after_end(out, identity, msg.type, self._names.get(identity))
             return
         if d is None:
             raise ProtocolError(
@@ -864,10 +864,7 @@ class Controller:
         elif msg.type == "READY":
             d.ready = True
         if self._over:  # its report, if any, is recorded and acknowledged first
-            if msg.type == "BYE":
-                self._said_bye(d.name)
-            else:
-                out.put(identity, self._shutdown_message())
+            self._after_end(out, identity, msg.type, d.name)
 
     def _hello(
         self,
