@@ -152,6 +152,19 @@ def test_infeasible_constraints_give_a_clear_error() -> None:
         c.ask(1)
 
 
+def test_a_constrained_campaign_asked_one_at_a_time_starts_at_its_centre() -> None:
+    """The centre fills the first batch of one; the initial design's draw of the rest is
+    then empty, which is no sign of infeasible constraints (it used to raise)."""
+    with Campaign.create(make(constraints=["a + 2*b <= 9"], seed=5)) as c:
+        first = c.ask(1)
+        assert len(first) == 1
+        c.tell(first[0].id, {"y": 1.0})
+        second = c.ask(1)
+        assert len(second) == 1 and second[0].parameters != first[0].parameters
+    assert c.space.centre() == first[0].parameters
+    assert c.space.violated(second[0].parameters) == []
+
+
 def test_outcome_constraints_parse_and_define_what_a_result_reports() -> None:
     s = parse_spec(
         make(outcome_constraints=["cost <= 5", {"name": "yield", "op": ">=", "bound": 0.5}])

@@ -94,8 +94,9 @@ class SobolStrategy:
                 seen.add(k)
             candidates.append(Candidate(dict(values)))
         # only feasible repeats: the feasible part of a finite space is used up, which is
-        # the end of the campaign (an empty proposal), not a contradiction in the constraints
-        if not candidates and space.inequalities and not repeats:
+        # the end of the campaign (an empty proposal), not a contradiction in the constraints;
+        # and none asked for (the centre point filled a batch of one) proves nothing either
+        if n > 0 and not candidates and space.inequalities and not repeats:
             raise ValueError(
                 f"no point of {drawn} quasi-random samples satisfies the constraints "
                 f"{'; '.join(c.text for c in space.inequalities)}: check that they can hold "
